@@ -1,0 +1,547 @@
+//! Whole client requests and server replies: header plus the body its opcode selects.
+
+use super::codec::{JuteError, Reader, Record, Result, Writer};
+use super::codes::{ErrorCode, OpCode};
+use super::records::*;
+use serde::{Deserialize, Serialize};
+
+/// One operation inside a multi or multiRead request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MultiOp {
+    /// create (1), create2 (15) or createContainer (19); the opcode picks the result shape.
+    Create(OpCode, CreateRequest),
+    /// createTTL (21).
+    CreateTtl(CreateTtlRequest),
+    /// delete (2).
+    Delete(DeleteRequest),
+    /// setData (5).
+    SetData(SetDataRequest),
+    /// check (13).
+    Check(CheckVersionRequest),
+    /// getChildren (8), multiRead only.
+    GetChildren(GetChildrenRequest),
+    /// getData (4), multiRead only.
+    GetData(GetDataRequest),
+}
+
+impl MultiOp {
+    /// The op's opcode as written in its MultiHeader.
+    pub fn op_code(&self) -> OpCode {
+        match self {
+            MultiOp::Create(op, _) => *op,
+            MultiOp::CreateTtl(_) => OpCode::CreateTtl,
+            MultiOp::Delete(_) => OpCode::Delete,
+            MultiOp::SetData(_) => OpCode::SetData,
+            MultiOp::Check(_) => OpCode::Check,
+            MultiOp::GetChildren(_) => OpCode::GetChildren,
+            MultiOp::GetData(_) => OpCode::GetData,
+        }
+    }
+
+    /// The path the op names.
+    pub fn path(&self) -> &str {
+        match self {
+            MultiOp::Create(_, r) => &r.path,
+            MultiOp::CreateTtl(r) => &r.path,
+            MultiOp::Delete(r) => &r.path,
+            MultiOp::SetData(r) => &r.path,
+            MultiOp::Check(r) => &r.path,
+            MultiOp::GetChildren(r) => &r.path,
+            MultiOp::GetData(r) => &r.path,
+        }
+    }
+
+    fn write(&self, w: &mut Writer) {
+        MultiHeader {
+            r#type: self.op_code().code(),
+            done: false,
+            err: -1,
+        }
+        .write(w);
+        match self {
+            MultiOp::Create(_, r) => r.write(w),
+            MultiOp::CreateTtl(r) => r.write(w),
+            MultiOp::Delete(r) => r.write(w),
+            MultiOp::SetData(r) => r.write(w),
+            MultiOp::Check(r) => r.write(w),
+            MultiOp::GetChildren(r) => r.write(w),
+            MultiOp::GetData(r) => r.write(w),
+        }
+    }
+}
+
+/// Writes the terminating MultiHeader {-1, true, -1}.
+fn write_multi_end(w: &mut Writer) {
+    MultiHeader {
+        r#type: -1,
+        done: true,
+        err: -1,
+    }
+    .write(w);
+}
+
+/// Reads MultiHeaders until the `done` terminator, calling `item` for each op type.
+fn read_multi<T>(
+    r: &mut Reader<'_>,
+    mut item: impl FnMut(i32, i32, &mut Reader<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    loop {
+        let h = MultiHeader::read(r)?;
+        if h.done {
+            return Ok(out);
+        }
+        // Every op costs at least a 9-byte header, so a loop cannot outrun its input.
+        out.push(item(h.r#type, h.err, r)?);
+    }
+}
+
+/// The ops of a multi (14) or multiRead (22) request.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MultiRequest {
+    pub ops: Vec<MultiOp>,
+}
+
+impl MultiRequest {
+    fn write(&self, w: &mut Writer) {
+        for op in &self.ops {
+            op.write(w);
+        }
+        write_multi_end(w);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let ops = read_multi(r, |t, _err, r| {
+            let op = OpCode::try_from(t)?;
+            Ok(match op {
+                OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
+                    MultiOp::Create(op, CreateRequest::read(r)?)
+                }
+                OpCode::CreateTtl => MultiOp::CreateTtl(CreateTtlRequest::read(r)?),
+                OpCode::Delete => MultiOp::Delete(DeleteRequest::read(r)?),
+                OpCode::SetData => MultiOp::SetData(SetDataRequest::read(r)?),
+                OpCode::Check => MultiOp::Check(CheckVersionRequest::read(r)?),
+                OpCode::GetChildren => MultiOp::GetChildren(GetChildrenRequest::read(r)?),
+                OpCode::GetData => MultiOp::GetData(GetDataRequest::read(r)?),
+                other => return Err(JuteError::UnexpectedOpCode(other.code())),
+            })
+        })?;
+        Ok(MultiRequest { ops })
+    }
+}
+
+/// A client request body, tagged by opcode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Create(CreateRequest),
+    Create2(CreateRequest),
+    CreateContainer(CreateRequest),
+    CreateTtl(CreateTtlRequest),
+    Delete(DeleteRequest),
+    /// Server-internal: the body is the bare UTF-8 path.
+    DeleteContainer(String),
+    Exists(ExistsRequest),
+    GetData(GetDataRequest),
+    SetData(SetDataRequest),
+    GetAcl(GetAclRequest),
+    SetAcl(SetAclRequest),
+    GetChildren(GetChildrenRequest),
+    GetChildren2(GetChildren2Request),
+    GetAllChildrenNumber(GetAllChildrenNumberRequest),
+    GetEphemerals(GetEphemeralsRequest),
+    Sync(SyncRequest),
+    Check(CheckVersionRequest),
+    Multi(MultiRequest),
+    MultiRead(MultiRequest),
+    Ping,
+    Auth(AuthPacket),
+    SetWatches(SetWatches),
+    SetWatches2(SetWatches2),
+    AddWatch(AddWatchRequest),
+    RemoveWatches(RemoveWatchesRequest),
+    CheckWatches(CheckWatchesRequest),
+    WhoAmI,
+    Reconfig(ReconfigRequest),
+    CloseSession,
+}
+
+impl Request {
+    /// The opcode this body travels under.
+    pub fn op_code(&self) -> OpCode {
+        use Request::*;
+        match self {
+            Create(_) => OpCode::Create,
+            Create2(_) => OpCode::Create2,
+            CreateContainer(_) => OpCode::CreateContainer,
+            CreateTtl(_) => OpCode::CreateTtl,
+            Delete(_) => OpCode::Delete,
+            DeleteContainer(_) => OpCode::DeleteContainer,
+            Exists(_) => OpCode::Exists,
+            GetData(_) => OpCode::GetData,
+            SetData(_) => OpCode::SetData,
+            GetAcl(_) => OpCode::GetAcl,
+            SetAcl(_) => OpCode::SetAcl,
+            GetChildren(_) => OpCode::GetChildren,
+            GetChildren2(_) => OpCode::GetChildren2,
+            GetAllChildrenNumber(_) => OpCode::GetAllChildrenNumber,
+            GetEphemerals(_) => OpCode::GetEphemerals,
+            Sync(_) => OpCode::Sync,
+            Check(_) => OpCode::Check,
+            Multi(_) => OpCode::Multi,
+            MultiRead(_) => OpCode::MultiRead,
+            Ping => OpCode::Ping,
+            Auth(_) => OpCode::Auth,
+            SetWatches(_) => OpCode::SetWatches,
+            SetWatches2(_) => OpCode::SetWatches2,
+            AddWatch(_) => OpCode::AddWatch,
+            RemoveWatches(_) => OpCode::RemoveWatches,
+            CheckWatches(_) => OpCode::CheckWatches,
+            WhoAmI => OpCode::WhoAmI,
+            Reconfig(_) => OpCode::Reconfig,
+            CloseSession => OpCode::CloseSession,
+        }
+    }
+
+    /// Whether the request changes state and so goes through the log.
+    pub fn is_write(&self) -> bool {
+        use Request::*;
+        matches!(
+            self,
+            Create(_)
+                | Create2(_)
+                | CreateContainer(_)
+                | CreateTtl(_)
+                | Delete(_)
+                | DeleteContainer(_)
+                | SetData(_)
+                | SetAcl(_)
+                | Check(_)
+                | Multi(_)
+                | Reconfig(_)
+                | CloseSession
+        )
+    }
+
+    /// Appends the body (no header).
+    pub fn write_body(&self, w: &mut Writer) {
+        use Request::*;
+        match self {
+            Create(r) | Create2(r) | CreateContainer(r) => r.write(w),
+            CreateTtl(r) => r.write(w),
+            Delete(r) => r.write(w),
+            DeleteContainer(p) => w.raw(p.as_bytes()),
+            Exists(r) => r.write(w),
+            GetData(r) => r.write(w),
+            SetData(r) => r.write(w),
+            GetAcl(r) => r.write(w),
+            SetAcl(r) => r.write(w),
+            GetChildren(r) => r.write(w),
+            GetChildren2(r) => r.write(w),
+            GetAllChildrenNumber(r) => r.write(w),
+            GetEphemerals(r) => r.write(w),
+            Sync(r) => r.write(w),
+            Check(r) => r.write(w),
+            Multi(r) | MultiRead(r) => r.write(w),
+            Ping | WhoAmI | CloseSession => {}
+            Auth(r) => r.write(w),
+            SetWatches(r) => r.write(w),
+            SetWatches2(r) => r.write(w),
+            AddWatch(r) => r.write(w),
+            RemoveWatches(r) => r.write(w),
+            CheckWatches(r) => r.write(w),
+            Reconfig(r) => r.write(w),
+        }
+    }
+
+    /// Decodes a body for `op`; the reader must hold exactly that body.
+    pub fn read_body(op: OpCode, r: &mut Reader<'_>) -> Result<Self> {
+        use Request as R;
+        let req = match op {
+            OpCode::Create => R::Create(Record::read(r)?),
+            OpCode::Create2 => R::Create2(Record::read(r)?),
+            OpCode::CreateContainer => R::CreateContainer(Record::read(r)?),
+            OpCode::CreateTtl => R::CreateTtl(Record::read(r)?),
+            OpCode::Delete => R::Delete(Record::read(r)?),
+            OpCode::DeleteContainer => {
+                let offset = r.position();
+                R::DeleteContainer(
+                    String::from_utf8(r.rest().to_vec())
+                        .map_err(|_| JuteError::BadUtf8 { offset })?,
+                )
+            }
+            OpCode::Exists => R::Exists(Record::read(r)?),
+            OpCode::GetData => R::GetData(Record::read(r)?),
+            OpCode::SetData => R::SetData(Record::read(r)?),
+            OpCode::GetAcl => R::GetAcl(Record::read(r)?),
+            OpCode::SetAcl => R::SetAcl(Record::read(r)?),
+            OpCode::GetChildren => R::GetChildren(Record::read(r)?),
+            OpCode::GetChildren2 => R::GetChildren2(Record::read(r)?),
+            OpCode::GetAllChildrenNumber => R::GetAllChildrenNumber(Record::read(r)?),
+            OpCode::GetEphemerals => R::GetEphemerals(Record::read(r)?),
+            OpCode::Sync => R::Sync(Record::read(r)?),
+            OpCode::Check => R::Check(Record::read(r)?),
+            OpCode::Multi => R::Multi(MultiRequest::read(r)?),
+            OpCode::MultiRead => R::MultiRead(MultiRequest::read(r)?),
+            OpCode::Ping => R::Ping,
+            OpCode::Auth => R::Auth(Record::read(r)?),
+            OpCode::SetWatches => R::SetWatches(Record::read(r)?),
+            OpCode::SetWatches2 => R::SetWatches2(Record::read(r)?),
+            OpCode::AddWatch => R::AddWatch(Record::read(r)?),
+            OpCode::RemoveWatches => R::RemoveWatches(Record::read(r)?),
+            OpCode::CheckWatches => R::CheckWatches(Record::read(r)?),
+            OpCode::WhoAmI => R::WhoAmI,
+            OpCode::Reconfig => R::Reconfig(Record::read(r)?),
+            OpCode::CloseSession => R::CloseSession,
+            OpCode::Notification | OpCode::Sasl | OpCode::CreateSession | OpCode::Error => {
+                return Err(JuteError::UnexpectedOpCode(op.code()))
+            }
+        };
+        r.finish()?;
+        Ok(req)
+    }
+}
+
+/// A framed request after the handshake: header plus body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    pub xid: i32,
+    pub request: Request,
+}
+
+impl RequestFrame {
+    /// Encodes header and body (without the length prefix).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        RequestHeader {
+            xid: self.xid,
+            r#type: self.request.op_code().code(),
+        }
+        .write(&mut w);
+        self.request.write_body(&mut w);
+        w.into_bytes()
+    }
+
+    /// Decodes a request payload. An unknown opcode is `UnknownOpCode`, so the server can
+    /// answer it with ZooKeeper's error rather than dropping the connection.
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b);
+        let h = RequestHeader::read(&mut r)?;
+        let op = OpCode::try_from(h.r#type)?;
+        Ok(RequestFrame {
+            xid: h.xid,
+            request: Request::read_body(op, &mut r)?,
+        })
+    }
+}
+
+/// The result of one op inside a multi or multiRead reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// create (1): the created path.
+    Create(String),
+    /// create2/createTTL/createContainer: path and stat.
+    Create2(OpCode, String, Stat),
+    /// delete.
+    Delete,
+    /// setData.
+    SetData(Stat),
+    /// check.
+    Check,
+    /// getChildren in multiRead.
+    GetChildren(Vec<String>),
+    /// getData in multiRead.
+    GetData(Option<Vec<u8>>, Stat),
+    /// A failed (or rolled back) op.
+    Error(ErrorCode),
+}
+
+impl OpResult {
+    fn write(&self, w: &mut Writer) {
+        let (t, err) = match self {
+            OpResult::Create(_) => (OpCode::Create.code(), 0),
+            OpResult::Create2(op, _, _) => (op.code(), 0),
+            OpResult::Delete => (OpCode::Delete.code(), 0),
+            OpResult::SetData(_) => (OpCode::SetData.code(), 0),
+            OpResult::Check => (OpCode::Check.code(), 0),
+            OpResult::GetChildren(_) => (OpCode::GetChildren.code(), 0),
+            OpResult::GetData(_, _) => (OpCode::GetData.code(), 0),
+            OpResult::Error(e) => (-1, e.code()),
+        };
+        MultiHeader {
+            r#type: t,
+            done: false,
+            err,
+        }
+        .write(w);
+        match self {
+            OpResult::Create(p) => CreateResponse { path: p.clone() }.write(w),
+            OpResult::Create2(_, p, s) => Create2Response {
+                path: p.clone(),
+                stat: s.clone(),
+            }
+            .write(w),
+            OpResult::Delete | OpResult::Check => {}
+            OpResult::SetData(s) => s.write(w),
+            OpResult::GetChildren(c) => GetChildrenResponse {
+                children: c.clone(),
+            }
+            .write(w),
+            OpResult::GetData(d, s) => GetDataResponse {
+                data: d.clone(),
+                stat: s.clone(),
+            }
+            .write(w),
+            OpResult::Error(e) => ErrorResponse { err: e.code() }.write(w),
+        }
+    }
+
+    fn read(t: i32, r: &mut Reader<'_>) -> Result<Self> {
+        if t == -1 {
+            return Ok(OpResult::Error(ErrorCode::try_from(
+                ErrorResponse::read(r)?.err,
+            )?));
+        }
+        let op = OpCode::try_from(t)?;
+        Ok(match op {
+            OpCode::Create => OpResult::Create(CreateResponse::read(r)?.path),
+            OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => {
+                let c = Create2Response::read(r)?;
+                OpResult::Create2(op, c.path, c.stat)
+            }
+            OpCode::Delete => OpResult::Delete,
+            OpCode::SetData => OpResult::SetData(Stat::read(r)?),
+            OpCode::Check => OpResult::Check,
+            OpCode::GetChildren => OpResult::GetChildren(GetChildrenResponse::read(r)?.children),
+            OpCode::GetData => {
+                let d = GetDataResponse::read(r)?;
+                OpResult::GetData(d.data, d.stat)
+            }
+            other => return Err(JuteError::UnexpectedOpCode(other.code())),
+        })
+    }
+}
+
+/// A reply body, tagged by the request's opcode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// No body: errors other than multi's, delete, ping, sync-less ops, setWatches, closeSession.
+    Empty,
+    Create(CreateResponse),
+    Create2(Create2Response),
+    SetData(SetDataResponse),
+    Exists(ExistsResponse),
+    GetData(GetDataResponse),
+    GetAcl(GetAclResponse),
+    SetAcl(SetAclResponse),
+    GetChildren(GetChildrenResponse),
+    GetChildren2(GetChildren2Response),
+    GetAllChildrenNumber(GetAllChildrenNumberResponse),
+    GetEphemerals(GetEphemeralsResponse),
+    Sync(SyncResponse),
+    Multi(Vec<OpResult>),
+    /// addWatch answers with an ErrorResponse body.
+    AddWatch(ErrorResponse),
+    WhoAmI(WhoAmIResponse),
+    Notification(WatcherEvent),
+}
+
+impl Response {
+    /// Appends the body.
+    pub fn write_body(&self, w: &mut Writer) {
+        match self {
+            Response::Empty => {}
+            Response::Create(r) => r.write(w),
+            Response::Create2(r) => r.write(w),
+            Response::SetData(r) => r.write(w),
+            Response::Exists(r) => r.write(w),
+            Response::GetData(r) => r.write(w),
+            Response::GetAcl(r) => r.write(w),
+            Response::SetAcl(r) => r.write(w),
+            Response::GetChildren(r) => r.write(w),
+            Response::GetChildren2(r) => r.write(w),
+            Response::GetAllChildrenNumber(r) => r.write(w),
+            Response::GetEphemerals(r) => r.write(w),
+            Response::Sync(r) => r.write(w),
+            Response::Multi(results) => {
+                for res in results {
+                    res.write(w);
+                }
+                write_multi_end(w);
+            }
+            Response::AddWatch(r) => r.write(w),
+            Response::WhoAmI(r) => r.write(w),
+            Response::Notification(r) => r.write(w),
+        }
+    }
+
+    /// Decodes the body of a reply to `op` with header error `err`; the reader must hold
+    /// exactly that body.
+    pub fn read_body(op: OpCode, err: i32, r: &mut Reader<'_>) -> Result<Self> {
+        if r.remaining() == 0 && (err != 0 || op != OpCode::Multi) {
+            return Ok(Response::Empty);
+        }
+        let resp = match op {
+            OpCode::Create => Response::Create(Record::read(r)?),
+            OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => {
+                Response::Create2(Record::read(r)?)
+            }
+            OpCode::SetData | OpCode::Check | OpCode::Reconfig => {
+                Response::SetData(Record::read(r)?)
+            }
+            OpCode::Exists => Response::Exists(Record::read(r)?),
+            OpCode::GetData => Response::GetData(Record::read(r)?),
+            OpCode::GetAcl => Response::GetAcl(Record::read(r)?),
+            OpCode::SetAcl => Response::SetAcl(Record::read(r)?),
+            OpCode::GetChildren => Response::GetChildren(Record::read(r)?),
+            OpCode::GetChildren2 => Response::GetChildren2(Record::read(r)?),
+            OpCode::GetAllChildrenNumber => Response::GetAllChildrenNumber(Record::read(r)?),
+            OpCode::GetEphemerals => Response::GetEphemerals(Record::read(r)?),
+            OpCode::Sync => Response::Sync(Record::read(r)?),
+            OpCode::Multi | OpCode::MultiRead => {
+                Response::Multi(read_multi(r, |t, _err, r| OpResult::read(t, r))?)
+            }
+            OpCode::AddWatch => Response::AddWatch(Record::read(r)?),
+            OpCode::WhoAmI => Response::WhoAmI(Record::read(r)?),
+            OpCode::Notification => Response::Notification(Record::read(r)?),
+            _ => Response::Empty,
+        };
+        r.finish()?;
+        Ok(resp)
+    }
+}
+
+/// A framed reply: header plus body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyFrame {
+    pub header: ReplyHeader,
+    pub response: Response,
+}
+
+impl ReplyFrame {
+    /// Encodes header and body (without the length prefix).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.header.write(&mut w);
+        self.response.write_body(&mut w);
+        w.into_bytes()
+    }
+
+    /// Decodes a reply payload. The opcode is not on the wire: `op_of_xid` maps the xid back
+    /// to the request it answers (special xids are handled here).
+    pub fn from_bytes(b: &[u8], op_of_xid: impl FnOnce(i32) -> Option<OpCode>) -> Result<Self> {
+        let mut r = Reader::new(b);
+        let header = ReplyHeader::read(&mut r)?;
+        let op = match header.xid {
+            super::codes::xid::NOTIFICATION => OpCode::Notification,
+            super::codes::xid::PING => OpCode::Ping,
+            super::codes::xid::AUTH => OpCode::Auth,
+            super::codes::xid::SET_WATCHES => OpCode::SetWatches,
+            x => op_of_xid(x).ok_or(JuteError::BadValue {
+                field: "reply xid",
+                value: x as i64,
+            })?,
+        };
+        let response = Response::read_body(op, header.err, &mut r)?;
+        Ok(ReplyFrame { header, response })
+    }
+}
