@@ -40,9 +40,7 @@ fn normalize(r: &mut Response, owner: &dyn Fn(i64) -> i64) {
         Response::Multi(rs) => {
             for op in rs {
                 match op {
-                    OpResult::Create2(_, _, s) | OpResult::SetData(s) | OpResult::GetData(_, s) => {
-                        norm_stat(s, owner)
-                    }
+                    OpResult::Create2(_, _, s) | OpResult::SetData(s) | OpResult::GetData(_, s) => norm_stat(s, owner),
                     OpResult::GetChildren(c) => c.sort(),
                     _ => {}
                 }
@@ -90,13 +88,7 @@ fn replay_real_zookeeper_transcript() {
                 let e = tree.prepare_create_session(&mut pending, &ctx, 30000);
                 tree.apply(&e);
                 pending.applied(e.zxid);
-                sessions.insert(
-                    name,
-                    Sess {
-                        sid: next_sid,
-                        auth,
-                    },
-                );
+                sessions.insert(name, Sess { sid: next_sid, auth });
             }
             "close" => {
                 let s = sessions.remove(&name).unwrap();
@@ -113,8 +105,7 @@ fn replay_real_zookeeper_transcript() {
             }
             "auth" => {
                 let s = sessions.get_mut(&name).unwrap();
-                let ids = digest_auth(v["auth"].as_str().unwrap().as_bytes(), Some(&super_digest))
-                    .unwrap();
+                let ids = digest_auth(v["auth"].as_str().unwrap().as_bytes(), Some(&super_digest)).unwrap();
                 s.auth.extend(ids);
             }
             "request" => {
@@ -127,26 +118,16 @@ fn replay_real_zookeeper_transcript() {
                 // Our encoding of the request must equal the bytes the client sent.
                 let mut w = Writer::new();
                 req.write_body(&mut w);
-                assert_eq!(
-                    w.into_bytes(),
-                    body,
-                    "line {lineno} {desc}: request re-encoding"
-                );
+                assert_eq!(w.into_bytes(), body, "line {lineno} {desc}: request re-encoding");
 
                 let real_err = v["err"].as_i64().unwrap() as i32;
                 let real_zxid = v["zxid"].as_i64().unwrap();
                 let real_body = hex::decode(v["reply"].as_str().unwrap()).unwrap();
                 let mut real = Response::read_body(op, real_err, &mut Reader::new(&real_body))
-                    .unwrap_or_else(|e| {
-                        panic!("line {lineno} {desc}: real reply does not decode: {e}")
-                    });
+                    .unwrap_or_else(|e| panic!("line {lineno} {desc}: real reply does not decode: {e}"));
                 let mut w = Writer::new();
                 real.write_body(&mut w);
-                assert_eq!(
-                    w.into_bytes(),
-                    real_body,
-                    "line {lineno} {desc}: reply re-encoding"
-                );
+                assert_eq!(w.into_bytes(), real_body, "line {lineno} {desc}: reply re-encoding");
 
                 let s = &sessions[&name];
                 let (err, mut ours) = if req.is_write() {

@@ -150,9 +150,7 @@ impl CreateMode {
     pub fn is_sequential(self) -> bool {
         matches!(
             self,
-            Self::PersistentSequential
-                | Self::EphemeralSequential
-                | Self::PersistentSequentialWithTtl
+            Self::PersistentSequential | Self::EphemeralSequential | Self::PersistentSequentialWithTtl
         )
     }
     /// Whether the node dies with its session.
@@ -165,10 +163,7 @@ impl CreateMode {
     }
     /// Whether the node has a time to live.
     pub fn is_ttl(self) -> bool {
-        matches!(
-            self,
-            Self::PersistentWithTtl | Self::PersistentSequentialWithTtl
-        )
+        matches!(self, Self::PersistentWithTtl | Self::PersistentSequentialWithTtl)
     }
 }
 

@@ -81,10 +81,7 @@ fn write_multi_end(w: &mut Writer) {
 }
 
 /// Reads MultiHeaders until the `done` terminator, calling `item` for each op type.
-fn read_multi<T>(
-    r: &mut Reader<'_>,
-    mut item: impl FnMut(i32, i32, &mut Reader<'_>) -> Result<T>,
-) -> Result<Vec<T>> {
+fn read_multi<T>(r: &mut Reader<'_>, mut item: impl FnMut(i32, i32, &mut Reader<'_>) -> Result<T>) -> Result<Vec<T>> {
     let mut out = Vec::new();
     loop {
         let h = MultiHeader::read(r)?;
@@ -264,10 +261,7 @@ impl Request {
             OpCode::Delete => R::Delete(Record::read(r)?),
             OpCode::DeleteContainer => {
                 let offset = r.position();
-                R::DeleteContainer(
-                    String::from_utf8(r.rest().to_vec())
-                        .map_err(|_| JuteError::BadUtf8 { offset })?,
-                )
+                R::DeleteContainer(String::from_utf8(r.rest().to_vec()).map_err(|_| JuteError::BadUtf8 { offset })?)
             }
             OpCode::Exists => R::Exists(Record::read(r)?),
             OpCode::GetData => R::GetData(Record::read(r)?),
@@ -382,10 +376,7 @@ impl OpResult {
             .write(w),
             OpResult::Delete | OpResult::Check => {}
             OpResult::SetData(s) => s.write(w),
-            OpResult::GetChildren(c) => GetChildrenResponse {
-                children: c.clone(),
-            }
-            .write(w),
+            OpResult::GetChildren(c) => GetChildrenResponse { children: c.clone() }.write(w),
             OpResult::GetData(d, s) => GetDataResponse {
                 data: d.clone(),
                 stat: s.clone(),
@@ -397,9 +388,7 @@ impl OpResult {
 
     fn read(t: i32, r: &mut Reader<'_>) -> Result<Self> {
         if t == -1 {
-            return Ok(OpResult::Error(ErrorCode::try_from(
-                ErrorResponse::read(r)?.err,
-            )?));
+            return Ok(OpResult::Error(ErrorCode::try_from(ErrorResponse::read(r)?.err)?));
         }
         let op = OpCode::try_from(t)?;
         Ok(match op {
@@ -482,12 +471,8 @@ impl Response {
         }
         let resp = match op {
             OpCode::Create => Response::Create(Record::read(r)?),
-            OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => {
-                Response::Create2(Record::read(r)?)
-            }
-            OpCode::SetData | OpCode::Check | OpCode::Reconfig => {
-                Response::SetData(Record::read(r)?)
-            }
+            OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => Response::Create2(Record::read(r)?),
+            OpCode::SetData | OpCode::Check | OpCode::Reconfig => Response::SetData(Record::read(r)?),
             OpCode::Exists => Response::Exists(Record::read(r)?),
             OpCode::GetData => Response::GetData(Record::read(r)?),
             OpCode::GetAcl => Response::GetAcl(Record::read(r)?),
@@ -497,9 +482,7 @@ impl Response {
             OpCode::GetAllChildrenNumber => Response::GetAllChildrenNumber(Record::read(r)?),
             OpCode::GetEphemerals => Response::GetEphemerals(Record::read(r)?),
             OpCode::Sync => Response::Sync(Record::read(r)?),
-            OpCode::Multi | OpCode::MultiRead => {
-                Response::Multi(read_multi(r, |t, _err, r| OpResult::read(t, r))?)
-            }
+            OpCode::Multi | OpCode::MultiRead => Response::Multi(read_multi(r, |t, _err, r| OpResult::read(t, r))?),
             OpCode::AddWatch => Response::AddWatch(Record::read(r)?),
             OpCode::WhoAmI => Response::WhoAmI(Record::read(r)?),
             OpCode::Notification => Response::Notification(Record::read(r)?),

@@ -65,11 +65,7 @@ impl Record for ConnectRequest {
             time_out: r.int()?,
             session_id: r.long()?,
             passwd: Field::get(r)?,
-            read_only: if r.remaining() > 0 {
-                Some(r.boolean()?)
-            } else {
-                None
-            },
+            read_only: if r.remaining() > 0 { Some(r.boolean()?) } else { None },
         })
     }
 }
@@ -101,11 +97,7 @@ impl Record for ConnectResponse {
             time_out: r.int()?,
             session_id: r.long()?,
             passwd: Field::get(r)?,
-            read_only: if r.remaining() > 0 {
-                Some(r.boolean()?)
-            } else {
-                None
-            },
+            read_only: if r.remaining() > 0 { Some(r.boolean()?) } else { None },
         })
     }
 }

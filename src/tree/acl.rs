@@ -37,10 +37,7 @@ pub fn read_acl() -> Vec<Acl> {
 pub fn digest_id(user_password: &str) -> String {
     let user = user_password.split(':').next().unwrap_or("");
     let hash = Sha1::digest(user_password.as_bytes());
-    format!(
-        "{user}:{}",
-        base64::engine::general_purpose::STANDARD.encode(hash)
-    )
+    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
 }
 
 /// The ids a successful `addAuth("digest", cred)` grants; `super_digest` is the configured
@@ -99,19 +96,11 @@ fn ip_matches(client: &str, acl_id: &str) -> bool {
     };
     match (net, client) {
         (IpAddr::V4(n), IpAddr::V4(c)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
             u32::from(n) & mask == u32::from(c) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(c)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
             u128::from(n) & mask == u128::from(c) & mask
         }
         _ => false,
@@ -230,15 +219,13 @@ mod tests {
 
     #[test]
     fn digest_matches_zookeeper() {
-        // Value printed by ZooKeeper's DigestAuthenticationProvider for super:secret.
-        assert_eq!(
-            digest_id("super:secret"),
-            "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
-        );
-        assert_eq!(
-            digest_id("alice:pw"),
-            format!("alice:{}", &digest_id("alice:pw")[6..])
-        );
+        // Values printed by ZooKeeper 3.8.0's `DigestAuthenticationProvider super:secret alice:pw`.
+        assert_eq!(digest_id("super:secret"), "super:lK75jTNcA+U9vtVEw5vB51mj/w4=");
+        assert_eq!(digest_id("alice:pw"), "alice:V55/p2T0OpjQ+low3NVAH4aLvm0=");
+        let sup = Some("super:lK75jTNcA+U9vtVEw5vB51mj/w4=");
+        let ids = digest_auth(b"super:secret", sup).unwrap();
+        assert_eq!(ids[0].scheme, "super");
+        assert_eq!(digest_auth(b"alice:pw", sup).unwrap().len(), 1);
     }
 
     #[test]
@@ -278,10 +265,7 @@ mod tests {
             fixup_acl(&anon, &[acl(31, "world", "someone")]),
             Err(ErrorCode::InvalidAcl)
         );
-        assert_eq!(
-            fixup_acl(&anon, &[acl(31, "auth", "")]),
-            Err(ErrorCode::InvalidAcl)
-        );
+        assert_eq!(fixup_acl(&anon, &[acl(31, "auth", "")]), Err(ErrorCode::InvalidAcl));
         assert_eq!(
             fixup_acl(&alice, &[acl(31, "auth", "")]),
             Ok(vec![acl(31, "digest", "alice:h")])
@@ -290,10 +274,7 @@ mod tests {
             fixup_acl(&anon, &[acl(31, "digest", "nocolon")]),
             Err(ErrorCode::InvalidAcl)
         );
-        assert_eq!(
-            fixup_acl(&anon, &[acl(31, "digest", "a:")]),
-            Err(ErrorCode::InvalidAcl)
-        );
+        assert_eq!(fixup_acl(&anon, &[acl(31, "digest", "a:")]), Err(ErrorCode::InvalidAcl));
         assert_eq!(
             fixup_acl(&anon, &[acl(31, "ip", "300.1.1.1")]),
             Err(ErrorCode::InvalidAcl)
@@ -302,10 +283,7 @@ mod tests {
             fixup_acl(&anon, &[acl(31, "ip", "10.0.0.0/33")]),
             Err(ErrorCode::InvalidAcl)
         );
-        assert_eq!(
-            fixup_acl(&anon, &[acl(31, "x", "y")]),
-            Err(ErrorCode::InvalidAcl)
-        );
+        assert_eq!(fixup_acl(&anon, &[acl(31, "x", "y")]), Err(ErrorCode::InvalidAcl));
         assert_eq!(
             fixup_acl(&anon, &[open_acl()[0].clone(), open_acl()[0].clone()]),
             Ok(open_acl())

@@ -130,10 +130,7 @@ impl DataTree {
         };
         let mut nodes = BTreeMap::new();
         nodes.insert("/".to_string(), node(open_acl(), 0, &["zookeeper"]));
-        nodes.insert(
-            "/zookeeper".to_string(),
-            node(open_acl(), 0, &["config", "quota"]),
-        );
+        nodes.insert("/zookeeper".to_string(), node(open_acl(), 0, &["config", "quota"]));
         nodes.insert("/zookeeper/quota".to_string(), node(open_acl(), 0, &[]));
         nodes.insert("/zookeeper/config".to_string(), node(read_acl(), -1, &[]));
         DataTree {
@@ -200,12 +197,7 @@ impl DataTree {
         (result, triggers)
     }
 
-    fn apply_txn(
-        &mut self,
-        e: &TxnEntry,
-        txn: &Txn,
-        triggers: &mut Vec<WatchTrigger>,
-    ) -> TxnResult {
+    fn apply_txn(&mut self, e: &TxnEntry, txn: &Txn, triggers: &mut Vec<WatchTrigger>) -> TxnResult {
         let zxid = e.zxid;
         match txn {
             Txn::Create {
@@ -273,11 +265,7 @@ impl DataTree {
                 }
             }
             Txn::Delete { path } => self.delete(path, zxid, triggers),
-            Txn::SetData {
-                path,
-                data,
-                version,
-            } => {
+            Txn::SetData { path, data, version } => {
                 let Some(n) = self.nodes.get_mut(path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
@@ -303,15 +291,10 @@ impl DataTree {
             Txn::Multi(txns) => {
                 // Prepare emits either all real ops or all error entries.
                 assert!(
-                    txns.iter().all(|t| matches!(t, Txn::Error(_)))
-                        || !txns.iter().any(|t| matches!(t, Txn::Error(_))),
+                    txns.iter().all(|t| matches!(t, Txn::Error(_))) || !txns.iter().any(|t| matches!(t, Txn::Error(_))),
                     "multi mixes errors and ops"
                 );
-                TxnResult::Multi(
-                    txns.iter()
-                        .map(|t| self.apply_txn(e, t, triggers))
-                        .collect(),
-                )
+                TxnResult::Multi(txns.iter().map(|t| self.apply_txn(e, t, triggers)).collect())
             }
             Txn::Error(code) => TxnResult::Error(*code),
             Txn::CreateSession { timeout } => {

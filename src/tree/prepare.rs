@@ -3,9 +3,7 @@
 //! a failed one becomes `Txn::Error`, exactly as ZooKeeper logs an ErrorTxn.
 
 use super::acl::{check_acl, fixup_acl, AuthIds};
-use super::data_tree::{
-    owner_kind, ttl_owner, DataTree, OwnerKind, StatPersisted, CONTAINER_OWNER,
-};
+use super::data_tree::{owner_kind, ttl_owner, DataTree, OwnerKind, StatPersisted, CONTAINER_OWNER};
 use super::path::{self, validate_path};
 use super::txn::{Txn, TxnEntry};
 use crate::jute::{perms, Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request};
@@ -20,9 +18,7 @@ pub struct TreeConfig {
 
 impl Default for TreeConfig {
     fn default() -> Self {
-        TreeConfig {
-            extended_types: true,
-        }
+        TreeConfig { extended_types: true }
     }
 }
 
@@ -100,9 +96,7 @@ impl DataTree {
         let txn = match req {
             Request::Multi(m) => self.prepare_multi(pending, ctx, &m.ops),
             Request::CloseSession => self.prepare_close_session(pending, ctx),
-            other => self
-                .prepare_op(pending, ctx, other)
-                .unwrap_or_else(Txn::Error),
+            other => self.prepare_op(pending, ctx, other).unwrap_or_else(Txn::Error),
         };
         TxnEntry {
             session_id: ctx.session_id,
@@ -113,12 +107,7 @@ impl DataTree {
     }
 
     /// Prepares a new session with its negotiated timeout.
-    pub fn prepare_create_session(
-        &self,
-        pending: &mut Pending,
-        ctx: &PrepareCtx<'_>,
-        timeout: i32,
-    ) -> TxnEntry {
+    pub fn prepare_create_session(&self, pending: &mut Pending, ctx: &PrepareCtx<'_>, timeout: i32) -> TxnEntry {
         pending.sessions.insert(ctx.session_id, (ctx.zxid, true));
         TxnEntry {
             session_id: ctx.session_id,
@@ -199,25 +188,12 @@ impl DataTree {
         Txn::Multi(txns)
     }
 
-    fn prepare_op(
-        &self,
-        pending: &mut Pending,
-        ctx: &PrepareCtx<'_>,
-        req: &Request,
-    ) -> Result<Txn, ErrorCode> {
+    fn prepare_op(&self, pending: &mut Pending, ctx: &PrepareCtx<'_>, req: &Request) -> Result<Txn, ErrorCode> {
         let zxid = ctx.zxid;
         match req {
-            Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => self
-                .prepare_create(
-                    pending,
-                    ctx,
-                    req.op_code(),
-                    &r.path,
-                    &r.data,
-                    &r.acl,
-                    r.flags,
-                    -1,
-                ),
+            Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => {
+                self.prepare_create(pending, ctx, req.op_code(), &r.path, &r.data, &r.acl, r.flags, -1)
+            }
             Request::CreateTtl(r) => self.prepare_create(
                 pending,
                 ctx,
@@ -238,9 +214,7 @@ impl DataTree {
                     return Err(ErrorCode::NotEmpty);
                 }
                 self.record_delete(pending, zxid, &r.path);
-                Ok(Txn::Delete {
-                    path: r.path.clone(),
-                })
+                Ok(Txn::Delete { path: r.path.clone() })
             }
             Request::DeleteContainer(p) => {
                 let _ = special_parent(p)?;
@@ -289,9 +263,7 @@ impl DataTree {
                 let n = pending.get(self, &r.path)?;
                 check_acl(&n.acl, perms::READ, ctx.auth)?;
                 check_version(n.stat.version, r.version)?;
-                Ok(Txn::Check {
-                    path: r.path.clone(),
-                })
+                Ok(Txn::Check { path: r.path.clone() })
             }
             // Reconfiguration is not enabled (ZooKeeper's default reconfigEnabled=false).
             Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
@@ -389,12 +361,7 @@ impl DataTree {
 
 /// `getParentPathAndValidate`: delete targets need a slash, no NUL, and not a system node.
 fn special_parent(p: &str) -> Result<&str, ErrorCode> {
-    if p.contains('\0')
-        || matches!(
-            p,
-            "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config"
-        )
-    {
+    if p.contains('\0') || matches!(p, "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config") {
         return Err(ErrorCode::BadArguments);
     }
     path::parent(p).ok_or(ErrorCode::BadArguments)

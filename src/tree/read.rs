@@ -7,12 +7,7 @@ use crate::jute::*;
 impl DataTree {
     /// Answers a read request; `Err` is the reply's error code. Watch registration is the
     /// server's business, not the tree's.
-    pub fn read(
-        &self,
-        session_id: i64,
-        auth: &AuthIds,
-        req: &Request,
-    ) -> Result<Response, ErrorCode> {
+    pub fn read(&self, session_id: i64, auth: &AuthIds, req: &Request) -> Result<Response, ErrorCode> {
         match req {
             Request::Exists(r) => {
                 if r.path.contains('\0') {
@@ -30,19 +25,14 @@ impl DataTree {
             })),
             Request::GetChildren2(r) => {
                 let (children, stat) = self.get_children(auth, &r.path)?;
-                Ok(Response::GetChildren2(GetChildren2Response {
-                    children,
-                    stat,
-                }))
+                Ok(Response::GetChildren2(GetChildren2Response { children, stat }))
             }
             Request::GetAllChildrenNumber(r) => {
                 let n = self.node(&r.path).ok_or(ErrorCode::NoNode)?;
                 check_acl(&n.acl, perms::READ, auth)?;
-                Ok(Response::GetAllChildrenNumber(
-                    GetAllChildrenNumberResponse {
-                        total_number: self.descendant_count(&r.path) as i32,
-                    },
-                ))
+                Ok(Response::GetAllChildrenNumber(GetAllChildrenNumberResponse {
+                    total_number: self.descendant_count(&r.path) as i32,
+                }))
             }
             Request::GetAcl(r) => {
                 let n = self.node(&r.path).ok_or(ErrorCode::NoNode)?;
@@ -51,25 +41,18 @@ impl DataTree {
                     Ok(()) => n.acl.clone(),
                     Err(_) => redact(&n.acl),
                 };
-                Ok(Response::GetAcl(GetAclResponse {
-                    acl,
-                    stat: n.stat(),
-                }))
+                Ok(Response::GetAcl(GetAclResponse { acl, stat: n.stat() }))
             }
             Request::GetEphemerals(r) => {
                 let prefix = r.prefix_path.as_deref().map(str::trim).unwrap_or("");
                 let ephemerals = self
                     .ephemerals_of(session_id)
                     .filter(|p| {
-                        prefix.is_empty()
-                            || prefix == "/"
-                            || p.starts_with(r.prefix_path.as_deref().unwrap_or(""))
+                        prefix.is_empty() || prefix == "/" || p.starts_with(r.prefix_path.as_deref().unwrap_or(""))
                     })
                     .cloned()
                     .collect();
-                Ok(Response::GetEphemerals(GetEphemeralsResponse {
-                    ephemerals,
-                }))
+                Ok(Response::GetEphemerals(GetEphemeralsResponse { ephemerals }))
             }
             Request::MultiRead(m) => {
                 let results = m
@@ -89,9 +72,7 @@ impl DataTree {
                     .collect();
                 Ok(Response::Multi(results))
             }
-            Request::Sync(r) => Ok(Response::Sync(SyncResponse {
-                path: r.path.clone(),
-            })),
+            Request::Sync(r) => Ok(Response::Sync(SyncResponse { path: r.path.clone() })),
             Request::WhoAmI => Ok(Response::WhoAmI(WhoAmIResponse {
                 client_info: auth
                     .iter()

@@ -31,8 +31,7 @@ pub enum SnapshotError {
 
 /// Serializes the tree.
 pub fn encode(tree: &DataTree) -> Vec<u8> {
-    let payload = bincode::serde::encode_to_vec(tree, bincode::config::standard())
-        .expect("tree always encodes");
+    let payload = bincode::serde::encode_to_vec(tree, bincode::config::standard()).expect("tree always encodes");
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
@@ -64,9 +63,8 @@ pub fn decode(bytes: &[u8]) -> Result<DataTree, SnapshotError> {
     if stored != computed {
         return Err(SnapshotError::Checksum { stored, computed });
     }
-    let (tree, used): (DataTree, usize) =
-        bincode::serde::decode_from_slice(payload, bincode::config::standard())
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    let (tree, used): (DataTree, usize) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        .map_err(|e| SnapshotError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(SnapshotError::Decode(format!(
             "{} trailing bytes",

@@ -24,11 +24,7 @@ pub enum Txn {
         version: i32,
     },
     /// Replace a node's ACL; `version` is the new aversion.
-    SetAcl {
-        path: String,
-        acl: Vec<Acl>,
-        version: i32,
-    },
+    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
     /// A version check that passed (inside multi).
     Check { path: String },
     /// All ops of a multi, or error entries for every op when one failed.
@@ -54,11 +50,7 @@ pub struct TxnEntry {
 /// What applying one transaction did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnResult {
-    Created {
-        op: OpCode,
-        path: String,
-        stat: Stat,
-    },
+    Created { op: OpCode, path: String, stat: Stat },
     Deleted,
     DataSet(Stat),
     AclSet(Stat),
@@ -92,18 +84,15 @@ impl TxnResult {
                 path,
                 ..
             } => OpResult::Create(path.clone()),
-            TxnResult::Created { path, stat, .. } => {
-                OpResult::Create2(OpCode::Create2, path.clone(), stat.clone())
-            }
+            TxnResult::Created { path, stat, .. } => OpResult::Create2(OpCode::Create2, path.clone(), stat.clone()),
             TxnResult::Deleted => OpResult::Delete,
             TxnResult::DataSet(s) => OpResult::SetData(s.clone()),
             TxnResult::Checked => OpResult::Check,
             TxnResult::Error(e) => OpResult::Error(*e),
             // Not valid inside a multi; prepare never nests them.
-            TxnResult::AclSet(_)
-            | TxnResult::Multi(_)
-            | TxnResult::SessionCreated
-            | TxnResult::SessionClosed => OpResult::Error(ErrorCode::RuntimeInconsistency),
+            TxnResult::AclSet(_) | TxnResult::Multi(_) | TxnResult::SessionCreated | TxnResult::SessionClosed => {
+                OpResult::Error(ErrorCode::RuntimeInconsistency)
+            }
         }
     }
 }
@@ -124,10 +113,7 @@ impl TxnResult {
                 op: OpCode::Create,
                 path,
                 ..
-            } => (
-                ErrorCode::Ok,
-                Response::Create(CreateResponse { path: path.clone() }),
-            ),
+            } => (ErrorCode::Ok, Response::Create(CreateResponse { path: path.clone() })),
             TxnResult::Created { path, stat, .. } => (
                 ErrorCode::Ok,
                 Response::Create2(Create2Response {
@@ -135,24 +121,17 @@ impl TxnResult {
                     stat: stat.clone(),
                 }),
             ),
-            TxnResult::DataSet(stat) => (
-                ErrorCode::Ok,
-                Response::SetData(SetDataResponse { stat: stat.clone() }),
-            ),
-            TxnResult::AclSet(stat) => (
-                ErrorCode::Ok,
-                Response::SetAcl(SetAclResponse { stat: stat.clone() }),
-            ),
+            TxnResult::DataSet(stat) => (ErrorCode::Ok, Response::SetData(SetDataResponse { stat: stat.clone() })),
+            TxnResult::AclSet(stat) => (ErrorCode::Ok, Response::SetAcl(SetAclResponse { stat: stat.clone() })),
             // ZooKeeper reports a failed multi inside the results; the header says ok.
             TxnResult::Multi(rs) => (
                 ErrorCode::Ok,
                 Response::Multi(rs.iter().map(TxnResult::to_op_result).collect()),
             ),
             TxnResult::Error(e) => (*e, Response::Empty),
-            TxnResult::Deleted
-            | TxnResult::Checked
-            | TxnResult::SessionCreated
-            | TxnResult::SessionClosed => (ErrorCode::Ok, Response::Empty),
+            TxnResult::Deleted | TxnResult::Checked | TxnResult::SessionCreated | TxnResult::SessionClosed => {
+                (ErrorCode::Ok, Response::Empty)
+            }
         }
     }
 }
