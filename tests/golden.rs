@@ -49,6 +49,10 @@ fn golden_frames_round_trip() {
     assert!(count >= 100, "only {count} golden frames");
     // Both clients are present and the capture exercised a broad set of opcodes.
     assert!(handshake.keys().filter(|(_, c2s)| *c2s).count() >= 2);
-    assert!(seen_ops.len() >= 15, "only {} opcodes in the capture: {seen_ops:?}", seen_ops.len());
+    assert!(
+        seen_ops.len() >= 15,
+        "only {} opcodes in the capture: {seen_ops:?}",
+        seen_ops.len()
+    );
     insta::assert_snapshot!("golden_frames", out);
 }

@@ -359,6 +359,7 @@ macro_rules! jute_record {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
         pub struct $name { $($(#[$fm])* pub $field: $ty),* }
 
         impl $crate::jute::codec::Record for $name {

@@ -8,6 +8,7 @@ macro_rules! wire_enum {
     ($(#[$m:meta])* $name:ident, $err:expr, { $($(#[$vm:meta])* $var:ident = $val:expr),* $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
         #[repr(i32)]
         pub enum $name { $($(#[$vm])* $var = $val),* }
 

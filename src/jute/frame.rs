@@ -71,3 +71,49 @@ pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_reassembles() {
+        let mut d = FrameDecoder::new(DEFAULT_MAX_BUFFER);
+        let mut stream = encode_frame(b"hello");
+        stream.extend(encode_frame(b""));
+        stream.extend(encode_frame(b"world!"));
+        for b in &stream {
+            d.push(std::slice::from_ref(b));
+        }
+        assert_eq!(d.next_frame().unwrap().unwrap(), b"hello");
+        assert_eq!(d.next_frame().unwrap().unwrap(), b"");
+        assert_eq!(d.next_frame().unwrap().unwrap(), b"world!");
+        assert_eq!(d.next_frame().unwrap(), None);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn limits_are_enforced_before_allocation() {
+        let cases: [(i32, bool); 5] = [
+            (0xfffff, true),
+            (0x100000, false),
+            (-1, false),
+            (i32::MIN, false),
+            (i32::MAX, false),
+        ];
+        for (len, ok) in cases {
+            let mut d = FrameDecoder::new(DEFAULT_MAX_BUFFER);
+            d.push(&len.to_be_bytes());
+            let r = d.next_frame();
+            assert_eq!(r.is_ok(), ok, "length {len}");
+            if !ok {
+                // The stream is dead: framing cannot resynchronize.
+                d.push(&encode_frame(b"x"));
+                assert!(d.next_frame().is_err());
+            }
+        }
+        let mut small = FrameDecoder::new(4);
+        small.push(&encode_frame(b"12345"));
+        assert_eq!(small.next_frame(), Err(JuteError::FrameTooLarge { length: 5, max: 4 }));
+    }
+}

@@ -7,9 +7,13 @@ use serde::{Deserialize, Serialize};
 
 /// One operation inside a multi or multiRead request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum MultiOp {
     /// create (1), create2 (15) or createContainer (19); the opcode picks the result shape.
-    Create(OpCode, CreateRequest),
+    Create(
+        #[cfg_attr(test, proptest(strategy = "tests::create_ops()"))] OpCode,
+        CreateRequest,
+    ),
     /// createTTL (21).
     CreateTtl(CreateTtlRequest),
     /// delete (2).
@@ -95,6 +99,7 @@ fn read_multi<T>(r: &mut Reader<'_>, mut item: impl FnMut(i32, i32, &mut Reader<
 
 /// The ops of a multi (14) or multiRead (22) request.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct MultiRequest {
     pub ops: Vec<MultiOp>,
 }
@@ -129,6 +134,7 @@ impl MultiRequest {
 
 /// A client request body, tagged by opcode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Request {
     Create(CreateRequest),
     Create2(CreateRequest),
@@ -330,11 +336,16 @@ impl RequestFrame {
 
 /// The result of one op inside a multi or multiRead reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum OpResult {
     /// create (1): the created path.
     Create(String),
     /// create2/createTTL/createContainer: path and stat.
-    Create2(OpCode, String, Stat),
+    Create2(
+        #[cfg_attr(test, proptest(strategy = "tests::create2_ops()"))] OpCode,
+        String,
+        Stat,
+    ),
     /// delete.
     Delete,
     /// setData.
@@ -412,6 +423,7 @@ impl OpResult {
 
 /// A reply body, tagged by the request's opcode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Response {
     /// No body: errors other than multi's, delete, ping, sync-less ops, setWatches, closeSession.
     Empty,
@@ -526,5 +538,152 @@ impl ReplyFrame {
         };
         let response = Response::read_body(op, header.err, &mut r)?;
         Ok(ReplyFrame { header, response })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn create_ops() -> impl Strategy<Value = OpCode> {
+        prop_oneof![
+            Just(OpCode::Create),
+            Just(OpCode::Create2),
+            Just(OpCode::CreateContainer)
+        ]
+    }
+
+    pub fn create2_ops() -> impl Strategy<Value = OpCode> {
+        prop_oneof![
+            Just(OpCode::Create2),
+            Just(OpCode::CreateTtl),
+            Just(OpCode::CreateContainer)
+        ]
+    }
+
+    /// The opcode whose reply decodes into this response variant.
+    fn op_of(r: &Response) -> OpCode {
+        match r {
+            Response::Empty => OpCode::Delete,
+            Response::Create(_) => OpCode::Create,
+            Response::Create2(_) => OpCode::Create2,
+            Response::SetData(_) => OpCode::SetData,
+            Response::Exists(_) => OpCode::Exists,
+            Response::GetData(_) => OpCode::GetData,
+            Response::GetAcl(_) => OpCode::GetAcl,
+            Response::SetAcl(_) => OpCode::SetAcl,
+            Response::GetChildren(_) => OpCode::GetChildren,
+            Response::GetChildren2(_) => OpCode::GetChildren2,
+            Response::GetAllChildrenNumber(_) => OpCode::GetAllChildrenNumber,
+            Response::GetEphemerals(_) => OpCode::GetEphemerals,
+            Response::Sync(_) => OpCode::Sync,
+            Response::Multi(_) => OpCode::Multi,
+            Response::AddWatch(_) => OpCode::AddWatch,
+            Response::WhoAmI(_) => OpCode::WhoAmI,
+            Response::Notification(_) => OpCode::Notification,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn request_frames_round_trip(xid in any::<i32>(), request in any::<Request>()) {
+            let f = RequestFrame { xid, request };
+            let bytes = f.to_bytes();
+            prop_assert_eq!(RequestFrame::from_bytes(&bytes).unwrap(), f);
+        }
+
+        #[test]
+        fn reply_frames_round_trip(zxid in any::<i64>(), err in any::<ErrorCode>(), response in any::<Response>()) {
+            let op = op_of(&response);
+            let err = if matches!(response, Response::Empty) { err.code() } else { 0 };
+            let f = ReplyFrame { header: ReplyHeader { xid: 7, zxid, err }, response };
+            let bytes = f.to_bytes();
+            prop_assert_eq!(ReplyFrame::from_bytes(&bytes, |_| Some(op)).unwrap(), f);
+        }
+
+        #[test]
+        fn connect_round_trip(req in any::<ConnectRequest>(), resp in any::<ConnectResponse>()) {
+            prop_assert_eq!(ConnectRequest::from_bytes(&req.to_bytes()).unwrap(), req);
+            prop_assert_eq!(ConnectResponse::from_bytes(&resp.to_bytes()).unwrap(), resp);
+        }
+
+        #[test]
+        fn records_round_trip(
+            stat in any::<Stat>(), acl in any::<Vec<Acl>>(), sw in any::<SetWatches>(), sw2 in any::<SetWatches2>(),
+            ev in any::<WatcherEvent>(), auth in any::<AuthPacket>(), mh in any::<MultiHeader>(),
+            rc in any::<ReconfigRequest>(), who in any::<WhoAmIResponse>(),
+        ) {
+            fn rt<T: Record + PartialEq + std::fmt::Debug>(v: T) -> std::result::Result<(), TestCaseError> {
+                prop_assert_eq!(T::from_bytes(&v.to_bytes()).unwrap(), v);
+                Ok(())
+            }
+            rt(stat)?; rt(GetAclResponse { acl, stat: Stat::default() })?; rt(sw)?; rt(sw2)?; rt(ev)?;
+            rt(auth)?; rt(mh)?; rt(rc)?; rt(who)?;
+        }
+
+        #[test]
+        fn truncations_are_errors(xid in any::<i32>(), request in any::<Request>(), cut in any::<prop::sample::Index>()) {
+            let bytes = RequestFrame { xid, request }.to_bytes();
+            let cut = cut.index(bytes.len());
+            // Bodies that can legitimately end anywhere (deleteContainer's bare path) are excepted.
+            if let Ok(f) = RequestFrame::from_bytes(&bytes[..cut]) {
+                prop_assert!(matches!(f.request, Request::DeleteContainer(_)), "prefix decoded: {:?}", f);
+            }
+        }
+    }
+
+    #[test]
+    fn opcode_and_error_tables() {
+        for op in OpCode::ALL {
+            assert_eq!(OpCode::try_from(op.code()).unwrap(), *op);
+        }
+        for e in ErrorCode::ALL {
+            assert_eq!(ErrorCode::try_from(e.code()).unwrap(), *e);
+        }
+        assert_eq!(OpCode::try_from(10), Err(JuteError::UnknownOpCode(10)));
+        assert_eq!(ErrorCode::try_from(-9), Err(JuteError::UnknownErrorCode(-9)));
+        // Spot-check values against ZooDefs.OpCode / KeeperException.Code.
+        assert_eq!(OpCode::MultiRead.code(), 22);
+        assert_eq!(OpCode::WhoAmI.code(), 107);
+        assert_eq!(OpCode::CloseSession.code(), -11);
+        assert_eq!(ErrorCode::Throttled.code(), -127);
+        assert_eq!(ErrorCode::NoChildrenForEphemerals.code(), -108);
+    }
+
+    #[test]
+    fn unknown_opcode_is_typed() {
+        let mut w = Writer::new();
+        RequestHeader { xid: 1, r#type: 55 }.write(&mut w);
+        assert_eq!(
+            RequestFrame::from_bytes(&w.into_bytes()),
+            Err(JuteError::UnknownOpCode(55))
+        );
+    }
+
+    #[test]
+    fn connect_both_lengths() {
+        let long = ConnectRequest {
+            passwd: vec![0; 16],
+            read_only: Some(false),
+            ..Default::default()
+        }
+        .to_bytes();
+        assert_eq!(long.len(), 45);
+        let short = ConnectRequest {
+            passwd: vec![0; 16],
+            read_only: None,
+            ..Default::default()
+        }
+        .to_bytes();
+        assert_eq!(short.len(), 44);
+        assert_eq!(ConnectRequest::from_bytes(&short).unwrap().read_only, None);
+        let resp = ConnectResponse {
+            passwd: vec![0; 16],
+            read_only: Some(true),
+            ..Default::default()
+        }
+        .to_bytes();
+        assert_eq!(resp.len(), 37);
     }
 }

@@ -37,6 +37,7 @@ jute_record! {
 
 /// Session handshake from the client; `read_only` is the optional trailing byte.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ConnectRequest {
     pub protocol_version: i32,
     pub last_zxid_seen: i64,
@@ -72,6 +73,7 @@ impl Record for ConnectRequest {
 
 /// Session handshake reply; carries the readOnly byte only if the request did.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ConnectResponse {
     pub protocol_version: i32,
     pub time_out: i32,

@@ -365,8 +365,16 @@ impl DataTree {
         for (p, n) in &self.nodes {
             for c in &n.children {
                 let cp = path::join(p, c);
-                if !self.nodes.contains_key(&cp) {
-                    return Err(format!("{p} lists missing child {c}"));
+                match self.nodes.get(&cp) {
+                    None => return Err(format!("{p} lists missing child {c}")),
+                    // Every child creation moved the parent's pzxid to at least its czxid.
+                    Some(child) if child.stat.czxid > n.stat.pzxid => {
+                        return Err(format!(
+                            "{p} has pzxid {} below child {c}'s czxid {}",
+                            n.stat.pzxid, child.stat.czxid
+                        ))
+                    }
+                    Some(_) => {}
                 }
             }
             if p != "/" {

@@ -1,0 +1,354 @@
+//! Property tests of the znode tree under random operation sequences: structural invariants
+//! after every apply, agreement with a simple model, pipelined prepare equal to one-at-a-time,
+//! snapshot round trip and byte-identical snapshots for identical histories.
+
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use zraft::jute::*;
+use zraft::tree::{snapshot, AuthIds, DataTree, Pending, PrepareCtx, TreeConfig, TxnEntry, TxnResult};
+
+const PATHS: &[&str] = &["/a", "/a/b", "/a/c", "/a/b/d", "/e", "/e/f", "/a/s-", "/e/s-"];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create { path: usize, flags: i32, data: Vec<u8> },
+    Delete { path: usize, version: i32 },
+    SetData { path: usize, version: i32, data: Vec<u8> },
+    SetAcl { path: usize, version: i32 },
+    Multi(Vec<(usize, u8)>),
+    Open,
+    Close,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let path = 0..PATHS.len();
+    let version = prop_oneof![Just(-1), 0..3i32];
+    prop_oneof![
+        4 => (path.clone(), prop_oneof![Just(0), Just(1), Just(2), Just(3), Just(4)], prop::collection::vec(any::<u8>(), 0..8))
+            .prop_map(|(path, flags, data)| Op::Create { path, flags, data }),
+        2 => (path.clone(), version.clone()).prop_map(|(path, version)| Op::Delete { path, version }),
+        2 => (path.clone(), version.clone(), prop::collection::vec(any::<u8>(), 0..8))
+            .prop_map(|(path, version, data)| Op::SetData { path, version, data }),
+        1 => (path.clone(), version).prop_map(|(path, version)| Op::SetAcl { path, version }),
+        1 => prop::collection::vec((path, 0..4u8), 1..4).prop_map(Op::Multi),
+        1 => Just(Op::Open),
+        1 => Just(Op::Close),
+    ]
+}
+
+/// The request an op becomes for session `sid`.
+fn request(op: &Op) -> Request {
+    match op {
+        Op::Create { path, flags, data } => Request::Create2(CreateRequest {
+            path: PATHS[*path].into(),
+            data: Some(data.clone()),
+            acl: zraft::tree::acl::open_acl(),
+            flags: *flags,
+        }),
+        Op::Delete { path, version } => Request::Delete(DeleteRequest {
+            path: PATHS[*path].into(),
+            version: *version,
+        }),
+        Op::SetData { path, version, data } => Request::SetData(SetDataRequest {
+            path: PATHS[*path].into(),
+            data: Some(data.clone()),
+            version: *version,
+        }),
+        Op::SetAcl { path, version } => Request::SetAcl(SetAclRequest {
+            path: PATHS[*path].into(),
+            acl: zraft::tree::acl::open_acl(),
+            version: *version,
+        }),
+        Op::Multi(ops) => Request::Multi(MultiRequest {
+            ops: ops
+                .iter()
+                .map(|(p, k)| {
+                    let path = PATHS[*p].to_string();
+                    match k {
+                        0 => MultiOp::Create(
+                            OpCode::Create,
+                            CreateRequest {
+                                path,
+                                data: None,
+                                acl: zraft::tree::acl::open_acl(),
+                                flags: 0,
+                            },
+                        ),
+                        1 => MultiOp::Delete(DeleteRequest { path, version: -1 }),
+                        2 => MultiOp::SetData(SetDataRequest {
+                            path,
+                            data: Some(vec![1]),
+                            version: -1,
+                        }),
+                        _ => MultiOp::Check(CheckVersionRequest { path, version: 0 }),
+                    }
+                })
+                .collect(),
+        }),
+        Op::Open | Op::Close => Request::CloseSession,
+    }
+}
+
+/// Minimal model: path -> (version, ephemeral owner); enough to predict create/delete/setData.
+#[derive(Default)]
+struct Model {
+    nodes: BTreeMap<String, (i32, i64)>,
+}
+
+impl Model {
+    fn parent(p: &str) -> &str {
+        let i = p.rfind('/').unwrap();
+        if i == 0 {
+            "/"
+        } else {
+            &p[..i]
+        }
+    }
+    fn exists(&self, p: &str) -> bool {
+        p == "/" || self.nodes.contains_key(p)
+    }
+    fn has_children(&self, p: &str) -> bool {
+        self.nodes.keys().any(|k| Self::parent(k) == p)
+    }
+    fn resync(&mut self, tree: &DataTree) {
+        self.nodes.clear();
+        let mut stack = vec!["/".to_string()];
+        while let Some(p) = stack.pop() {
+            for c in &tree.node(&p).unwrap().children {
+                let cp = if p == "/" { format!("/{c}") } else { format!("{p}/{c}") };
+                if !cp.starts_with("/zookeeper") {
+                    let cn = tree.node(&cp).unwrap();
+                    self.nodes
+                        .insert(cp.clone(), (cn.stat.version, cn.stat().ephemeral_owner));
+                    stack.push(cp);
+                }
+            }
+        }
+    }
+}
+
+struct Run {
+    tree: DataTree,
+    pending: Pending,
+    auth: AuthIds,
+    sessions: Vec<i64>,
+    next_sid: i64,
+    entries: Vec<TxnEntry>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Run {
+            tree: DataTree::new(),
+            pending: Pending::new(),
+            auth: AuthIds::new(),
+            sessions: vec![],
+            next_sid: 1,
+            entries: vec![],
+        }
+    }
+
+    fn ctx(&self, sid: i64, zxid: i64) -> PrepareCtx<'_> {
+        PrepareCtx {
+            session_id: sid,
+            auth: &self.auth,
+            zxid,
+            time: zxid * 10,
+            config: TreeConfig::default(),
+        }
+    }
+
+    /// Prepares (without applying) the txn for `op`.
+    fn prepare(&mut self, op: &Op, zxid: i64) -> TxnEntry {
+        let sid = self.sessions.last().copied().unwrap_or(0);
+        match op {
+            Op::Open => {
+                let sid = self.next_sid;
+                self.next_sid += 1;
+                self.sessions.push(sid);
+                let ctx = PrepareCtx {
+                    session_id: sid,
+                    auth: &self.auth,
+                    zxid,
+                    time: zxid * 10,
+                    config: TreeConfig::default(),
+                };
+                self.tree.prepare_create_session(&mut self.pending, &ctx, 30000)
+            }
+            Op::Close => {
+                let sid = if self.sessions.is_empty() {
+                    999
+                } else {
+                    self.sessions.remove(0)
+                };
+                let ctx = PrepareCtx {
+                    session_id: sid,
+                    auth: &self.auth,
+                    zxid,
+                    time: zxid * 10,
+                    config: TreeConfig::default(),
+                };
+                self.tree.prepare(&mut self.pending, &ctx, &Request::CloseSession)
+            }
+            other => {
+                let ctx = PrepareCtx {
+                    session_id: sid,
+                    auth: &self.auth,
+                    zxid,
+                    time: zxid * 10,
+                    config: TreeConfig::default(),
+                };
+                self.tree.prepare(&mut self.pending, &ctx, &request(other))
+            }
+        }
+    }
+
+    fn apply(&mut self, e: TxnEntry) -> TxnResult {
+        let (r, _) = self.tree.apply(&e);
+        self.pending.applied(e.zxid);
+        self.entries.push(e);
+        r
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_model_and_snapshots(ops in prop::collection::vec(op(), 1..80)) {
+        let mut run = Run::new();
+        let mut model = Model::default();
+        for (i, op) in ops.iter().enumerate() {
+            let zxid = i as i64 + 1;
+            let sid = run.sessions.last().copied().unwrap_or(0);
+            let e = run.prepare(op, zxid);
+            let r = run.apply(e);
+            run.tree.check_invariants().map_err(TestCaseError::fail)?;
+            prop_assert!(run.pending.is_empty());
+            // Model predictions for the single-node ops.
+            match op {
+                Op::Create { path, flags, .. } if *flags != 2 && *flags != 3 => {
+                    let p = PATHS[*path];
+                    let parent = Model::parent(p);
+                    let parent_eph = model.nodes.get(parent).is_some_and(|(_, o)| *o != 0);
+                    // As in ZooKeeper, the session check comes before everything else.
+                    let expect = if *flags == 1 && sid == 0 { ErrorCode::SessionExpired }
+                        else if !model.exists(parent) { ErrorCode::NoNode }
+                        else if model.exists(p) { ErrorCode::NodeExists }
+                        else if parent_eph { ErrorCode::NoChildrenForEphemerals }
+                        else { ErrorCode::Ok };
+                    prop_assert_eq!(r.err(), expect, "create {} flags {}", p, flags);
+                    if expect == ErrorCode::Ok {
+                        model.nodes.insert(p.to_string(), (0, if *flags == 1 { sid } else { 0 }));
+                    }
+                }
+                Op::Delete { path, version } => {
+                    let p = PATHS[*path];
+                    let expect = match model.nodes.get(p) {
+                        None => ErrorCode::NoNode,
+                        Some((v, _)) if *version != -1 && v != version => ErrorCode::BadVersion,
+                        Some(_) if model.has_children(p) => ErrorCode::NotEmpty,
+                        Some(_) => ErrorCode::Ok,
+                    };
+                    prop_assert_eq!(r.err(), expect, "delete {}", p);
+                    if expect == ErrorCode::Ok { model.nodes.remove(p); }
+                }
+                Op::SetData { path, version, .. } => {
+                    let p = PATHS[*path];
+                    let expect = match model.nodes.get(p) {
+                        None => ErrorCode::NoNode,
+                        Some((v, _)) if *version != -1 && v != version => ErrorCode::BadVersion,
+                        Some(_) => ErrorCode::Ok,
+                    };
+                    prop_assert_eq!(r.err(), expect, "setData {}", p);
+                    if expect == ErrorCode::Ok { model.nodes.get_mut(p).unwrap().0 += 1; }
+                }
+                // Ops the model does not predict (sequentials, multi, sessions, ACLs): resync it.
+                _ => model.resync(&run.tree),
+            }
+        }
+        // Snapshot round trip, and replaying the same entries gives byte-identical snapshots.
+        let snap = snapshot::encode(&run.tree);
+        prop_assert_eq!(&snapshot::decode(&snap).unwrap(), &run.tree);
+        let mut replay = DataTree::new();
+        for e in &run.entries {
+            replay.apply(e);
+        }
+        prop_assert_eq!(snapshot::encode(&replay), snap);
+    }
+
+    #[test]
+    fn pipelined_prepare_equals_sequential(ops in prop::collection::vec(op(), 1..40), depth in 1usize..8) {
+        // One at a time.
+        let mut seq = Run::new();
+        let mut seq_results = vec![];
+        for (i, op) in ops.iter().enumerate() {
+            let e = seq.prepare(op, i as i64 + 1);
+            seq_results.push(seq.apply(e));
+        }
+        // Prepare up to `depth` ahead of apply, as a leader pipelines proposals.
+        let mut pipe = Run::new();
+        let mut queue = std::collections::VecDeque::new();
+        let mut pipe_results = vec![];
+        for (i, op) in ops.iter().enumerate() {
+            queue.push_back(pipe.prepare(op, i as i64 + 1));
+            if queue.len() >= depth {
+                let e = queue.pop_front().unwrap();
+                pipe_results.push(pipe.apply(e));
+            }
+        }
+        while let Some(e) = queue.pop_front() {
+            pipe_results.push(pipe.apply(e));
+        }
+        prop_assert_eq!(&pipe_results, &seq_results);
+        prop_assert_eq!(snapshot::encode(&pipe.tree), snapshot::encode(&seq.tree));
+    }
+}
+
+#[test]
+fn corrupted_snapshots_are_typed_errors() {
+    let mut run = Run::new();
+    for (i, op) in [
+        Op::Open,
+        Op::Create {
+            path: 0,
+            flags: 0,
+            data: b"x".to_vec(),
+        },
+        Op::Create {
+            path: 1,
+            flags: 1,
+            data: vec![],
+        },
+    ]
+    .iter()
+    .enumerate()
+    {
+        let e = run.prepare(op, i as i64 + 1);
+        run.apply(e);
+    }
+    let good = snapshot::encode(&run.tree);
+    assert_eq!(snapshot::decode(&good).unwrap(), run.tree);
+    // Every single-bit flip anywhere is detected.
+    for i in 0..good.len() {
+        for bit in 0..8 {
+            let mut bad = good.clone();
+            bad[i] ^= 1 << bit;
+            assert!(
+                snapshot::decode(&bad).is_err(),
+                "flip at byte {i} bit {bit} went unnoticed"
+            );
+        }
+    }
+    assert_eq!(
+        snapshot::decode(&good[..good.len() - 1]),
+        Err(snapshot::SnapshotError::Truncated(good.len() - 1))
+    );
+    let mut v2 = good.clone();
+    v2[7] = 2;
+    assert_eq!(
+        snapshot::decode(&v2),
+        Err(snapshot::SnapshotError::UnsupportedVersion(2))
+    );
+    assert_eq!(snapshot::decode(b"nope"), Err(snapshot::SnapshotError::Truncated(4)));
+}
