@@ -148,16 +148,6 @@ impl Run {
         }
     }
 
-    fn ctx(&self, sid: i64, zxid: i64) -> PrepareCtx<'_> {
-        PrepareCtx {
-            session_id: sid,
-            auth: &self.auth,
-            zxid,
-            time: zxid * 10,
-            config: TreeConfig::default(),
-        }
-    }
-
     /// Prepares (without applying) the txn for `op`.
     fn prepare(&mut self, op: &Op, zxid: i64) -> TxnEntry {
         let sid = self.sessions.last().copied().unwrap_or(0);
