@@ -1,6 +1,7 @@
 //! zraft: a ZooKeeper-compatible coordination service replicated with Raft.
 
 pub mod jute;
+pub mod raft;
 pub mod tree;
 
 /// The crate's name, for tools that report what they run.

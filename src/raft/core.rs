@@ -1,0 +1,1183 @@
+//! The Raft state machine. Pure: inputs are `step`, `tick`, `propose`, `read_index`,
+//! `transfer_leader`, `propose_conf_change` and `compact`; outputs come out in `Ready` batches.
+//!
+//! Contract with the runtime, per `Ready`: persist the snapshot, the entries (truncating any
+//! stored suffix from the first entry's index) and the hard state; then send the messages;
+//! then apply the committed entries; then call `advance`. Nothing else may be called between
+//! `ready` and `advance`. Because every message leaves after persistence, a vote or an append
+//! ack is never sent for state that could still be lost, and the leader counts its own log
+//! only once it is durable.
+
+use super::log::RaftLog;
+use super::message::*;
+use super::progress::{Progress, ProgressState};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use thiserror::Error;
+
+/// Tunables of one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    /// Ticks without a leader before an election; the actual timeout is random in
+    /// [election_tick, 2 × election_tick).
+    pub election_tick: u32,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: u32,
+    /// Appends in flight per follower while replicating.
+    pub max_inflight: usize,
+    /// Bytes of entries per append.
+    pub max_bytes_per_msg: usize,
+    /// Pre-vote: a partitioned node cannot disrupt the cluster with term bumps.
+    pub pre_vote: bool,
+    /// Leader steps down when it cannot hear a quorum; followers ignore votes during a lease.
+    pub check_quorum: bool,
+    /// Bytes per InstallSnapshot chunk.
+    pub snapshot_chunk: usize,
+    /// Seed of the election-jitter stream.
+    pub seed: u64,
+}
+
+impl Config {
+    /// Defaults in the spirit of etcd: election 10 ticks, heartbeat 1 tick.
+    pub fn new(id: NodeId, seed: u64) -> Self {
+        Config {
+            id,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            max_inflight: 64,
+            max_bytes_per_msg: 1 << 20,
+            pre_vote: true,
+            check_quorum: true,
+            snapshot_chunk: 64 << 10,
+            seed,
+        }
+    }
+}
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// A confirmed read: reads of state applied through `index` are linearizable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadState {
+    pub index: u64,
+    pub ctx: Vec<u8>,
+}
+
+/// What storage holds at startup.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    /// The latest snapshot; for a new cluster, index 0 with the initial voters.
+    pub snapshot: Snapshot,
+    /// Entries after the snapshot.
+    pub entries: Vec<Entry>,
+}
+
+/// One batch of work for the runtime (see the module docs for the order).
+#[derive(Debug, Default)]
+pub struct Ready {
+    pub hard_state: Option<HardState>,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub messages: Vec<Message>,
+    pub committed: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+}
+
+/// Why a request to the node was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RaftError {
+    #[error("not the leader (leader hint: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("leadership transfer in progress")]
+    TransferInProgress,
+    #[error("a membership change is still pending")]
+    ConfChangePending,
+    #[error("no entry of the current term is committed yet")]
+    TermNotCommitted,
+    #[error("node {0} is not a voter")]
+    NotVoter(NodeId),
+    #[error("the change would leave no voters")]
+    EmptyConfiguration,
+    #[error("snapshot index {0} is not applied or not in the log")]
+    BadSnapshotIndex(u64),
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    index: u64,
+    ctx: Vec<u8>,
+    from: NodeId,
+    acks: BTreeSet<NodeId>,
+}
+
+/// The Raft node.
+#[derive(Debug)]
+pub struct Raft {
+    cfg: Config,
+    id: NodeId,
+    term: u64,
+    vote: NodeId,
+    role: Role,
+    leader: Option<NodeId>,
+    log: RaftLog,
+    /// Membership as of `conf_index` (changes take effect when committed).
+    conf: ConfState,
+    conf_index: u64,
+    pending_conf_index: u64,
+    snapshot: Snapshot,
+    progress: BTreeMap<NodeId, Progress>,
+    votes: BTreeMap<NodeId, bool>,
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_timeout: u32,
+    rng: ChaCha8Rng,
+    msgs: Vec<Message>,
+    reads: VecDeque<PendingRead>,
+    reads_waiting_commit: Vec<(NodeId, Vec<u8>)>,
+    read_states: Vec<ReadState>,
+    lead_transferee: Option<NodeId>,
+    incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    pending_snapshot: Option<Snapshot>,
+    prev_hard_state: HardState,
+}
+
+impl Raft {
+    /// Builds a node from what storage recovered.
+    pub fn new(cfg: Config, rec: Recovered) -> Self {
+        assert!(cfg.id != 0, "node id 0 is reserved");
+        assert!(cfg.heartbeat_tick >= 1 && cfg.election_tick > cfg.heartbeat_tick);
+        let log = RaftLog::recovered(&rec.snapshot.meta, rec.entries, rec.hard_state.commit);
+        let mut r = Raft {
+            id: cfg.id,
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ cfg.id.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            cfg,
+            term: rec.hard_state.term,
+            vote: rec.hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            conf: rec.snapshot.meta.conf.clone(),
+            conf_index: rec.snapshot.meta.index,
+            pending_conf_index: 0,
+            snapshot: rec.snapshot,
+            log,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: 0,
+            msgs: Vec::new(),
+            reads: VecDeque::new(),
+            reads_waiting_commit: Vec::new(),
+            read_states: Vec::new(),
+            lead_transferee: None,
+            incoming_snapshot: None,
+            pending_snapshot: None,
+            prev_hard_state: rec.hard_state,
+        };
+        r.apply_conf_changes();
+        r.reset_timeout();
+        r
+    }
+
+    // ---- observers -------------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    /// Current term.
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// The leader this node follows, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    /// Highest committed index.
+    pub fn committed(&self) -> u64 {
+        self.log.committed
+    }
+    /// Highest applied index (as confirmed by `advance`).
+    pub fn applied(&self) -> u64 {
+        self.log.applied
+    }
+    /// Last log index.
+    pub fn last_index(&self) -> u64 {
+        self.log.last_index()
+    }
+    /// Term of an index still in the log.
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        self.log.term(index)
+    }
+    /// Entries `lo..=hi` still held in memory.
+    pub fn entries(&self, lo: u64, hi: u64) -> Vec<Entry> {
+        self.log.slice(lo, hi, usize::MAX)
+    }
+    /// Current (committed) membership.
+    pub fn conf(&self) -> &ConfState {
+        &self.conf
+    }
+    /// The hard state as of the last `ready`.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+    /// The leader's replication progress per follower (empty on followers).
+    pub fn progress(&self) -> &BTreeMap<NodeId, Progress> {
+        &self.progress
+    }
+    /// The last snapshot this node holds (taken or received).
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        &self.snapshot.meta
+    }
+
+    // ---- inputs ----------------------------------------------------------------------------
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.heartbeat_elapsed += 1;
+            self.election_elapsed += 1;
+            if self.election_elapsed >= self.cfg.election_tick {
+                self.election_elapsed = 0;
+                if self.cfg.check_quorum && !self.quorum_active() {
+                    let term = self.term;
+                    self.become_follower(term, None);
+                    return;
+                }
+                // A transfer that did not finish within an election timeout is abandoned.
+                self.lead_transferee = None;
+            }
+            if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
+                self.heartbeat_elapsed = 0;
+                self.bcast_heartbeat(Vec::new());
+            }
+        } else {
+            self.election_elapsed += 1;
+            if self.promotable() && self.election_elapsed >= self.randomized_timeout {
+                self.election_elapsed = 0;
+                self.campaign(false);
+            }
+        }
+    }
+
+    /// Proposes application data; returns the entry's index.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, RaftError> {
+        self.check_can_propose()?;
+        Ok(self.append_entry(EntryKind::Normal, data))
+    }
+
+    /// Proposes a single-server membership change. Only one may be pending, and only after an
+    /// entry of the current term committed (the single-server-change safety rule).
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<u64, RaftError> {
+        self.check_can_propose()?;
+        if self.pending_conf_index > self.log.committed {
+            return Err(RaftError::ConfChangePending);
+        }
+        if self.log.term(self.log.committed) != Some(self.term) {
+            return Err(RaftError::TermNotCommitted);
+        }
+        let mut next = self.conf.clone();
+        next.apply(&cc);
+        if next.voters.is_empty() {
+            return Err(RaftError::EmptyConfiguration);
+        }
+        let index = self.append_entry(EntryKind::ConfChange, cc.encode());
+        self.pending_conf_index = index;
+        Ok(index)
+    }
+
+    /// Asks for a linearizable read point; the answer comes as a `ReadState` with `ctx`, which
+    /// the caller makes unique.
+    pub fn read_index(&mut self, ctx: Vec<u8>) -> Result<(), RaftError> {
+        match (self.role, self.leader) {
+            (Role::Leader, _) => {
+                self.leader_read_index(self.id, ctx);
+                Ok(())
+            }
+            (_, Some(l)) => {
+                self.send(l, Body::ReadIndex { ctx });
+                Ok(())
+            }
+            _ => Err(RaftError::NotLeader { leader: None }),
+        }
+    }
+
+    /// Hands leadership to `to` once it has caught up.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader { leader: self.leader });
+        }
+        if to == self.id || self.lead_transferee == Some(to) {
+            return Ok(());
+        }
+        if !self.conf.voters.contains(&to) {
+            return Err(RaftError::NotVoter(to));
+        }
+        self.lead_transferee = Some(to);
+        self.election_elapsed = 0;
+        if self
+            .progress
+            .get(&to)
+            .is_some_and(|p| p.matched == self.log.last_index())
+        {
+            self.send(to, Body::TimeoutNow);
+        } else {
+            self.send_append(to, false);
+        }
+        Ok(())
+    }
+
+    /// Tells the leader that messages to `id` could not be delivered (connection lost): it
+    /// goes back to probing, since appends in flight may be gone.
+    pub fn report_unreachable(&mut self, id: NodeId) {
+        if let Some(pr) = self.progress.get_mut(&id) {
+            if pr.state == ProgressState::Replicate {
+                pr.become_probe();
+            }
+        }
+    }
+
+    /// Records a state-machine snapshot the runtime took at `index` (≤ applied) and compacts
+    /// the log up to it. The snapshot is what lagging followers will be sent.
+    pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<SnapshotMeta, RaftError> {
+        if index > self.log.applied || index < self.log.snap_index() {
+            return Err(RaftError::BadSnapshotIndex(index));
+        }
+        let term = self.log.term(index).ok_or(RaftError::BadSnapshotIndex(index))?;
+        let meta = SnapshotMeta {
+            index,
+            term,
+            conf: self.conf_at(index),
+        };
+        self.snapshot = Snapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.log.compact(index);
+        Ok(meta)
+    }
+
+    /// Handles a message from a peer. Anything malformed or stale is ignored, never a panic.
+    pub fn step(&mut self, m: Message) {
+        if m.to != self.id || m.from == self.id {
+            return;
+        }
+        if m.term > self.term {
+            match &m.body {
+                Body::RequestVote { pre_vote, transfer, .. } => {
+                    // During a leader lease, ignore votes: the leader is alive (check-quorum).
+                    let in_lease = self.cfg.check_quorum
+                        && self.leader.is_some()
+                        && self.election_elapsed < self.cfg.election_tick;
+                    if in_lease && !transfer {
+                        return;
+                    }
+                    if !pre_vote {
+                        self.become_follower(m.term, None);
+                    }
+                }
+                // Granted pre-votes carry the future term; they change nothing.
+                Body::VoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
+                    self.become_follower(m.term, Some(m.from));
+                }
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.term {
+            match &m.body {
+                // Tell a stale leader about the newer term so it steps down.
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. }
+                    if self.cfg.check_quorum || self.cfg.pre_vote =>
+                {
+                    self.send(
+                        m.from,
+                        Body::AppendResponse {
+                            reject: true,
+                            index: 0,
+                            hint_index: 0,
+                            hint_term: 0,
+                        },
+                    );
+                }
+                Body::RequestVote { pre_vote: true, .. } => {
+                    self.send(
+                        m.from,
+                        Body::VoteResponse {
+                            granted: false,
+                            pre_vote: true,
+                        },
+                    );
+                }
+                _ => {}
+            }
+            return;
+        }
+
+        if let Body::RequestVote {
+            last_index,
+            last_term,
+            pre_vote,
+            ..
+        } = m.body
+        {
+            let can_vote =
+                self.vote == m.from || (self.vote == 0 && self.leader.is_none()) || (pre_vote && m.term > self.term);
+            if can_vote && self.log.is_up_to_date(last_index, last_term) {
+                // The response carries the candidate's term so it is not ignored as stale.
+                self.send_with_term(
+                    m.from,
+                    m.term,
+                    Body::VoteResponse {
+                        granted: true,
+                        pre_vote,
+                    },
+                );
+                if !pre_vote {
+                    self.election_elapsed = 0;
+                    self.vote = m.from;
+                }
+            } else {
+                self.send(
+                    m.from,
+                    Body::VoteResponse {
+                        granted: false,
+                        pre_vote,
+                    },
+                );
+            }
+            return;
+        }
+
+        match self.role {
+            Role::Leader => self.step_leader(m),
+            Role::Candidate | Role::PreCandidate => self.step_candidate(m),
+            Role::Follower => self.step_follower(m),
+        }
+    }
+
+    // ---- output ----------------------------------------------------------------------------
+
+    /// Whether `ready` has anything.
+    pub fn has_ready(&self) -> bool {
+        !self.msgs.is_empty()
+            || self.hard_state() != self.prev_hard_state
+            || self.log.stable < self.log.last_index()
+            || self.log.applied < self.log.committed
+            || self.pending_snapshot.is_some()
+            || !self.read_states.is_empty()
+    }
+
+    /// Takes the next batch of work.
+    pub fn ready(&mut self) -> Ready {
+        let hs = self.hard_state();
+        Ready {
+            hard_state: (hs != self.prev_hard_state).then_some(hs),
+            snapshot: self.pending_snapshot.take(),
+            entries: self.log.unstable(),
+            messages: std::mem::take(&mut self.msgs),
+            committed: self.log.to_apply(),
+            read_states: std::mem::take(&mut self.read_states),
+        }
+    }
+
+    /// Confirms that a `Ready` was persisted, sent and applied.
+    pub fn advance(&mut self, rd: &Ready) {
+        if let Some(hs) = rd.hard_state {
+            self.prev_hard_state = hs;
+        }
+        if let Some(last) = rd.entries.last() {
+            if self.log.term(last.index) == Some(last.term) {
+                self.log.stable = self.log.stable.max(last.index);
+            }
+        }
+        if let Some(last) = rd.committed.last() {
+            self.log.applied = self.log.applied.max(last.index);
+        }
+        if self.role == Role::Leader && self.maybe_commit() {
+            self.bcast_append(true);
+        }
+    }
+
+    // ---- roles -----------------------------------------------------------------------------
+
+    fn promotable(&self) -> bool {
+        self.conf.voters.contains(&self.id)
+    }
+
+    fn reset_timeout(&mut self) {
+        let e = self.cfg.election_tick;
+        self.randomized_timeout = self.rng.gen_range(e..2 * e);
+    }
+
+    fn reset(&mut self, term: u64) {
+        if term != self.term {
+            self.term = term;
+            self.vote = 0;
+        }
+        self.leader = None;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.reset_timeout();
+        self.votes.clear();
+        self.progress.clear();
+        self.reads.clear();
+        self.reads_waiting_commit.clear();
+        self.lead_transferee = None;
+    }
+
+    fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        self.reset(term);
+        self.role = Role::Follower;
+        self.leader = leader;
+    }
+
+    fn campaign(&mut self, transfer: bool) {
+        if !self.promotable() {
+            return;
+        }
+        let pre = self.cfg.pre_vote && !transfer;
+        let vote_term = if pre {
+            let term = self.term;
+            self.reset(term);
+            self.role = Role::PreCandidate;
+            self.term + 1
+        } else {
+            let term = self.term + 1;
+            self.reset(term);
+            self.role = Role::Candidate;
+            self.vote = self.id;
+            self.term
+        };
+        self.votes.insert(self.id, true);
+        if self.tally() {
+            return;
+        }
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        let voters: Vec<NodeId> = self.conf.voters.iter().copied().filter(|&v| v != self.id).collect();
+        for v in voters {
+            self.send_with_term(
+                v,
+                vote_term,
+                Body::RequestVote {
+                    last_index,
+                    last_term,
+                    pre_vote: pre,
+                    transfer,
+                },
+            );
+        }
+    }
+
+    /// Counts votes; wins or loses the round if decided. True if the round was decided.
+    fn tally(&mut self) -> bool {
+        let q = self.conf.quorum();
+        let granted = self
+            .conf
+            .voters
+            .iter()
+            .filter(|v| self.votes.get(v) == Some(&true))
+            .count();
+        let rejected = self
+            .conf
+            .voters
+            .iter()
+            .filter(|v| self.votes.get(v) == Some(&false))
+            .count();
+        if granted >= q {
+            if self.role == Role::PreCandidate {
+                self.campaign(true);
+            } else {
+                self.become_leader();
+            }
+            true
+        } else if rejected >= q {
+            let term = self.term;
+            self.become_follower(term, None);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn become_leader(&mut self) {
+        assert!(self.role == Role::Candidate, "only a candidate becomes leader");
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        let last = self.log.last_index();
+        self.progress = self
+            .conf
+            .members()
+            .filter(|&m| m != self.id)
+            .map(|m| (m, Progress::new(last)))
+            .collect();
+        // No membership change until this term's first entry commits.
+        self.pending_conf_index = last + 1;
+        self.append_entry(EntryKind::Noop, Vec::new());
+    }
+
+    // ---- per-role message handling ----------------------------------------------------------
+
+    fn step_follower(&mut self, m: Message) {
+        match m.body {
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                self.handle_append(m.from, prev_index, prev_term, &entries, commit);
+            }
+            Body::Heartbeat { commit, ctx } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                self.handle_heartbeat(m.from, commit, ctx);
+            }
+            Body::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                self.handle_snapshot(m.from, meta, offset, data, done);
+            }
+            Body::TimeoutNow => self.campaign(true),
+            Body::ReadIndexResponse { index, ctx } => self.read_states.push(ReadState { index, ctx }),
+            _ => {}
+        }
+    }
+
+    fn step_candidate(&mut self, m: Message) {
+        match m.body {
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
+                let term = self.term;
+                self.become_follower(term, Some(m.from));
+                self.step_follower(m);
+            }
+            Body::VoteResponse { granted, pre_vote } if pre_vote == (self.role == Role::PreCandidate) => {
+                self.votes.entry(m.from).or_insert(granted);
+                self.tally();
+            }
+            _ => {}
+        }
+    }
+
+    fn step_leader(&mut self, m: Message) {
+        let from = m.from;
+        match m.body {
+            Body::AppendResponse {
+                reject,
+                index,
+                hint_index,
+                hint_term,
+            } => {
+                let last = self.log.last_index();
+                let Some(pr) = self.progress.get_mut(&from) else { return };
+                pr.recent_active = true;
+                if reject {
+                    let next_hint = if hint_term > 0 {
+                        self.log.conflict_hint(hint_index, hint_term).0 + 1
+                    } else {
+                        hint_index + 1
+                    };
+                    let pr = self.progress.get_mut(&from).expect("checked");
+                    if pr.maybe_decr_to(index, next_hint) {
+                        self.send_append(from, false);
+                    }
+                    return;
+                }
+                let was_paused = pr.is_paused(self.cfg.max_inflight);
+                if !pr.maybe_update(index) {
+                    return;
+                }
+                match pr.state {
+                    ProgressState::Probe => pr.become_replicate(),
+                    ProgressState::Snapshot { index: si, .. } if pr.matched >= si => pr.become_probe(),
+                    _ => {}
+                }
+                let caught_up = pr.matched == last;
+                if self.maybe_commit() {
+                    self.bcast_append(true);
+                } else if was_paused {
+                    self.send_append(from, false);
+                }
+                while self.send_append(from, false) {}
+                if caught_up && self.lead_transferee == Some(from) {
+                    self.send(from, Body::TimeoutNow);
+                }
+            }
+            Body::HeartbeatResponse { ctx } => {
+                let last = self.log.last_index();
+                let Some(pr) = self.progress.get_mut(&from) else { return };
+                pr.recent_active = true;
+                if pr.state == ProgressState::Probe {
+                    pr.paused = false;
+                }
+                if pr.check_stalled(self.cfg.max_inflight) {
+                    pr.become_probe();
+                }
+                let snapshotting = matches!(pr.state, ProgressState::Snapshot { .. });
+                if snapshotting {
+                    self.send_snapshot_chunk(from);
+                } else if pr.matched < last {
+                    self.send_append(from, false);
+                }
+                if !ctx.is_empty() {
+                    self.ack_read(from, &ctx);
+                }
+            }
+            Body::SnapshotResponse {
+                index,
+                offset,
+                installed,
+                reject,
+            } => {
+                let Some(pr) = self.progress.get_mut(&from) else { return };
+                pr.recent_active = true;
+                let ProgressState::Snapshot { index: si, .. } = pr.state else {
+                    return;
+                };
+                if si != index {
+                    return;
+                }
+                if installed {
+                    pr.matched = pr.matched.max(index);
+                    pr.become_probe();
+                    self.send_append(from, false);
+                } else if reject {
+                    pr.become_probe();
+                    self.send_append(from, false);
+                } else {
+                    pr.state = ProgressState::Snapshot { index, offset };
+                    self.send_snapshot_chunk(from);
+                }
+            }
+            Body::ReadIndex { ctx } => self.leader_read_index(from, ctx),
+            _ => {}
+        }
+    }
+
+    fn handle_append(&mut self, from: NodeId, prev_index: u64, prev_term: u64, entries: &[Entry], commit: u64) {
+        let (mut prev_index, mut prev_term, mut entries) = (prev_index, prev_term, entries);
+        let committed = self.log.committed;
+        if prev_index < committed {
+            // Our committed prefix matches every leader's log (leader completeness): skip it.
+            let skip = (committed - prev_index) as usize;
+            if skip >= entries.len() {
+                self.send(
+                    from,
+                    Body::AppendResponse {
+                        reject: false,
+                        index: committed,
+                        hint_index: 0,
+                        hint_term: 0,
+                    },
+                );
+                return;
+            }
+            prev_index = committed;
+            prev_term = self.log.term(committed).expect("committed index is held");
+            entries = &entries[skip..];
+        }
+        match self.log.maybe_append(prev_index, prev_term, entries) {
+            Some(last_new) => {
+                self.log.commit_to(commit.min(last_new));
+                self.apply_conf_changes();
+                self.send(
+                    from,
+                    Body::AppendResponse {
+                        reject: false,
+                        index: last_new,
+                        hint_index: 0,
+                        hint_term: 0,
+                    },
+                );
+            }
+            None => {
+                let (hint_index, hint_term) = self.log.conflict_hint(prev_index.min(self.log.last_index()), prev_term);
+                self.send(
+                    from,
+                    Body::AppendResponse {
+                        reject: true,
+                        index: prev_index,
+                        hint_index,
+                        hint_term,
+                    },
+                );
+            }
+        }
+    }
+
+    fn handle_heartbeat(&mut self, from: NodeId, commit: u64, ctx: Vec<u8>) {
+        self.log.commit_to(commit.min(self.log.last_index()));
+        self.apply_conf_changes();
+        self.send(from, Body::HeartbeatResponse { ctx });
+    }
+
+    fn handle_snapshot(&mut self, from: NodeId, meta: SnapshotMeta, offset: u64, data: Vec<u8>, done: bool) {
+        let index = meta.index;
+        if index <= self.log.committed {
+            self.incoming_snapshot = None;
+            self.send(
+                from,
+                Body::SnapshotResponse {
+                    index,
+                    offset: 0,
+                    installed: true,
+                    reject: false,
+                },
+            );
+            return;
+        }
+        match &mut self.incoming_snapshot {
+            _ if offset == 0 => self.incoming_snapshot = Some((meta.clone(), data)),
+            Some((m, buf)) if *m == meta && buf.len() as u64 == offset => buf.extend_from_slice(&data),
+            other => {
+                let expect = match other {
+                    Some((m, buf)) if *m == meta => buf.len() as u64,
+                    _ => 0,
+                };
+                self.send(
+                    from,
+                    Body::SnapshotResponse {
+                        index,
+                        offset: expect,
+                        installed: false,
+                        reject: false,
+                    },
+                );
+                return;
+            }
+        }
+        if !done {
+            let have = self.incoming_snapshot.as_ref().map_or(0, |(_, b)| b.len() as u64);
+            self.send(
+                from,
+                Body::SnapshotResponse {
+                    index,
+                    offset: have,
+                    installed: false,
+                    reject: false,
+                },
+            );
+            return;
+        }
+        let (meta, data) = self.incoming_snapshot.take().expect("assembled above");
+        let snap = Snapshot { meta, data };
+        self.log.restore(&snap);
+        self.conf = snap.meta.conf.clone();
+        self.conf_index = snap.meta.index;
+        self.apply_conf_changes();
+        self.snapshot = snap.clone();
+        self.pending_snapshot = Some(snap);
+        self.send(
+            from,
+            Body::SnapshotResponse {
+                index,
+                offset: 0,
+                installed: true,
+                reject: false,
+            },
+        );
+    }
+
+    // ---- leader machinery -------------------------------------------------------------------
+
+    fn check_can_propose(&self) -> Result<(), RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader { leader: self.leader });
+        }
+        if self.lead_transferee.is_some() {
+            return Err(RaftError::TransferInProgress);
+        }
+        Ok(())
+    }
+
+    fn append_entry(&mut self, kind: EntryKind, data: Vec<u8>) -> u64 {
+        let index = self.log.last_index() + 1;
+        self.log.append(Entry {
+            term: self.term,
+            index,
+            kind,
+            data,
+        });
+        self.bcast_append(false);
+        index
+    }
+
+    fn bcast_append(&mut self, send_empty: bool) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for p in peers {
+            self.send_append(p, send_empty);
+        }
+    }
+
+    /// Sends the next append to `to` if flow control allows; true if one went out carrying
+    /// entries (so the caller may keep filling the window).
+    fn send_append(&mut self, to: NodeId, send_empty: bool) -> bool {
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get(&to) else { return false };
+        if pr.is_paused(self.cfg.max_inflight) {
+            return false;
+        }
+        let prev_index = pr.next - 1;
+        let Some(prev_term) = self.log.term(prev_index) else {
+            // The entries it needs were compacted: send the snapshot instead.
+            let si = self.snapshot.meta.index;
+            self.progress.get_mut(&to).expect("checked").become_snapshot(si);
+            self.send_snapshot_chunk(to);
+            return false;
+        };
+        let entries = self.log.slice(prev_index + 1, last, self.cfg.max_bytes_per_msg);
+        if entries.is_empty() && !send_empty && pr.state == ProgressState::Replicate {
+            return false;
+        }
+        let n = entries.len();
+        let sent_last = prev_index + n as u64;
+        let commit = self.log.committed;
+        self.progress.get_mut(&to).expect("checked").sent(sent_last, n);
+        self.send(
+            to,
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            },
+        );
+        n > 0
+    }
+
+    fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let Some(pr) = self.progress.get_mut(&to) else { return };
+        let ProgressState::Snapshot { index, offset } = pr.state else {
+            return;
+        };
+        if index != self.snapshot.meta.index {
+            // A newer snapshot replaced the one being sent: start over with it.
+            pr.become_snapshot(self.snapshot.meta.index);
+            return self.send_snapshot_chunk(to);
+        }
+        let len = self.snapshot.data.len() as u64;
+        let start = offset.min(len);
+        let end = (start + self.cfg.snapshot_chunk as u64).min(len);
+        let body = Body::InstallSnapshot {
+            meta: self.snapshot.meta.clone(),
+            offset: start,
+            data: self.snapshot.data[start as usize..end as usize].to_vec(),
+            done: end == len,
+        };
+        self.send(to, body);
+    }
+
+    fn bcast_heartbeat(&mut self, ctx: Vec<u8>) {
+        let peers: Vec<(NodeId, u64)> = self.progress.iter().map(|(&id, p)| (id, p.matched)).collect();
+        for (p, matched) in peers {
+            // Never tell a follower to commit past what it is known to hold.
+            let commit = matched.min(self.log.committed);
+            self.send(
+                p,
+                Body::Heartbeat {
+                    commit,
+                    ctx: ctx.clone(),
+                },
+            );
+        }
+    }
+
+    /// Commits the highest index a quorum of voters holds durably, if it is of this term
+    /// (entries of earlier terms commit only indirectly: Raft figure 8).
+    fn maybe_commit(&mut self) -> bool {
+        if !self.conf.voters.contains(&self.id) && self.conf.voters.is_empty() {
+            return false;
+        }
+        let mut matched: Vec<u64> = self
+            .conf
+            .voters
+            .iter()
+            .map(|v| {
+                if *v == self.id {
+                    self.log.stable
+                } else {
+                    self.progress.get(v).map_or(0, |p| p.matched)
+                }
+            })
+            .collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let q = matched[self.conf.quorum() - 1];
+        if q <= self.log.committed || self.log.term(q) != Some(self.term) {
+            return false;
+        }
+        self.log.commit_to(q);
+        self.apply_conf_changes();
+        if self.role == Role::Leader {
+            for (from, ctx) in std::mem::take(&mut self.reads_waiting_commit) {
+                self.leader_read_index(from, ctx);
+            }
+        }
+        true
+    }
+
+    fn quorum_active(&mut self) -> bool {
+        let id = self.id;
+        let active = self
+            .conf
+            .voters
+            .iter()
+            .filter(|v| **v == id || self.progress.get(v).is_some_and(|p| p.recent_active))
+            .count();
+        for p in self.progress.values_mut() {
+            p.recent_active = false;
+        }
+        active >= self.conf.quorum()
+    }
+
+    fn leader_read_index(&mut self, from: NodeId, ctx: Vec<u8>) {
+        if self.log.term(self.log.committed) != Some(self.term) {
+            // The commit index is only known to be current once this term has committed.
+            self.reads_waiting_commit.push((from, ctx));
+            return;
+        }
+        let index = self.log.committed;
+        let mut acks = BTreeSet::new();
+        if self.conf.voters.contains(&self.id) {
+            acks.insert(self.id);
+        }
+        self.reads.push_back(PendingRead {
+            index,
+            ctx: ctx.clone(),
+            from,
+            acks,
+        });
+        if !self.release_reads() {
+            self.bcast_heartbeat(ctx);
+        }
+    }
+
+    fn ack_read(&mut self, from: NodeId, ctx: &[u8]) {
+        if !self.conf.voters.contains(&from) {
+            return;
+        }
+        if let Some(r) = self.reads.iter_mut().find(|r| r.ctx == ctx) {
+            r.acks.insert(from);
+        }
+        self.release_reads();
+    }
+
+    /// Answers every read up to the newest one a quorum confirmed (FIFO); true if any.
+    fn release_reads(&mut self) -> bool {
+        let q = self.conf.quorum();
+        let Some(pos) = self.reads.iter().rposition(|r| r.acks.len() >= q) else {
+            return false;
+        };
+        for r in self.reads.drain(..=pos).collect::<Vec<_>>() {
+            if r.from == self.id {
+                self.read_states.push(ReadState {
+                    index: r.index,
+                    ctx: r.ctx,
+                });
+            } else {
+                self.send(
+                    r.from,
+                    Body::ReadIndexResponse {
+                        index: r.index,
+                        ctx: r.ctx,
+                    },
+                );
+            }
+        }
+        true
+    }
+
+    // ---- membership --------------------------------------------------------------------------
+
+    /// Applies committed membership changes not yet in effect.
+    fn apply_conf_changes(&mut self) {
+        while self.conf_index < self.log.committed {
+            let i = self.conf_index + 1;
+            let Some(e) = self.log.slice(i, i, usize::MAX).pop() else {
+                self.conf_index = self.log.committed;
+                break;
+            };
+            self.conf_index = i;
+            if e.kind != EntryKind::ConfChange {
+                continue;
+            }
+            let Some(cc) = ConfChange::decode(&e.data) else {
+                continue;
+            };
+            self.conf.apply(&cc);
+            if self.role == Role::Leader {
+                let last = self.log.last_index();
+                for m in self.conf.members().collect::<Vec<_>>() {
+                    if m != self.id {
+                        self.progress.entry(m).or_insert_with(|| Progress::new(last));
+                    }
+                }
+                let conf = self.conf.clone();
+                self.progress
+                    .retain(|id, _| conf.voters.contains(id) || conf.learners.contains(id));
+                if self.lead_transferee.is_some_and(|t| !conf.voters.contains(&t)) {
+                    self.lead_transferee = None;
+                }
+                if !conf.voters.contains(&self.id) {
+                    let term = self.term;
+                    self.become_follower(term, None);
+                }
+            }
+        }
+    }
+
+    /// Membership as of `index` (≤ committed), for snapshot metadata.
+    fn conf_at(&self, index: u64) -> ConfState {
+        let mut conf = self.snapshot.meta.conf.clone();
+        for e in self.log.slice(self.snapshot.meta.index + 1, index, usize::MAX) {
+            if e.kind == EntryKind::ConfChange {
+                if let Some(cc) = ConfChange::decode(&e.data) {
+                    conf.apply(&cc);
+                }
+            }
+        }
+        conf
+    }
+
+    // ---- sending -----------------------------------------------------------------------------
+
+    fn send(&mut self, to: NodeId, body: Body) {
+        let term = self.term;
+        self.send_with_term(to, term, body);
+    }
+
+    fn send_with_term(&mut self, to: NodeId, term: u64, body: Body) {
+        self.msgs.push(Message {
+            from: self.id,
+            to,
+            term,
+            body,
+        });
+    }
+}

@@ -1,0 +1,207 @@
+//! Raft's vocabulary: entries, hard state, configurations, snapshots and peer messages.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// A node's id within the cluster (ZooKeeper's `myid`); never 0.
+pub type NodeId = u64;
+
+/// What an entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// Application data.
+    Normal,
+    /// A bincode-encoded `ConfChange`.
+    ConfChange,
+    /// The empty entry a new leader appends to commit its term.
+    Noop,
+}
+
+/// One log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: u64,
+    pub index: u64,
+    pub kind: EntryKind,
+    pub data: Vec<u8>,
+}
+
+impl Entry {
+    /// Approximate wire size, for flow control.
+    pub fn size(&self) -> usize {
+        self.data.len() + 24
+    }
+}
+
+/// State that must be durable before any message depending on it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: u64,
+    /// 0 when the node has not voted in `term`.
+    pub vote: NodeId,
+    pub commit: u64,
+}
+
+/// Cluster membership: voters decide, learners (ZooKeeper's observers) only follow.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConfState {
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+}
+
+impl ConfState {
+    /// A configuration of these voters.
+    pub fn voters(ids: impl IntoIterator<Item = NodeId>) -> Self {
+        ConfState {
+            voters: ids.into_iter().collect(),
+            learners: BTreeSet::new(),
+        }
+    }
+
+    /// Every member, voters first.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(self.learners.iter()).copied()
+    }
+
+    /// Majority size.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    /// Applies a single-server change.
+    pub fn apply(&mut self, cc: &ConfChange) {
+        match *cc {
+            ConfChange::AddVoter(id) => {
+                self.learners.remove(&id);
+                self.voters.insert(id);
+            }
+            ConfChange::AddLearner(id) => {
+                if !self.voters.contains(&id) {
+                    self.learners.insert(id);
+                }
+            }
+            ConfChange::Remove(id) => {
+                self.voters.remove(&id);
+                self.learners.remove(&id);
+            }
+        }
+    }
+}
+
+/// A single-server membership change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfChange {
+    AddVoter(NodeId),
+    AddLearner(NodeId),
+    Remove(NodeId),
+}
+
+impl ConfChange {
+    /// Encodes for an entry's data.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).expect("conf change encodes")
+    }
+
+    /// Decodes an entry's data.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        bincode::serde::decode_from_slice(b, bincode::config::standard())
+            .ok()
+            .map(|(c, _)| c)
+    }
+}
+
+/// What a snapshot covers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub index: u64,
+    pub term: u64,
+    pub conf: ConfState,
+}
+
+/// A state-machine snapshot: everything up to `meta.index`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: Vec<u8>,
+}
+
+/// A message between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: u64,
+    pub body: Body,
+}
+
+/// Message payloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Replicate entries after (prev_index, prev_term); carries the leader's commit.
+    Append {
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    },
+    /// Success: `index` is the follower's last matching index. Reject: `index` is the rejected
+    /// prev_index, and the hint says where to retry (fast backtracking).
+    AppendResponse {
+        reject: bool,
+        index: u64,
+        hint_index: u64,
+        hint_term: u64,
+    },
+    /// Ask for a vote (or a pre-vote, which changes no state).
+    RequestVote {
+        last_index: u64,
+        last_term: u64,
+        pre_vote: bool,
+        transfer: bool,
+    },
+    /// The answer.
+    VoteResponse { granted: bool, pre_vote: bool },
+    /// Leader liveness; `commit` is capped at what the follower is known to have.
+    Heartbeat { commit: u64, ctx: Vec<u8> },
+    /// Heartbeat ack, echoing the read-index context.
+    HeartbeatResponse { ctx: Vec<u8> },
+    /// One chunk of a snapshot.
+    InstallSnapshot {
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    },
+    /// Snapshot progress: the offset the follower expects next, or `installed` at the end.
+    SnapshotResponse {
+        index: u64,
+        offset: u64,
+        installed: bool,
+        reject: bool,
+    },
+    /// Start an election now (leadership transfer).
+    TimeoutNow,
+    /// A follower asks the leader for a read index.
+    ReadIndex { ctx: Vec<u8> },
+    /// The leader's answer: reads at `index` are linearizable.
+    ReadIndexResponse { index: u64, ctx: Vec<u8> },
+}
+
+impl Body {
+    /// Short name, for traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::Append { .. } => "Append",
+            Body::AppendResponse { .. } => "AppendResponse",
+            Body::RequestVote { .. } => "RequestVote",
+            Body::VoteResponse { .. } => "VoteResponse",
+            Body::Heartbeat { .. } => "Heartbeat",
+            Body::HeartbeatResponse { .. } => "HeartbeatResponse",
+            Body::InstallSnapshot { .. } => "InstallSnapshot",
+            Body::SnapshotResponse { .. } => "SnapshotResponse",
+            Body::TimeoutNow => "TimeoutNow",
+            Body::ReadIndex { .. } => "ReadIndex",
+            Body::ReadIndexResponse { .. } => "ReadIndexResponse",
+        }
+    }
+}
