@@ -737,7 +737,7 @@ impl Raft {
                 if pr.state == ProgressState::Probe {
                     pr.paused = false;
                 }
-                if pr.check_stalled(self.cfg.max_inflight) {
+                if pr.check_stalled() {
                     pr.become_probe();
                 }
                 let snapshotting = matches!(pr.state, ProgressState::Snapshot { .. });

@@ -8,3 +8,6 @@ pub mod progress;
 
 pub use self::core::{Config, Raft, RaftError, ReadState, Ready, Recovered, Role};
 pub use message::*;
+
+#[cfg(test)]
+mod tests;

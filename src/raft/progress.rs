@@ -25,8 +25,8 @@ pub struct Progress {
     pub inflight: VecDeque<u64>,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
-    /// `matched` at the last heartbeat response that found the window full; a second such
-    /// response with no progress means the appends in flight were lost.
+    /// `matched` at the last heartbeat response that found appends in flight; a second such
+    /// response with no progress means those appends were lost.
     pub stalled_at: Option<u64>,
 }
 
@@ -104,10 +104,11 @@ impl Progress {
         true
     }
 
-    /// Called on each heartbeat response: true if the in-flight window has stayed full with no
-    /// progress across two responses, i.e. the appends were lost and probing must restart.
-    pub fn check_stalled(&mut self, max_inflight: usize) -> bool {
-        if self.state != ProgressState::Replicate || self.inflight.len() < max_inflight {
+    /// Called on each heartbeat response (which proves the follower reachable): true if appends
+    /// have been in flight with no progress across two responses, i.e. they were lost and
+    /// probing must restart from `matched + 1`.
+    pub fn check_stalled(&mut self) -> bool {
+        if self.state != ProgressState::Replicate || self.inflight.is_empty() {
             self.stalled_at = None;
             return false;
         }

@@ -1,0 +1,681 @@
+//! Table-driven tests of individual Raft rules on a small deterministic cluster harness.
+
+use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+struct Cluster {
+    nodes: BTreeMap<NodeId, Raft>,
+    queue: Vec<Message>,
+    cut: BTreeSet<NodeId>,
+    /// Every message delivered, for assertions on traffic.
+    log: Vec<Message>,
+    applied: BTreeMap<NodeId, Vec<Entry>>,
+}
+
+fn config(id: NodeId) -> Config {
+    let mut c = Config::new(id, 7);
+    c.election_tick = 10;
+    c
+}
+
+/// A node whose storage holds entries with these terms (indices 1..) and this hard state.
+fn node(id: NodeId, voters: &[NodeId], terms: &[u64], term: u64, commit: u64, tweak: impl Fn(&mut Config)) -> Raft {
+    let entries = terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| Entry {
+            term: t,
+            index: i as u64 + 1,
+            kind: EntryKind::Normal,
+            data: vec![i as u8],
+        })
+        .collect();
+    let mut c = config(id);
+    tweak(&mut c);
+    Raft::new(
+        c,
+        Recovered {
+            hard_state: HardState { term, vote: 0, commit },
+            snapshot: Snapshot {
+                meta: SnapshotMeta {
+                    index: 0,
+                    term: 0,
+                    conf: ConfState::voters(voters.to_vec()),
+                },
+                data: vec![],
+            },
+            entries,
+        },
+    )
+}
+
+impl Cluster {
+    fn new(nodes: Vec<Raft>) -> Self {
+        Cluster {
+            nodes: nodes.into_iter().map(|r| (r.id(), r)).collect(),
+            queue: vec![],
+            cut: BTreeSet::new(),
+            log: vec![],
+            applied: BTreeMap::new(),
+        }
+    }
+
+    fn fresh(n: u64) -> Self {
+        let ids: Vec<NodeId> = (1..=n).collect();
+        Self::new(ids.iter().map(|&i| node(i, &ids, &[], 0, 0, |_| {})).collect())
+    }
+
+    fn r(&mut self, id: NodeId) -> &mut Raft {
+        self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Runs every node's Ready: persist (implicit), queue messages, record applied entries.
+    fn process(&mut self) {
+        loop {
+            let mut any = false;
+            for (id, r) in self.nodes.iter_mut() {
+                if r.has_ready() {
+                    any = true;
+                    let rd = r.ready();
+                    self.queue.extend(rd.messages.iter().cloned());
+                    self.applied
+                        .entry(*id)
+                        .or_default()
+                        .extend(rd.committed.iter().cloned());
+                    r.advance(&rd);
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    /// Delivers messages (dropping those to or from cut nodes) until none are left.
+    fn settle(&mut self) {
+        self.process();
+        while !self.queue.is_empty() {
+            for m in std::mem::take(&mut self.queue) {
+                if self.cut.contains(&m.from) || self.cut.contains(&m.to) {
+                    continue;
+                }
+                self.log.push(m.clone());
+                if let Some(r) = self.nodes.get_mut(&m.to) {
+                    r.step(m);
+                }
+            }
+            self.process();
+        }
+    }
+
+    /// Delivers only the queued messages matching `f`; the rest stay queued.
+    fn deliver_only(&mut self, f: impl Fn(&Message) -> bool) {
+        self.process();
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queue).into_iter().partition(|m| f(m));
+        self.queue = later;
+        for m in now {
+            self.log.push(m.clone());
+            if let Some(r) = self.nodes.get_mut(&m.to) {
+                r.step(m);
+            }
+        }
+        self.process();
+    }
+
+    fn tick_all(&mut self, n: u32) {
+        for _ in 0..n {
+            for r in self.nodes.values_mut() {
+                r.tick();
+            }
+            self.settle();
+        }
+    }
+
+    /// Makes `id` campaign now (as TimeoutNow does) and settles.
+    fn campaign(&mut self, id: NodeId) {
+        let term = self.r(id).term();
+        let from = if id == 1 { 2 } else { 1 };
+        self.r(id).step(Message {
+            from,
+            to: id,
+            term,
+            body: Body::TimeoutNow,
+        });
+        self.settle();
+    }
+
+    fn leaders(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|r| r.role() == Role::Leader)
+            .map(|r| r.id())
+            .collect()
+    }
+}
+
+#[test]
+fn single_node_elects_itself_and_commits() {
+    let mut c = Cluster::fresh(1);
+    c.tick_all(25);
+    assert_eq!(c.leaders(), vec![1]);
+    let i = c.r(1).propose(b"x".to_vec()).unwrap();
+    c.settle();
+    assert_eq!(c.r(1).committed(), i);
+    assert_eq!(c.applied[&1].last().unwrap().data, b"x");
+}
+
+#[test]
+fn three_nodes_elect_exactly_one_leader() {
+    for seed in 0..20 {
+        let ids = [1, 2, 3];
+        let mut c = Cluster::new(
+            ids.iter()
+                .map(|&i| node(i, &ids, &[], 0, 0, |cf| cf.seed = seed))
+                .collect(),
+        );
+        c.tick_all(40);
+        assert_eq!(c.leaders().len(), 1, "seed {seed}");
+    }
+}
+
+#[test]
+fn pre_vote_keeps_an_isolated_node_from_raising_its_term() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    let term = c.r(1).term();
+    c.cut.insert(3);
+    c.tick_all(100);
+    assert_eq!(c.r(3).term(), term, "pre-vote must not bump the term");
+    c.cut.clear();
+    c.tick_all(5);
+    assert_eq!(c.leaders(), vec![1], "rejoining node must not disrupt the leader");
+    assert_eq!(c.r(1).term(), term);
+}
+
+#[test]
+fn without_pre_vote_an_isolated_node_disrupts() {
+    let ids = [1, 2, 3];
+    let mut c = Cluster::new(
+        ids.iter()
+            .map(|&i| {
+                node(i, &ids, &[], 0, 0, |cf| {
+                    cf.pre_vote = false;
+                    cf.check_quorum = false;
+                })
+            })
+            .collect(),
+    );
+    c.campaign(1);
+    let term = c.r(1).term();
+    c.cut.insert(3);
+    c.tick_all(100);
+    assert!(c.r(3).term() > term, "the contrast case: terms grow without pre-vote");
+}
+
+#[test]
+fn check_quorum_makes_an_isolated_leader_step_down() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    c.cut.insert(1);
+    c.tick_all(25);
+    assert_eq!(c.r(1).role(), Role::Follower);
+    assert!(c.leaders().iter().all(|&l| l != 1));
+}
+
+#[test]
+fn leader_lease_ignores_votes_while_the_leader_is_alive() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    let term = c.r(1).term();
+    // A vote request for a higher term while 2 hears from the leader is ignored.
+    c.r(2).step(Message {
+        from: 3,
+        to: 2,
+        term: term + 1,
+        body: Body::RequestVote {
+            last_index: 100,
+            last_term: 100,
+            pre_vote: false,
+            transfer: false,
+        },
+    });
+    assert_eq!(c.r(2).term(), term);
+    c.process();
+    assert!(c.queue.iter().all(|m| !matches!(m.body, Body::VoteResponse { .. })));
+}
+
+#[test]
+fn a_node_votes_once_per_term_and_only_for_up_to_date_logs() {
+    // Node 1's log [1, 2] is more up to date than [1, 1, 1] (higher last term).
+    let cases: &[(&[u64], u64, u64, bool)] = &[
+        (&[1, 2], 3, 2, true),  // longer candidate log, same last term
+        (&[1, 2], 1, 2, false), // lower last term
+        (&[1, 2], 2, 2, true),  // same log
+        (&[1, 2], 1, 3, true),  // higher last term wins even if shorter
+        (&[1, 2], 5, 1, false), // longer but older
+    ];
+    for (i, &(mine, cand_last_index, cand_last_term, granted)) in cases.iter().enumerate() {
+        let mut r = node(1, &[1, 2, 3], mine, 2, 0, |_| {});
+        r.step(Message {
+            from: 2,
+            to: 1,
+            term: 3,
+            body: Body::RequestVote {
+                last_index: cand_last_index,
+                last_term: cand_last_term,
+                pre_vote: false,
+                transfer: false,
+            },
+        });
+        let rd = r.ready();
+        let got = rd.messages.iter().any(|m| {
+            m.body
+                == Body::VoteResponse {
+                    granted: true,
+                    pre_vote: false,
+                }
+        });
+        assert_eq!(got, granted, "case {i}");
+        r.advance(&rd);
+        // A second candidate in the same term never gets the vote.
+        r.step(Message {
+            from: 3,
+            to: 1,
+            term: 3,
+            body: Body::RequestVote {
+                last_index: 99,
+                last_term: 99,
+                pre_vote: false,
+                transfer: false,
+            },
+        });
+        let rd = r.ready();
+        let second = rd.messages.iter().any(|m| {
+            m.body
+                == Body::VoteResponse {
+                    granted: true,
+                    pre_vote: false,
+                }
+        });
+        assert_eq!(second, !granted, "case {i}: exactly one vote in term 3");
+    }
+}
+
+/// Raft paper figure 7: a new leader (term 8) brings followers with missing, extra and
+/// conflicting entries into line with its log.
+#[test]
+fn figure_7_logs_converge_to_the_leader() {
+    let leader: &[u64] = &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+    let followers: [&[u64]; 6] = [
+        &[1, 1, 1, 4, 4, 5, 5, 6, 6],
+        &[1, 1, 1, 4],
+        &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6],
+        &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7],
+        &[1, 1, 1, 4, 4, 4, 4],
+        &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+    ];
+    for (k, f) in followers.iter().enumerate() {
+        // Two-node cluster per case (leader + follower k) plus a third voter that votes for
+        // the leader, so the leader can always win.
+        let ids = [1, 2, 3];
+        let mut c = Cluster::new(vec![
+            node(1, &ids, leader, 7, 0, |_| {}),
+            node(2, &ids, f, 7, 0, |_| {}),
+            node(3, &ids, &[1], 7, 0, |_| {}),
+        ]);
+        c.campaign(1);
+        assert_eq!(c.leaders(), vec![1], "case {k}");
+        c.r(1).propose(b"new".to_vec()).unwrap();
+        c.settle();
+        let (l1, l2) = (c.r(1).last_index(), c.r(2).last_index());
+        let want = c.r(1).entries(1, l1);
+        let got = c.r(2).entries(1, l2);
+        assert_eq!(got, want, "follower {k} did not converge");
+        assert_eq!(c.r(2).committed(), c.r(1).committed());
+    }
+}
+
+/// Raft paper figure 8: a leader must not commit an entry of an earlier term by counting
+/// replicas; it commits only once an entry of its own term is on a majority.
+#[test]
+fn figure_8_old_term_entries_commit_only_indirectly() {
+    let ids = [1, 2, 3, 4, 5];
+    // S1 holds (2, term 2) from its term-2 leadership; S5 holds a conflicting (2, term 3).
+    let mut c = Cluster::new(vec![
+        node(1, &ids, &[1, 2], 3, 1, |cf| cf.max_bytes_per_msg = 1),
+        node(2, &ids, &[1], 3, 1, |_| {}),
+        node(3, &ids, &[1], 3, 1, |_| {}),
+        node(4, &ids, &[1], 3, 1, |_| {}),
+        node(5, &ids, &[1, 3], 3, 1, |_| {}),
+    ]);
+    c.cut.insert(5);
+    // Let (2, term 2) reach S2 and S3 but never let the term-4 entry (index 3) land on a
+    // node that could accept it (one already holding index 2); those appends are dropped.
+    fn step_filtered(c: &mut Cluster) {
+        let have2: BTreeSet<NodeId> = [2, 3, 4].into_iter().filter(|&i| c.r(i).term_at(2).is_some()).collect();
+        c.process();
+        c.queue.retain(|m| match &m.body {
+            Body::Append { entries, .. } => !(have2.contains(&m.to) && entries.iter().any(|e| e.index >= 3)),
+            _ => true,
+        });
+        c.deliver_only(|m| m.to != 5 && m.from != 5);
+    }
+    c.r(1).step(Message {
+        from: 2,
+        to: 1,
+        term: 3,
+        body: Body::TimeoutNow,
+    });
+    for _ in 0..3 {
+        step_filtered(&mut c);
+    }
+    assert_eq!(c.leaders(), vec![1]);
+    assert_eq!(c.r(1).term(), 4);
+    for _ in 0..8 {
+        c.r(1).tick();
+        step_filtered(&mut c);
+    }
+    for id in [1, 2, 3, 4] {
+        assert_eq!(c.r(id).term_at(2), Some(2), "S{id} holds (2, term 2)");
+    }
+    // A majority holds it, yet committing it now would be unsafe: S5 (last term 3) can still
+    // win an election with S2, S3 and S4 and overwrite index 2.
+    assert_eq!(
+        c.r(1).committed(),
+        1,
+        "committed an old-term entry by counting replicas"
+    );
+    // Once the term-4 entry reaches a majority, both commit together.
+    c.settle();
+    c.tick_all(3);
+    assert!(c.r(1).committed() >= 3);
+    c.cut.clear();
+    c.tick_all(3);
+    assert_eq!(
+        c.r(5).term_at(2),
+        Some(2),
+        "S5's conflicting (2, term 3) was overwritten"
+    );
+}
+
+#[test]
+fn fast_backtracking_needs_one_round_per_conflicting_term() {
+    let ids = [1, 2, 3];
+    // The follower holds 50 entries of term 2 that conflict with the leader's term-3 entries.
+    let long2 = [vec![1u64], vec![2u64; 50]].concat();
+    let leader = [vec![1u64], vec![3u64; 50]].concat();
+    let mut c = Cluster::new(vec![
+        node(1, &ids, &leader, 3, 1, |_| {}),
+        node(2, &ids, &long2, 3, 1, |_| {}),
+        node(3, &ids, &[1], 3, 1, |_| {}),
+    ]);
+    c.campaign(1);
+    c.settle();
+    let rejects = c
+        .log
+        .iter()
+        .filter(|m| m.from == 2 && matches!(m.body, Body::AppendResponse { reject: true, .. }))
+        .count();
+    assert!(
+        rejects <= 2,
+        "{rejects} rejections; expected backtracking by term, not by index"
+    );
+    assert_eq!(c.r(2).entries(1, 51), c.r(1).entries(1, 51));
+}
+
+#[test]
+fn flow_control_limits_appends_in_flight() {
+    let ids = [1, 2];
+    let mut c = Cluster::new(
+        ids.iter()
+            .map(|&i| {
+                node(i, &ids, &[], 0, 0, |cf| {
+                    cf.max_inflight = 2;
+                    cf.max_bytes_per_msg = 1;
+                })
+            })
+            .collect(),
+    );
+    c.campaign(1);
+    c.settle();
+    for i in 0..10u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.process();
+    let appends = c
+        .queue
+        .iter()
+        .filter(|m| matches!(&m.body, Body::Append { entries, .. } if !entries.is_empty()))
+        .count();
+    assert_eq!(
+        appends, 2,
+        "replicate state sends at most max_inflight appends before acks"
+    );
+    c.settle();
+    assert_eq!(c.r(2).last_index(), c.r(1).last_index());
+    assert_eq!(c.r(1).committed(), c.r(1).last_index());
+}
+
+#[test]
+fn read_index_needs_a_quorum_and_followers_forward() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    c.r(1).propose(b"a".to_vec()).unwrap();
+    c.settle();
+    let commit = c.r(1).committed();
+    // Leader: the answer waits for heartbeat acks from a quorum.
+    c.cut.insert(2);
+    c.cut.insert(3);
+    c.r(1).read_index(b"r1".to_vec()).unwrap();
+    c.settle();
+    assert!(c.r(1).ready().read_states.is_empty(), "no quorum, no read");
+    c.cut.clear();
+    c.tick_all(1);
+    // The pending read is answered once heartbeats with its context are acked.
+    c.r(1).read_index(b"r2".to_vec()).unwrap();
+    let mut got = vec![];
+    for _ in 0..3 {
+        c.process();
+        for m in std::mem::take(&mut c.queue) {
+            if let Some(r) = c.nodes.get_mut(&m.to) {
+                r.step(m);
+            }
+        }
+        let rd = c.r(1).ready();
+        got.extend(rd.read_states.iter().map(|s| (s.index, s.ctx.clone())));
+        c.r(1).advance(&rd);
+    }
+    assert!(got.contains(&(commit, b"r2".to_vec())), "{got:?}");
+    // Follower: forwards to the leader and gets the leader's commit index back.
+    c.r(2).read_index(b"f".to_vec()).unwrap();
+    let mut states = vec![];
+    for _ in 0..4 {
+        c.process();
+        for m in std::mem::take(&mut c.queue) {
+            if let Some(r) = c.nodes.get_mut(&m.to) {
+                r.step(m);
+            }
+        }
+        let rd = c.r(2).ready();
+        states.extend(rd.read_states.clone());
+        c.r(2).advance(&rd);
+    }
+    assert_eq!(
+        states,
+        vec![ReadState {
+            index: commit,
+            ctx: b"f".to_vec()
+        }]
+    );
+}
+
+#[test]
+fn read_index_waits_for_a_current_term_commit() {
+    let ids = [1, 2, 3];
+    let mut c = Cluster::new(ids.iter().map(|&i| node(i, &ids, &[1, 1], 1, 1, |_| {})).collect());
+    c.campaign(1);
+    c.queue.clear();
+    c.r(1).read_index(b"early".to_vec()).unwrap();
+    let rd = c.r(1).ready();
+    assert!(
+        rd.read_states.is_empty(),
+        "commit index 1 is from an old term: not yet a safe read point"
+    );
+    c.r(1).advance(&rd);
+    c.tick_all(3);
+    let committed = c.r(1).committed();
+    assert!(committed >= 3);
+}
+
+#[test]
+fn leadership_transfer_hands_over_after_catch_up() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    c.cut.insert(3);
+    for i in 0..5u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    c.cut.clear();
+    let term = c.r(1).term();
+    c.r(1).transfer_leader(3).unwrap();
+    assert_eq!(c.r(1).propose(b"blocked".to_vec()), Err(RaftError::TransferInProgress));
+    c.settle();
+    c.tick_all(2);
+    assert_eq!(c.leaders(), vec![3]);
+    assert_eq!(c.r(3).term(), term + 1);
+    assert_eq!(c.r(1).transfer_leader(2), Err(RaftError::NotLeader { leader: Some(3) }));
+}
+
+#[test]
+fn lagging_follower_gets_a_chunked_snapshot() {
+    let ids = [1, 2, 3];
+    let mut c = Cluster::new(
+        ids.iter()
+            .map(|&i| node(i, &ids, &[], 0, 0, |cf| cf.snapshot_chunk = 7))
+            .collect(),
+    );
+    c.campaign(1);
+    c.cut.insert(3);
+    for i in 0..20u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    let applied = c.r(1).applied();
+    let data: Vec<u8> = (0..100).collect();
+    c.r(1).compact(applied, data.clone()).unwrap();
+    c.cut.clear();
+    c.tick_all(3);
+    let chunks = c
+        .log
+        .iter()
+        .filter(|m| matches!(m.body, Body::InstallSnapshot { .. }))
+        .count();
+    assert!(chunks >= 15, "100 bytes in 7-byte chunks: {chunks} messages");
+    assert_eq!(c.r(3).snapshot_meta().index, applied);
+    assert_eq!(c.r(3).committed(), c.r(1).committed());
+    c.r(1).propose(b"after".to_vec()).unwrap();
+    c.settle();
+    assert_eq!(c.r(3).last_index(), c.r(1).last_index());
+}
+
+#[test]
+fn membership_changes_one_at_a_time_with_learners() {
+    let ids = [1, 2, 3];
+    let mut c = Cluster::new(vec![
+        node(1, &ids, &[], 0, 0, |_| {}),
+        node(2, &ids, &[], 0, 0, |_| {}),
+        node(3, &ids, &[], 0, 0, |_| {}),
+        node(4, &ids, &[], 0, 0, |_| {}),
+    ]);
+    c.campaign(1);
+    c.r(1).propose_conf_change(ConfChange::AddLearner(4)).unwrap();
+    assert_eq!(
+        c.r(1).propose_conf_change(ConfChange::AddVoter(4)),
+        Err(RaftError::ConfChangePending)
+    );
+    c.settle();
+    assert!(c.r(1).conf().learners.contains(&4));
+    c.r(1).propose(b"x".to_vec()).unwrap();
+    c.settle();
+    assert_eq!(c.r(4).last_index(), c.r(1).last_index(), "learners receive the log");
+    // A learner never campaigns.
+    for _ in 0..50 {
+        c.r(4).tick();
+    }
+    assert_eq!(c.r(4).role(), Role::Follower);
+    c.r(1).propose_conf_change(ConfChange::AddVoter(4)).unwrap();
+    c.settle();
+    assert_eq!(c.r(1).conf().voters.len(), 4);
+    // Removing the leader makes it step down once committed.
+    c.r(1).propose_conf_change(ConfChange::Remove(1)).unwrap();
+    c.settle();
+    assert_eq!(c.r(1).role(), Role::Follower);
+    c.tick_all(40);
+    let leaders = c.leaders();
+    assert_eq!(leaders.len(), 1);
+    assert_ne!(leaders[0], 1);
+}
+
+#[test]
+fn stale_leader_learns_the_new_term_and_steps_down() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    c.cut.insert(1);
+    c.campaign(2);
+    assert!(c.leaders().contains(&2));
+    c.cut.clear();
+    // The old leader's next heartbeat meets the higher term.
+    c.r(1).tick();
+    c.settle();
+    assert_eq!(c.leaders(), vec![2]);
+    assert_eq!(c.r(1).term(), c.r(2).term());
+}
+
+#[test]
+fn garbage_messages_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    for _ in 0..5000 {
+        let to = rng.gen_range(1..=3);
+        let body = match rng.gen_range(0..6) {
+            0 => Body::Append {
+                prev_index: rng.gen_range(0..50),
+                prev_term: rng.gen_range(0..5),
+                entries: vec![],
+                commit: rng.gen_range(0..100),
+            },
+            1 => Body::AppendResponse {
+                reject: rng.gen(),
+                index: rng.gen_range(0..50),
+                hint_index: rng.gen_range(0..50),
+                hint_term: rng.gen_range(0..5),
+            },
+            2 => Body::Heartbeat {
+                commit: rng.gen_range(0..100),
+                ctx: vec![],
+            },
+            3 => Body::SnapshotResponse {
+                index: rng.gen_range(0..9),
+                offset: rng.gen(),
+                installed: rng.gen(),
+                reject: rng.gen(),
+            },
+            4 => Body::ReadIndexResponse {
+                index: rng.gen(),
+                ctx: vec![1],
+            },
+            _ => Body::VoteResponse {
+                granted: rng.gen(),
+                pre_vote: rng.gen(),
+            },
+        };
+        let from = rng.gen_range(1..=4);
+        let term = c.r(to).term() + rng.gen_range(0..2);
+        c.r(to).step(Message { from, to, term, body });
+        c.process();
+        c.queue.clear();
+    }
+}
