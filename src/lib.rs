@@ -2,6 +2,7 @@
 
 pub mod jute;
 pub mod raft;
+pub mod storage;
 pub mod tree;
 
 /// The crate's name, for tools that report what they run.

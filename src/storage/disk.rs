@@ -1,0 +1,428 @@
+//! The `Disk` trait every byte of zraft's storage goes through, with the real file system
+//! behind it in production and a fault-injecting in-memory disk under simulation.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// A failed disk operation.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DiskError {
+    #[error("{path}: not found")]
+    NotFound { path: String },
+    #[error("{path}: I/O error: {msg}")]
+    Io { path: String, msg: String },
+}
+
+/// Result of a disk operation.
+pub type DiskResult<T> = Result<T, DiskError>;
+
+/// File operations by path. Writes are not durable until `sync` (file contents) and
+/// `sync_dir` (creations, renames and removals in that directory).
+pub trait Disk: Send {
+    /// Names of the files in `dir` (not paths), sorted.
+    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>>;
+    /// The whole file.
+    fn read(&mut self, path: &str) -> DiskResult<Vec<u8>>;
+    /// Appends, creating the file if needed; returns the offset written at.
+    fn append(&mut self, path: &str, data: &[u8]) -> DiskResult<u64>;
+    /// Writes at an offset, extending the file if needed.
+    fn write_at(&mut self, path: &str, offset: u64, data: &[u8]) -> DiskResult<()>;
+    /// Cuts the file to `len` bytes.
+    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()>;
+    /// Makes the file's contents durable (fdatasync).
+    fn sync(&mut self, path: &str) -> DiskResult<()>;
+    /// Renames, replacing any file at `to`.
+    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()>;
+    /// Deletes a file.
+    fn remove(&mut self, path: &str) -> DiskResult<()>;
+    /// Makes the directory's entries durable (fsync of the directory).
+    fn sync_dir(&mut self, dir: &str) -> DiskResult<()>;
+    /// Creates a directory and its parents.
+    fn create_dir(&mut self, dir: &str) -> DiskResult<()>;
+}
+
+fn dir_of(path: &str) -> &str {
+    path.rfind('/').map_or(".", |i| &path[..i])
+}
+
+// ---- the real file system ------------------------------------------------------------------
+
+/// The real file system, keeping files open for appends.
+#[derive(Default)]
+pub struct RealDisk {
+    open: BTreeMap<String, std::fs::File>,
+}
+
+impl RealDisk {
+    /// A handle on the real file system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn io(path: &str, e: std::io::Error) -> DiskError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            DiskError::NotFound { path: path.to_string() }
+        } else {
+            DiskError::Io {
+                path: path.to_string(),
+                msg: e.to_string(),
+            }
+        }
+    }
+
+    fn file(&mut self, path: &str) -> DiskResult<&mut std::fs::File> {
+        if !self.open.contains_key(path) {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| Self::io(path, e))?;
+            self.open.insert(path.to_string(), f);
+        }
+        Ok(self.open.get_mut(path).expect("inserted above"))
+    }
+}
+
+impl Disk for RealDisk {
+    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(|e| Self::io(dir, e))? {
+            let e = e.map_err(|e| Self::io(dir, e))?;
+            if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn read(&mut self, path: &str) -> DiskResult<Vec<u8>> {
+        std::fs::read(path).map_err(|e| Self::io(path, e))
+    }
+
+    fn append(&mut self, path: &str, data: &[u8]) -> DiskResult<u64> {
+        use std::io::{Seek, SeekFrom, Write};
+        let f = self.file(path)?;
+        let off = f.seek(SeekFrom::End(0)).map_err(|e| Self::io(path, e))?;
+        f.write_all(data).map_err(|e| Self::io(path, e))?;
+        Ok(off)
+    }
+
+    fn write_at(&mut self, path: &str, offset: u64, data: &[u8]) -> DiskResult<()> {
+        use std::os::unix::fs::FileExt;
+        self.file(path)?
+            .write_all_at(data, offset)
+            .map_err(|e| Self::io(path, e))
+    }
+
+    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()> {
+        self.file(path)?.set_len(len).map_err(|e| Self::io(path, e))
+    }
+
+    fn sync(&mut self, path: &str) -> DiskResult<()> {
+        self.file(path)?.sync_data().map_err(|e| Self::io(path, e))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()> {
+        self.open.remove(from);
+        self.open.remove(to);
+        std::fs::rename(from, to).map_err(|e| Self::io(from, e))
+    }
+
+    fn remove(&mut self, path: &str) -> DiskResult<()> {
+        self.open.remove(path);
+        std::fs::remove_file(path).map_err(|e| Self::io(path, e))
+    }
+
+    fn sync_dir(&mut self, dir: &str) -> DiskResult<()> {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Self::io(dir, e))
+    }
+
+    fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Self::io(dir, e))
+    }
+}
+
+// ---- the simulated disk --------------------------------------------------------------------
+
+/// Fault rates of a simulated disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Faults {
+    /// Per read: flip one bit of what is returned (the stored bytes stay intact).
+    pub read_flip: f64,
+    /// Per write: the bytes land at a wrong offset of the same file (a misdirected write).
+    pub misdirect: f64,
+    /// Per operation: fail with an I/O error, changing nothing.
+    pub io_error: f64,
+    /// On crash: keep a random prefix of each file's unsynced writes (else drop them all).
+    pub torn: bool,
+    /// On crash: garble the bytes of a torn, unsynced tail.
+    pub garble_unsynced: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Inode {
+    data: Vec<u8>,
+    /// Contents as of the last sync.
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct SimState {
+    inodes: Vec<Inode>,
+    /// Current namespace: path -> inode.
+    names: BTreeMap<String, usize>,
+    /// Namespace as of the last directory syncs.
+    durable_names: BTreeMap<String, usize>,
+    dirs: std::collections::BTreeSet<String>,
+    rng: Option<ChaCha8Rng>,
+    faults: Faults,
+    stats: SimStats,
+}
+
+/// What a simulated disk has done, for test reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub syncs: u64,
+    pub writes: u64,
+    pub crashes: u64,
+    pub read_flips: u64,
+    pub misdirected: u64,
+    pub io_errors: u64,
+    pub torn_files: u64,
+}
+
+/// An in-memory disk that survives the node using it: crashing it keeps only what was made
+/// durable (plus, if asked, torn or garbled remains of what was not). Cheap to clone; clones
+/// share the same disk.
+#[derive(Clone, Default)]
+pub struct SimDisk {
+    state: Arc<Mutex<SimState>>,
+}
+
+impl SimDisk {
+    /// A new empty disk whose faults draw from `seed`.
+    pub fn new(seed: u64, faults: Faults) -> Self {
+        let st = SimState {
+            rng: Some(ChaCha8Rng::seed_from_u64(seed)),
+            faults,
+            ..Default::default()
+        };
+        SimDisk {
+            state: Arc::new(Mutex::new(st)),
+        }
+    }
+
+    /// Changes the fault rates (e.g. none during recovery checks).
+    pub fn set_faults(&self, faults: Faults) {
+        self.state.lock().expect("sim disk lock").faults = faults;
+    }
+
+    /// What has happened so far.
+    pub fn stats(&self) -> SimStats {
+        self.state.lock().expect("sim disk lock").stats
+    }
+
+    /// Flips one stored bit (durably): damage on the platter that recovery must detect.
+    pub fn corrupt(&self, path: &str, offset: usize, bit: u8) -> bool {
+        let mut st = self.state.lock().expect("sim disk lock");
+        let Some(&i) = st.names.get(path) else { return false };
+        let ino = &mut st.inodes[i];
+        if offset >= ino.data.len() {
+            return false;
+        }
+        ino.data[offset] ^= 1 << (bit % 8);
+        if offset < ino.durable.len() {
+            ino.durable[offset] ^= 1 << (bit % 8);
+        }
+        true
+    }
+
+    /// Current length of a file, if it exists.
+    pub fn file_len(&self, path: &str) -> Option<usize> {
+        let st = self.state.lock().expect("sim disk lock");
+        st.names.get(path).map(|&i| st.inodes[i].data.len())
+    }
+
+    /// Power loss: unsynced contents and undurable directory changes are lost or torn.
+    pub fn crash(&self) {
+        let mut st = self.state.lock().expect("sim disk lock");
+        let st = &mut *st;
+        st.stats.crashes += 1;
+        let rng = st.rng.as_mut().expect("seeded");
+        for ino in st.inodes.iter_mut() {
+            let durable_len = ino.durable.len();
+            let mut after = ino.durable.clone();
+            if st.faults.torn && ino.data.len() > durable_len && ino.data[..durable_len] == ino.durable[..] {
+                // Some of the appended tail made it to the platter.
+                let keep = rng.gen_range(durable_len..=ino.data.len());
+                if keep > durable_len {
+                    st.stats.torn_files += 1;
+                    after.extend_from_slice(&ino.data[durable_len..keep]);
+                    if st.faults.garble_unsynced && rng.gen_bool(0.3) {
+                        let i = rng.gen_range(durable_len..keep);
+                        after[i] ^= 1 << rng.gen_range(0..8);
+                    }
+                }
+            }
+            ino.data = after.clone();
+            ino.durable = after;
+        }
+        st.names = st.durable_names.clone();
+    }
+
+    fn with<T>(&self, path: &str, f: impl FnOnce(&mut SimState) -> DiskResult<T>) -> DiskResult<T> {
+        let mut st = self.state.lock().expect("sim disk lock");
+        let p = st.faults.io_error;
+        if p > 0.0 && st.rng.as_mut().expect("seeded").gen_bool(p) {
+            st.stats.io_errors += 1;
+            return Err(DiskError::Io {
+                path: path.to_string(),
+                msg: "injected I/O error".into(),
+            });
+        }
+        f(&mut st)
+    }
+
+    fn inode(st: &mut SimState, path: &str, create: bool) -> DiskResult<usize> {
+        if let Some(&i) = st.names.get(path) {
+            return Ok(i);
+        }
+        if !create {
+            return Err(DiskError::NotFound { path: path.to_string() });
+        }
+        st.inodes.push(Inode::default());
+        let i = st.inodes.len() - 1;
+        st.names.insert(path.to_string(), i);
+        Ok(i)
+    }
+
+    fn write(st: &mut SimState, path: &str, offset: u64, data: &[u8]) -> DiskResult<()> {
+        let i = Self::inode(st, path, true)?;
+        st.stats.writes += 1;
+        let mut off = offset as usize;
+        let p = st.faults.misdirect;
+        let len = st.inodes[i].data.len();
+        if p > 0.0 && len > 0 && st.rng.as_mut().expect("seeded").gen_bool(p) {
+            st.stats.misdirected += 1;
+            off = st.rng.as_mut().expect("seeded").gen_range(0..len);
+        }
+        let d = &mut st.inodes[i].data;
+        if d.len() < off + data.len() {
+            d.resize(off + data.len(), 0);
+        }
+        d[off..off + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+impl Disk for SimDisk {
+    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
+        self.with(dir, |st| {
+            let prefix = format!("{dir}/");
+            Ok(st
+                .names
+                .keys()
+                .filter_map(|p| p.strip_prefix(&prefix))
+                .filter(|n| !n.contains('/'))
+                .map(str::to_string)
+                .collect())
+        })
+    }
+
+    fn read(&mut self, path: &str) -> DiskResult<Vec<u8>> {
+        self.with(path, |st| {
+            let i = Self::inode(st, path, false)?;
+            let mut out = st.inodes[i].data.clone();
+            let p = st.faults.read_flip;
+            if p > 0.0 && !out.is_empty() && st.rng.as_mut().expect("seeded").gen_bool(p) {
+                st.stats.read_flips += 1;
+                let rng = st.rng.as_mut().expect("seeded");
+                let at = rng.gen_range(0..out.len());
+                out[at] ^= 1 << rng.gen_range(0..8);
+            }
+            Ok(out)
+        })
+    }
+
+    fn append(&mut self, path: &str, data: &[u8]) -> DiskResult<u64> {
+        self.with(path, |st| {
+            let i = Self::inode(st, path, true)?;
+            let off = st.inodes[i].data.len() as u64;
+            Self::write(st, path, off, data)?;
+            Ok(off)
+        })
+    }
+
+    fn write_at(&mut self, path: &str, offset: u64, data: &[u8]) -> DiskResult<()> {
+        self.with(path, |st| Self::write(st, path, offset, data))
+    }
+
+    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()> {
+        self.with(path, |st| {
+            let i = Self::inode(st, path, false)?;
+            st.inodes[i].data.truncate(len as usize);
+            Ok(())
+        })
+    }
+
+    fn sync(&mut self, path: &str) -> DiskResult<()> {
+        self.with(path, |st| {
+            let i = Self::inode(st, path, false)?;
+            st.stats.syncs += 1;
+            st.inodes[i].durable = st.inodes[i].data.clone();
+            Ok(())
+        })
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()> {
+        self.with(from, |st| {
+            let i = st
+                .names
+                .remove(from)
+                .ok_or_else(|| DiskError::NotFound { path: from.to_string() })?;
+            st.names.insert(to.to_string(), i);
+            Ok(())
+        })
+    }
+
+    fn remove(&mut self, path: &str) -> DiskResult<()> {
+        self.with(path, |st| {
+            st.names
+                .remove(path)
+                .ok_or_else(|| DiskError::NotFound { path: path.to_string() })?;
+            Ok(())
+        })
+    }
+
+    fn sync_dir(&mut self, dir: &str) -> DiskResult<()> {
+        self.with(dir, |st| {
+            st.stats.syncs += 1;
+            let prefix = format!("{dir}/");
+            let in_dir = |p: &String| dir_of(p) == dir || (p.starts_with(&prefix) && !p[prefix.len()..].contains('/'));
+            st.durable_names.retain(|p, _| !in_dir(p));
+            let cur: Vec<(String, usize)> = st
+                .names
+                .iter()
+                .filter(|(p, _)| in_dir(p))
+                .map(|(p, i)| (p.clone(), *i))
+                .collect();
+            st.durable_names.extend(cur);
+            Ok(())
+        })
+    }
+
+    fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
+        self.with(dir, |st| {
+            st.dirs.insert(dir.to_string());
+            Ok(())
+        })
+    }
+}

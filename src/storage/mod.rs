@@ -1,0 +1,8 @@
+//! Durable storage: every byte goes through the `Disk` trait (real or simulated), into a
+//! checksummed write-ahead log with group commit and snapshot files.
+
+pub mod disk;
+pub mod wal;
+
+pub use disk::{Disk, DiskError, Faults, RealDisk, SimDisk, SimStats};
+pub use wal::{RecoveryReport, Storage, StorageError, WalOptions};
