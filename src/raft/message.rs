@@ -23,6 +23,7 @@ pub struct Entry {
     pub term: u64,
     pub index: u64,
     pub kind: EntryKind,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -122,6 +123,7 @@ pub struct SnapshotMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 

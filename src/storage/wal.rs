@@ -108,19 +108,20 @@ fn crc(b: &[u8]) -> u32 {
 }
 
 fn encode_record(r: &Record) -> Vec<u8> {
-    let (ty, payload) = match r {
-        Record::Mark(_) => (0u8, bincode::serde::encode_to_vec(r, bincode::config::standard())),
-        Record::Entry(_) => (1u8, bincode::serde::encode_to_vec(r, bincode::config::standard())),
-        Record::HardState(_) => (2u8, bincode::serde::encode_to_vec(r, bincode::config::standard())),
+    let ty = match r {
+        Record::Mark(_) => 0u8,
+        Record::Entry(_) => 1,
+        Record::HardState(_) => 2,
     };
-    let payload = payload.expect("records encode");
-    let mut body = Vec::with_capacity(payload.len() + 1);
-    body.push(ty);
-    body.extend_from_slice(&payload);
-    let mut out = Vec::with_capacity(body.len() + 8);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc(&body).to_be_bytes());
-    out.extend_from_slice(&body);
+    // One buffer: [len][crc][type][payload], the header filled in after encoding.
+    let mut out = Vec::with_capacity(64 + if let Record::Entry(e) = r { e.data.len() } else { 0 });
+    out.extend_from_slice(&[0u8; 8]);
+    out.push(ty);
+    bincode::serde::encode_into_std_write(r, &mut out, bincode::config::standard()).expect("records encode");
+    let payload_len = (out.len() - RECORD_HEAD) as u32;
+    let c = crc(&out[8..]);
+    out[0..4].copy_from_slice(&payload_len.to_be_bytes());
+    out[4..8].copy_from_slice(&c.to_be_bytes());
     out
 }
 
