@@ -2,6 +2,8 @@
 
 pub mod jute;
 pub mod raft;
+pub mod server;
+pub mod session;
 pub mod storage;
 pub mod tree;
 

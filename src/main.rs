@@ -1,7 +1,9 @@
-//! The `zraft` command line. The replicated server arrives with the server issue; until then
-//! the binary reports what this build contains.
+//! The `zraft` command line: run a server from a zoo.cfg (or the built-in single-node
+//! default), or a local ensemble for trying things out.
 
 use clap::{Parser, Subcommand};
+use std::process::{Child, Command as Proc};
+use zraft::server::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -16,24 +18,116 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a server: single-node on port 2181 with data in ./zraft-data, or as zoo.cfg says.
+    Serve {
+        /// A ZooKeeper zoo.cfg (server.N lines make an ensemble; myid is read from dataDir).
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Start a local ensemble on 127.0.0.1 (one process per node) and print its connect string.
+    Ensemble {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// First client port; node N listens on base + N - 1.
+        #[arg(long, default_value_t = 2181)]
+        base_port: u16,
+        /// Where the nodes keep their data.
+        #[arg(long, default_value = "./zraft-ensemble")]
+        dir: String,
+    },
     /// Print the wire opcodes this build encodes and decodes.
     Opcodes,
+}
+
+fn load(config: Option<String>) -> Config {
+    let Some(path) = config else { return Config::default() };
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        eprintln!("zraft: cannot read {path}: {e}");
+        std::process::exit(2)
+    });
+    let cfg =
+        Config::parse(&path, &text, |dir| std::fs::read_to_string(format!("{dir}/myid")).ok()).unwrap_or_else(|e| {
+            eprintln!("zraft: {e}");
+            std::process::exit(2)
+        });
+    for k in &cfg.unknown_keys {
+        eprintln!("zraft: warning: {path}: unknown key `{k}` ignored");
+    }
+    cfg
+}
+
+fn serve(cfg: Config) {
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
+        eprintln!("zraft: cannot create dataDir {}: {e}", cfg.data_dir);
+        std::process::exit(2);
+    }
+    eprintln!(
+        "zraft: server {} serving clients on {} ({}), data in {}",
+        cfg.my_id,
+        cfg.client_addr(),
+        if cfg.peers.is_empty() {
+            "single node".to_string()
+        } else {
+            format!("{} members", cfg.peers.len())
+        },
+        cfg.data_dir
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let seed = cfg.my_id ^ std::process::id() as u64;
+    if let Err(e) = rt.block_on(zraft::server::run(cfg, Box::new(zraft::storage::RealDisk::new()), seed)) {
+        eprintln!("zraft: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn ensemble(nodes: u64, base_port: u16, dir: &str) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut children: Vec<Child> = vec![];
+    let servers: String = (1..=nodes)
+        .map(|i| {
+            format!(
+                "server.{i}=127.0.0.1:{}:{}\n",
+                base_port as u64 + 1000 + i,
+                base_port as u64 + 2000 + i
+            )
+        })
+        .collect();
+    for i in 1..=nodes {
+        let d = format!("{dir}/node{i}");
+        std::fs::create_dir_all(&d).expect("create node dir");
+        std::fs::write(format!("{d}/myid"), format!("{i}\n")).expect("write myid");
+        let cfg = format!("tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={d}\nclientPort={}\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n{servers}", base_port as u64 + i - 1);
+        let path = format!("{d}/zoo.cfg");
+        std::fs::write(&path, cfg).expect("write zoo.cfg");
+        children.push(
+            Proc::new(&exe)
+                .args(["serve", "--config", &path])
+                .spawn()
+                .expect("start node"),
+        );
+    }
+    let connect: Vec<String> = (0..nodes)
+        .map(|i| format!("127.0.0.1:{}", base_port as u64 + i))
+        .collect();
+    println!("{}", connect.join(","));
+    for mut c in children {
+        let _ = c.wait();
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Serve { config }) => serve(load(config)),
+        None => serve(Config::default()),
+        Some(Command::Ensemble { nodes, base_port, dir }) => ensemble(nodes, base_port, &dir),
         Some(Command::Opcodes) => {
             for op in zraft::jute::OpCode::ALL {
                 println!("{:>4} {:?}", op.code(), op);
             }
-        }
-        None => {
-            println!(
-                "zraft {}: jute codec and znode tree are built; the server is not yet.",
-                env!("CARGO_PKG_VERSION")
-            );
-            println!("Run `zraft --help` for commands.");
         }
     }
 }

@@ -426,3 +426,36 @@ impl Disk for SimDisk {
         })
     }
 }
+
+impl<T: Disk + ?Sized> Disk for Box<T> {
+    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
+        (**self).list(dir)
+    }
+    fn read(&mut self, path: &str) -> DiskResult<Vec<u8>> {
+        (**self).read(path)
+    }
+    fn append(&mut self, path: &str, data: &[u8]) -> DiskResult<u64> {
+        (**self).append(path, data)
+    }
+    fn write_at(&mut self, path: &str, offset: u64, data: &[u8]) -> DiskResult<()> {
+        (**self).write_at(path, offset, data)
+    }
+    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()> {
+        (**self).truncate(path, len)
+    }
+    fn sync(&mut self, path: &str) -> DiskResult<()> {
+        (**self).sync(path)
+    }
+    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()> {
+        (**self).rename(from, to)
+    }
+    fn remove(&mut self, path: &str) -> DiskResult<()> {
+        (**self).remove(path)
+    }
+    fn sync_dir(&mut self, dir: &str) -> DiskResult<()> {
+        (**self).sync_dir(dir)
+    }
+    fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
+        (**self).create_dir(dir)
+    }
+}

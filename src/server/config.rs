@@ -1,0 +1,244 @@
+//! Server configuration: ZooKeeper's `zoo.cfg` keys, parsed with errors that name the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use thiserror::Error;
+
+/// A bad configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("{file}: line {line}: expected key=value")]
+    Syntax { file: String, line: usize },
+    #[error("{file}: `{key}`: {msg}")]
+    Invalid { file: String, key: String, msg: String },
+    #[error("{file}: missing `{key}`")]
+    Missing { file: String, key: String },
+    #[error("cannot read {file}: {msg}")]
+    Read { file: String, msg: String },
+}
+
+/// One ensemble member (`server.N=host:peerPort:electionPort[:role];clientAddr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: u64,
+    /// Address of the Raft peer transport (ZooKeeper's quorum port).
+    pub addr: String,
+    pub observer: bool,
+}
+
+/// The settings zraft uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub tick_time_ms: u64,
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    pub data_dir: String,
+    pub data_log_dir: Option<String>,
+    pub client_port: u16,
+    pub client_port_address: String,
+    pub my_id: u64,
+    pub peers: Vec<Peer>,
+    pub max_client_cnxns: u32,
+    pub four_letter_words: Vec<String>,
+    pub max_buffer: u32,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub autopurge_snap_retain_count: u32,
+    pub autopurge_purge_interval_h: u32,
+    /// Raft tick in milliseconds (not a ZooKeeper key: derived as tickTime / 10, ≥ 10 ms).
+    pub raft_tick_ms: u64,
+    /// Keys the file had that zraft does not use (warned about).
+    pub unknown_keys: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tick_time_ms: 2000,
+            init_limit: 10,
+            sync_limit: 5,
+            data_dir: "./zraft-data".into(),
+            data_log_dir: None,
+            client_port: 2181,
+            client_port_address: "0.0.0.0".into(),
+            my_id: 1,
+            peers: vec![],
+            max_client_cnxns: 60,
+            four_letter_words: vec!["srvr".into()],
+            max_buffer: crate::jute::DEFAULT_MAX_BUFFER,
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            autopurge_snap_retain_count: 3,
+            autopurge_purge_interval_h: 0,
+            raft_tick_ms: 200,
+            unknown_keys: vec![],
+        }
+    }
+}
+
+fn invalid(file: &str, key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.into(),
+        key: key.into(),
+        msg: msg.into(),
+    }
+}
+
+fn num<T: std::str::FromStr>(file: &str, key: &str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| invalid(file, key, format!("`{v}` is not a valid number")))
+}
+
+impl Config {
+    /// Parses `zoo.cfg` text; `read_myid` reads `<dataDir>/myid` when an ensemble is given.
+    pub fn parse(file: &str, text: &str, read_myid: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        let mut kv = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or(ConfigError::Syntax {
+                file: file.into(),
+                line: i + 1,
+            })?;
+            kv.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let mut min_set = None;
+        let mut max_set = None;
+        for (k, v) in &kv {
+            match k.as_str() {
+                "tickTime" => c.tick_time_ms = num(file, k, v)?,
+                "initLimit" => c.init_limit = num(file, k, v)?,
+                "syncLimit" => c.sync_limit = num(file, k, v)?,
+                "dataDir" => c.data_dir = v.clone(),
+                "dataLogDir" => c.data_log_dir = Some(v.clone()),
+                "clientPort" => c.client_port = num(file, k, v)?,
+                "clientPortAddress" => c.client_port_address = v.clone(),
+                "maxClientCnxns" => c.max_client_cnxns = num(file, k, v)?,
+                "4lw.commands.whitelist" => {
+                    c.four_letter_words = v
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                }
+                "jute.maxbuffer" => c.max_buffer = num(file, k, v)?,
+                "minSessionTimeout" => min_set = Some(num::<i32>(file, k, v)?),
+                "maxSessionTimeout" => max_set = Some(num::<i32>(file, k, v)?),
+                "autopurge.snapRetainCount" => c.autopurge_snap_retain_count = num(file, k, v)?,
+                "autopurge.purgeInterval" => c.autopurge_purge_interval_h = num(file, k, v)?,
+                "admin.enableServer" | "standaloneEnabled" | "reconfigEnabled" | "maxSessionTimeoutMs" => {}
+                key if key.starts_with("server.") => {
+                    let id: u64 = num(file, k, &key["server.".len()..])?;
+                    let spec = v.split(';').next().unwrap_or("");
+                    let parts: Vec<&str> = spec.split(':').collect();
+                    if parts.len() < 2 || parts[1].parse::<u16>().is_err() {
+                        return Err(invalid(
+                            file,
+                            k,
+                            "expected host:peerPort[:electionPort][:participant|observer]",
+                        ));
+                    }
+                    let observer = parts.get(3).is_some_and(|r| *r == "observer");
+                    c.peers.push(Peer {
+                        id,
+                        addr: format!("{}:{}", parts[0], parts[1]),
+                        observer,
+                    });
+                }
+                other => c.unknown_keys.push(other.to_string()),
+            }
+        }
+        if c.tick_time_ms == 0 {
+            return Err(invalid(file, "tickTime", "must be positive"));
+        }
+        c.min_session_timeout_ms = min_set.unwrap_or(2 * c.tick_time_ms as i32);
+        c.max_session_timeout_ms = max_set.unwrap_or(20 * c.tick_time_ms as i32);
+        if c.min_session_timeout_ms > c.max_session_timeout_ms {
+            return Err(invalid(file, "minSessionTimeout", "is larger than maxSessionTimeout"));
+        }
+        c.raft_tick_ms = (c.tick_time_ms / 10).max(10);
+        if !c.peers.is_empty() {
+            let myid = read_myid(&c.data_dir).ok_or_else(|| ConfigError::Missing {
+                file: format!("{}/myid", c.data_dir),
+                key: "myid".into(),
+            })?;
+            c.my_id = num(&format!("{}/myid", c.data_dir), "myid", &myid)?;
+            if !c.peers.iter().any(|p| p.id == c.my_id) {
+                return Err(invalid(
+                    file,
+                    "myid",
+                    format!("no server.{} line for this server's id", c.my_id),
+                ));
+            }
+        }
+        if c.client_port_address.parse::<std::net::IpAddr>().is_err() && c.client_port_address != "localhost" {
+            return Err(invalid(file, "clientPortAddress", "not an IP address"));
+        }
+        Ok(c)
+    }
+
+    /// The address clients connect to.
+    pub fn client_addr(&self) -> String {
+        format!("{}:{}", self.client_port_address, self.client_port)
+    }
+
+    /// Where the Raft log and snapshots live.
+    pub fn log_dir(&self) -> String {
+        self.data_log_dir
+            .clone()
+            .unwrap_or_else(|| format!("{}/raft", self.data_dir))
+    }
+
+    /// Peers as socket addresses (resolved from literal IPs or localhost).
+    pub fn peer_addrs(&self) -> BTreeMap<u64, String> {
+        self.peers.iter().map(|p| (p.id, p.addr.clone())).collect()
+    }
+
+    /// Whether this server answers four-letter word `w`.
+    pub fn allows_4lw(&self, w: &str) -> bool {
+        self.four_letter_words.iter().any(|x| x == "*" || x == w)
+    }
+}
+
+/// Parses "host:port" for a listener, mapping `localhost` to 127.0.0.1.
+pub fn socket_addr(s: &str) -> Option<SocketAddr> {
+    s.replace("localhost", "127.0.0.1").parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_zoo_cfg() {
+        let text = "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/tmp/zk\nclientPort=2181\n\
+                    server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890;2183\n\
+                    4lw.commands.whitelist=ruok, srvr\nautopurge.purgeInterval=1\nfoo.bar=1\n";
+        let c = Config::parse("zoo.cfg", text, |_| Some("2\n".into())).unwrap();
+        assert_eq!(c.my_id, 2);
+        assert_eq!(c.peers.len(), 3);
+        assert_eq!(c.peers[2].addr, "127.0.0.1:2890");
+        assert_eq!(c.min_session_timeout_ms, 4000);
+        assert_eq!(c.max_session_timeout_ms, 40000);
+        assert!(c.allows_4lw("ruok") && !c.allows_4lw("stat"));
+        assert_eq!(c.unknown_keys, vec!["foo.bar"]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse("z.cfg", "tickTime=abc\n", |_| None).unwrap_err();
+        assert!(e.to_string().contains("tickTime"), "{e}");
+        let e = Config::parse("z.cfg", "clientPort=99999\n", |_| None).unwrap_err();
+        assert!(e.to_string().contains("clientPort"), "{e}");
+        let e = Config::parse("z.cfg", "garbage line\n", |_| None).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 1, .. }));
+        let e = Config::parse("z.cfg", "server.1=nohost\n", |_| Some("1".into())).unwrap_err();
+        assert!(e.to_string().contains("server.1"), "{e}");
+        let e = Config::parse("z.cfg", "server.1=127.0.0.1:2888:3888\n", |_| None).unwrap_err();
+        assert!(e.to_string().contains("myid"), "{e}");
+    }
+}

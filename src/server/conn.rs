@@ -1,0 +1,221 @@
+//! One client connection: handshake, four-letter words, framed requests in FIFO order,
+//! pings, and a writer that sends replies and watch notifications in the order the node
+//! produced them.
+
+use super::config::Config;
+use super::node::{Event, Handshake, Out};
+use crate::jute::*;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+const FOUR_LETTER: [&str; 10] = [
+    "ruok", "srvr", "stat", "mntr", "conf", "isro", "envi", "cons", "wchs", "dump",
+];
+
+/// Why a connection ended (for logs and tests).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConnEnd {
+    Closed,
+    FourLetter,
+    BadFrame,
+    Refused,
+    Timeout,
+}
+
+async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, first4: Option<[u8; 4]>, max: u32) -> Result<Vec<u8>, ConnEnd> {
+    let len = match first4 {
+        Some(b) => b,
+        None => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b).await.map_err(|_| ConnEnd::Closed)?;
+            b
+        }
+    };
+    let n = i32::from_be_bytes(len);
+    // The length is checked before anything is allocated (jute.maxbuffer).
+    if n < 0 || n as u32 > max {
+        return Err(ConnEnd::BadFrame);
+    }
+    let mut buf = vec![0u8; n as usize];
+    r.read_exact(&mut buf).await.map_err(|_| ConnEnd::Closed)?;
+    Ok(buf)
+}
+
+/// Serves one client connection until it ends.
+pub async fn serve<S>(
+    stream: S,
+    conn: u64,
+    ip: String,
+    cfg: Arc<Config>,
+    node: mpsc::UnboundedSender<Event>,
+    applied: Arc<AtomicI64>,
+) -> ConnEnd
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut first = [0u8; 4];
+    if rd.read_exact(&mut first).await.is_err() {
+        return ConnEnd::Closed;
+    }
+    // Four-letter words come before any framing.
+    if let Ok(word) = std::str::from_utf8(&first) {
+        if FOUR_LETTER.contains(&word) {
+            let answer = if cfg.allows_4lw(word) {
+                let (tx, rx) = oneshot::channel();
+                let _ = node.send(Event::FourLetter {
+                    cmd: word.to_string(),
+                    reply: tx,
+                });
+                rx.await.unwrap_or_default()
+            } else {
+                format!("{word} is not executed because it is not in the whitelist.\n")
+            };
+            let _ = wr.write_all(answer.as_bytes()).await;
+            let _ = wr.flush().await;
+            let _ = wr.shutdown().await;
+            return ConnEnd::FourLetter;
+        }
+    }
+    let payload = match read_payload(&mut rd, Some(first), cfg.max_buffer).await {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let Ok(req) = ConnectRequest::from_bytes(&payload) else {
+        return ConnEnd::BadFrame;
+    };
+    // A client that has seen a newer state than ours must not see older data here.
+    if req.last_zxid_seen > applied.load(Ordering::Acquire) {
+        return ConnEnd::Refused;
+    }
+    let timeout =
+        crate::session::negotiate_timeout(req.time_out, cfg.min_session_timeout_ms, cfg.max_session_timeout_ms);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Out>();
+    let (htx, hrx) = oneshot::channel();
+    let read_only = req.read_only;
+    if node
+        .send(Event::Connect {
+            conn,
+            req,
+            timeout,
+            ip,
+            out: out_tx.clone(),
+            reply: htx,
+        })
+        .is_err()
+    {
+        return ConnEnd::Closed;
+    }
+    let resp = match hrx.await {
+        Ok(Handshake::Ok(r)) => r,
+        _ => {
+            // ZooKeeper's answer to an expired or unknown session, then close.
+            let r = ConnectResponse {
+                protocol_version: 0,
+                time_out: 0,
+                session_id: 0,
+                passwd: vec![0; 16],
+                read_only: read_only.map(|_| false),
+            };
+            let _ = wr.write_all(&encode_frame(&r.to_bytes())).await;
+            let _ = wr.flush().await;
+            let _ = node.send(Event::Disconnect { conn });
+            return ConnEnd::Refused;
+        }
+    };
+    let session_timeout = Duration::from_millis(resp.time_out.max(1) as u64);
+    if wr.write_all(&encode_frame(&resp.to_bytes())).await.is_err() || wr.flush().await.is_err() {
+        let _ = node.send(Event::Disconnect { conn });
+        return ConnEnd::Closed;
+    }
+    // Writer: replies and notifications in the order the node queued them.
+    let writer = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            match o {
+                Out::Frame(b) => {
+                    if wr.write_all(&b).await.is_err() {
+                        break;
+                    }
+                    // Flush once the queue is drained (coalescing bursts).
+                    if out_rx.is_empty() && wr.flush().await.is_err() {
+                        break;
+                    }
+                }
+                Out::Close => break,
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    });
+    let end = loop {
+        // A client silent for a whole session timeout is gone (it pings every third).
+        let payload = match tokio::time::timeout(session_timeout, read_payload(&mut rd, None, cfg.max_buffer)).await {
+            Err(_) => break ConnEnd::Timeout,
+            Ok(Err(e)) => break e,
+            Ok(Ok(p)) => p,
+        };
+        if writer.is_finished() {
+            break ConnEnd::Closed;
+        }
+        let frame = match RequestFrame::from_bytes(&payload) {
+            Ok(f) => f,
+            Err(JuteError::UnknownOpCode(_)) => {
+                // ZooKeeper answers an unknown type with Unimplemented, then closes.
+                let xid = RequestHeader::from_bytes(&payload[..8.min(payload.len())])
+                    .map(|h| h.xid)
+                    .unwrap_or(0);
+                let f = ReplyFrame {
+                    header: ReplyHeader {
+                        xid,
+                        zxid: applied.load(Ordering::Acquire),
+                        err: ErrorCode::Unimplemented.code(),
+                    },
+                    response: Response::Empty,
+                };
+                let _ = out_tx.send(Out::Frame(encode_frame(&f.to_bytes())));
+                break ConnEnd::BadFrame;
+            }
+            Err(_) => break ConnEnd::BadFrame,
+        };
+        if let Request::Ping = frame.request {
+            let _ = node.send(Event::Ping { conn });
+            let f = ReplyFrame {
+                header: ReplyHeader {
+                    xid: xid::PING,
+                    zxid: applied.load(Ordering::Acquire),
+                    err: 0,
+                },
+                response: Response::Empty,
+            };
+            let _ = out_tx.send(Out::Frame(encode_frame(&f.to_bytes())));
+            continue;
+        }
+        let closing = matches!(frame.request, Request::CloseSession);
+        let (dtx, drx) = oneshot::channel();
+        if node
+            .send(Event::Request {
+                conn,
+                xid: frame.xid,
+                req: frame.request,
+                done: dtx,
+            })
+            .is_err()
+        {
+            break ConnEnd::Closed;
+        }
+        // FIFO: the next request is handed over only once this one is queued in order.
+        if drx.await.is_err() {
+            break ConnEnd::Closed;
+        }
+        if closing {
+            break ConnEnd::Closed;
+        }
+    };
+    let _ = node.send(Event::Disconnect { conn });
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    end
+}

@@ -1,0 +1,1062 @@
+//! The replica: one task that owns Raft, storage, the tree, sessions and watches, and handles
+//! every event in order (client requests, peer messages, ticks). Writes go to the leader,
+//! which prepares them (PrepRequestProcessor) and proposes the transaction; every node
+//! persists (SyncRequestProcessor), applies committed transactions to its tree and answers
+//! its own clients (FinalRequestProcessor). Reads are answered from the local tree.
+
+use super::config::Config;
+use super::peer::Peers;
+use super::watch::Watches;
+use crate::jute::*;
+use crate::raft::{self, ConfState, EntryKind, Message, NodeId, Raft, Role};
+use crate::session::{password, SessionIds, SessionTracker};
+use crate::storage::{Disk, Storage, StorageError, WalOptions};
+use crate::tree::acl::digest_auth;
+use crate::tree::{snapshot, AuthIds, DataTree, Pending, PrepareCtx, TreeConfig, Txn, TxnEntry, TxnResult};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Raft entries between log compactions (ZooKeeper's snapCount order of magnitude).
+const SNAPSHOT_EVERY: u64 = 20_000;
+
+/// A write as it travels to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WriteOp {
+    /// A client request, with the session's identities for ACL checks.
+    Request { req: Request, auth: Vec<Id> },
+    /// A new session.
+    CreateSession { timeout: i32 },
+    /// Session expiry, decided by the leader.
+    Expire,
+}
+
+/// Messages between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PeerMsg {
+    Hello {
+        from: NodeId,
+    },
+    Raft(Message),
+    /// A write for the leader to prepare and propose; `origin` answers the client.
+    Forward {
+        origin: NodeId,
+        req_id: u64,
+        session: i64,
+        op: WriteOp,
+    },
+    /// Sessions with activity on the sender since its last touch (for expiry).
+    Touch {
+        sessions: Vec<i64>,
+    },
+}
+
+/// What a committed Raft entry carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proposal {
+    pub origin: NodeId,
+    pub req_id: u64,
+    pub entry: TxnEntry,
+}
+
+/// A frame for a client connection's writer.
+#[derive(Debug)]
+pub enum Out {
+    Frame(Vec<u8>),
+    Close,
+}
+
+/// The outcome of a handshake.
+#[derive(Debug)]
+pub enum Handshake {
+    Ok(ConnectResponse),
+    /// Unknown session or bad password: the reply ZooKeeper sends before closing.
+    Expired,
+}
+
+/// Inputs of the node loop.
+#[derive(Debug)]
+pub enum Event {
+    Connect {
+        conn: u64,
+        req: ConnectRequest,
+        timeout: i32,
+        ip: String,
+        out: mpsc::UnboundedSender<Out>,
+        reply: oneshot::Sender<Handshake>,
+    },
+    Request {
+        conn: u64,
+        xid: i32,
+        req: Request,
+        done: oneshot::Sender<()>,
+    },
+    Ping {
+        conn: u64,
+    },
+    Disconnect {
+        conn: u64,
+    },
+    Peer(PeerMsg),
+    Tick,
+    FourLetter {
+        cmd: String,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+struct Conn {
+    session: i64,
+    out: mpsc::UnboundedSender<Out>,
+    auth: AuthIds,
+    ip: String,
+    received: u64,
+}
+
+enum Waiting {
+    Write {
+        conn: u64,
+        xid: i32,
+        close_after: bool,
+    },
+    Connect {
+        conn: u64,
+        session: i64,
+        reply: oneshot::Sender<Handshake>,
+        read_only: Option<bool>,
+    },
+    Sync {
+        conn: u64,
+        xid: i32,
+        path: String,
+    },
+}
+
+/// Counters for four-letter words.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub received: u64,
+    pub sent: u64,
+    pub applied: u64,
+}
+
+/// Wall-clock milliseconds for transaction times.
+pub trait Clock: Send {
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// The replica's state.
+pub struct Node {
+    cfg: Config,
+    id: NodeId,
+    raft: Raft,
+    storage: Storage<Box<dyn Disk>>,
+    tree: DataTree,
+    pending: Pending,
+    peers: Peers,
+    clock: Box<dyn Clock>,
+    conns: BTreeMap<u64, Conn>,
+    session_conn: BTreeMap<i64, u64>,
+    watches: Watches,
+    waiting: BTreeMap<u64, Waiting>,
+    syncs_after_apply: Vec<(u64, u64)>,
+    queued: VecDeque<(u64, i64, WriteOp)>,
+    next_req: u64,
+    ids: SessionIds,
+    tracker: SessionTracker,
+    expiring: BTreeSet<i64>,
+    touched: BTreeSet<i64>,
+    role: Role,
+    leader: Option<NodeId>,
+    leader_ready: bool,
+    term_start: u64,
+    zxid_counter: i64,
+    applied_zxid: Arc<AtomicI64>,
+    stats: Stats,
+}
+
+/// Why the node stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] snapshot::SnapshotError),
+}
+
+impl Node {
+    /// Opens storage, recovers, and builds the node.
+    pub fn open(
+        cfg: Config,
+        disk: Box<dyn Disk>,
+        peers: Peers,
+        clock: Box<dyn Clock>,
+        seed: u64,
+    ) -> Result<(Node, Arc<AtomicI64>), NodeError> {
+        let id = cfg.my_id;
+        let conf = if cfg.peers.is_empty() {
+            ConfState::voters([id])
+        } else {
+            let mut c = ConfState::voters(cfg.peers.iter().filter(|p| !p.observer).map(|p| p.id));
+            c.learners = cfg.peers.iter().filter(|p| p.observer).map(|p| p.id).collect();
+            c
+        };
+        let (storage, rec, report) = Storage::open(disk, &cfg.log_dir(), conf, WalOptions::default())?;
+        if let Some((file, off)) = &report.truncated {
+            eprintln!("zraft: recovery cut a torn log tail in {file} at offset {off}");
+        }
+        let tree = if rec.snapshot.data.is_empty() {
+            DataTree::new()
+        } else {
+            snapshot::decode(&rec.snapshot.data)?
+        };
+        let mut rcfg = raft::Config::new(id, seed);
+        rcfg.election_tick = 10;
+        rcfg.heartbeat_tick = 2;
+        let raft = Raft::new(rcfg, rec);
+        let applied_zxid = Arc::new(AtomicI64::new(tree.last_zxid()));
+        let now = clock.now_ms();
+        let node = Node {
+            id,
+            raft,
+            storage,
+            tree,
+            pending: Pending::new(),
+            peers,
+            conns: BTreeMap::new(),
+            session_conn: BTreeMap::new(),
+            watches: Watches::default(),
+            waiting: BTreeMap::new(),
+            syncs_after_apply: vec![],
+            queued: VecDeque::new(),
+            next_req: 0,
+            ids: SessionIds::new(id, now),
+            tracker: SessionTracker::default(),
+            expiring: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            role: Role::Follower,
+            leader: None,
+            leader_ready: false,
+            term_start: 0,
+            zxid_counter: 0,
+            applied_zxid: applied_zxid.clone(),
+            stats: Stats::default(),
+            clock,
+            cfg,
+        };
+        Ok((node, applied_zxid))
+    }
+
+    /// Runs the loop until the event channel closes or storage fails.
+    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Result<(), NodeError> {
+        // Apply what the log already holds before serving anything.
+        self.process_ready()?;
+        while let Some(ev) = events.recv().await {
+            self.handle(ev);
+            // Everything that queued up meanwhile goes into the same Ready: one fsync for all.
+            while let Ok(ev) = events.try_recv() {
+                self.handle(ev);
+            }
+            self.process_ready()?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Connect {
+                conn,
+                req,
+                timeout,
+                ip,
+                out,
+                reply,
+            } => self.on_connect(conn, req, timeout, ip, out, reply),
+            Event::Request { conn, xid, req, done } => {
+                self.stats.received += 1;
+                self.on_request(conn, xid, req);
+                let _ = done.send(());
+            }
+            Event::Ping { conn } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let s = c.session;
+                    self.touch(s);
+                }
+            }
+            Event::Disconnect { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    if self.session_conn.get(&c.session) == Some(&conn) {
+                        self.session_conn.remove(&c.session);
+                        self.watches.drop_session(c.session);
+                    }
+                }
+            }
+            Event::Peer(m) => self.on_peer(m),
+            Event::Tick => self.on_tick(),
+            Event::FourLetter { cmd, reply } => {
+                let _ = reply.send(self.four_letter(&cmd));
+            }
+        }
+        self.observe_role();
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn touch(&mut self, session: i64) {
+        if self.role == Role::Leader {
+            let now = self.now();
+            self.tracker.touch(session, now);
+        } else {
+            self.touched.insert(session);
+        }
+    }
+
+    // ---- clients ---------------------------------------------------------------------------
+
+    fn on_connect(
+        &mut self,
+        conn: u64,
+        req: ConnectRequest,
+        timeout: i32,
+        ip: String,
+        out: mpsc::UnboundedSender<Out>,
+        reply: oneshot::Sender<Handshake>,
+    ) {
+        let auth: AuthIds = [Id {
+            scheme: "ip".into(),
+            id: ip.clone(),
+        }]
+        .into_iter()
+        .collect();
+        if req.session_id == 0 {
+            let session = self.ids.next_id();
+            self.conns.insert(
+                conn,
+                Conn {
+                    session,
+                    out,
+                    auth,
+                    ip,
+                    received: 0,
+                },
+            );
+            let req_id = self.new_req();
+            self.waiting.insert(
+                req_id,
+                Waiting::Connect {
+                    conn,
+                    session,
+                    reply,
+                    read_only: req.read_only,
+                },
+            );
+            self.submit(req_id, session, WriteOp::CreateSession { timeout });
+            return;
+        }
+        // Reattach: the session must exist in the replicated table and the password match.
+        match self.tree.sessions().get(&req.session_id) {
+            Some(&t) if req.passwd == password(req.session_id) => {
+                if let Some(old) = self.session_conn.insert(req.session_id, conn) {
+                    if let Some(c) = self.conns.remove(&old) {
+                        let _ = c.out.send(Out::Close);
+                    }
+                }
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        session: req.session_id,
+                        out,
+                        auth,
+                        ip,
+                        received: 0,
+                    },
+                );
+                self.touch(req.session_id);
+                let _ = reply.send(Handshake::Ok(ConnectResponse {
+                    protocol_version: 0,
+                    time_out: t,
+                    session_id: req.session_id,
+                    passwd: password(req.session_id),
+                    read_only: req.read_only.map(|_| false),
+                }));
+            }
+            _ => {
+                let _ = reply.send(Handshake::Expired);
+            }
+        }
+    }
+
+    fn new_req(&mut self) -> u64 {
+        self.next_req += 1;
+        self.next_req
+    }
+
+    fn reply(&mut self, conn: u64, xid: i32, err: ErrorCode, response: Response) {
+        let zxid = self.tree.last_zxid();
+        if let Some(c) = self.conns.get(&conn) {
+            let f = ReplyFrame {
+                header: ReplyHeader {
+                    xid,
+                    zxid,
+                    err: err.code(),
+                },
+                response,
+            };
+            let _ = c.out.send(Out::Frame(encode_frame(&f.to_bytes())));
+            self.stats.sent += 1;
+        }
+    }
+
+    fn on_request(&mut self, conn: u64, xid: i32, req: Request) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.received += 1;
+        let session = c.session;
+        self.touch(session);
+        match req {
+            Request::Auth(a) => {
+                // Digest only (sasl is not supported); a failure closes the connection.
+                let ok = a.scheme == "digest" && digest_auth(&a.auth, None).is_ok();
+                if ok {
+                    let ids = digest_auth(&a.auth, self.super_digest().as_deref()).expect("checked");
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.auth.extend(ids);
+                    }
+                    self.reply(conn, xid::AUTH, ErrorCode::Ok, Response::Empty);
+                } else {
+                    self.reply(conn, xid::AUTH, ErrorCode::AuthFailed, Response::Empty);
+                    if let Some(c) = self.conns.get(&conn) {
+                        let _ = c.out.send(Out::Close);
+                    }
+                }
+            }
+            Request::SetWatches(sw) => self.set_watches(
+                conn,
+                session,
+                sw.relative_zxid,
+                sw.data_watches,
+                sw.exist_watches,
+                sw.child_watches,
+                vec![],
+                vec![],
+            ),
+            Request::SetWatches2(sw) => self.set_watches(
+                conn,
+                session,
+                sw.relative_zxid,
+                sw.data_watches,
+                sw.exist_watches,
+                sw.child_watches,
+                sw.persistent_watches,
+                sw.persistent_recursive_watches,
+            ),
+            Request::AddWatch(a) => match AddWatchMode::try_from(a.mode) {
+                Ok(mode) => {
+                    self.watches.add_persistent(&a.path, session, mode);
+                    self.reply(conn, xid, ErrorCode::Ok, Response::AddWatch(ErrorResponse { err: 0 }));
+                }
+                Err(_) => self.reply(conn, xid, ErrorCode::BadArguments, Response::Empty),
+            },
+            Request::CheckWatches(r) => {
+                let found = WatcherType::try_from(r.r#type)
+                    .map(|t| self.watches.contains(&r.path, t, session))
+                    .unwrap_or(false);
+                self.reply(
+                    conn,
+                    xid,
+                    if found { ErrorCode::Ok } else { ErrorCode::NoWatcher },
+                    Response::Empty,
+                );
+            }
+            Request::RemoveWatches(r) => {
+                let found = WatcherType::try_from(r.r#type)
+                    .map(|t| self.watches.remove(&r.path, t, session))
+                    .unwrap_or(false);
+                self.reply(
+                    conn,
+                    xid,
+                    if found { ErrorCode::Ok } else { ErrorCode::NoWatcher },
+                    Response::Empty,
+                );
+            }
+            Request::Sync(s) => {
+                let req_id = self.new_req();
+                self.waiting.insert(
+                    req_id,
+                    Waiting::Sync {
+                        conn,
+                        xid,
+                        path: s.path,
+                    },
+                );
+                if self.raft.read_index(req_id.to_be_bytes().to_vec()).is_err() {
+                    // No leader: the sync waits for one (retried on ticks).
+                    self.syncs_after_apply.push((u64::MAX, req_id));
+                }
+            }
+            r if r.is_write() => {
+                let close_after = matches!(r, Request::CloseSession);
+                let auth = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| c.auth.iter().cloned().collect())
+                    .unwrap_or_default();
+                let req_id = self.new_req();
+                self.waiting.insert(req_id, Waiting::Write { conn, xid, close_after });
+                self.submit(req_id, session, WriteOp::Request { req: r, auth });
+            }
+            r => {
+                let auth = self.conns.get(&conn).map(|c| c.auth.clone()).unwrap_or_default();
+                let result = self.tree.read(session, &auth, &r);
+                if result.is_ok() {
+                    self.register_watch(session, &r);
+                } else if let Request::Exists(e) = &r {
+                    // An exists watch is left on a missing node, to fire on its creation.
+                    if e.watch && result == Err(ErrorCode::NoNode) {
+                        self.watches.watch_data(&e.path, session);
+                    }
+                }
+                match result {
+                    Ok(resp) => self.reply(conn, xid, ErrorCode::Ok, resp),
+                    Err(e) => self.reply(conn, xid, e, Response::Empty),
+                }
+            }
+        }
+    }
+
+    fn super_digest(&self) -> Option<String> {
+        std::env::var("ZRAFT_SUPER_DIGEST").ok()
+    }
+
+    fn register_watch(&mut self, session: i64, r: &Request) {
+        match r {
+            Request::Exists(e) if e.watch => self.watches.watch_data(&e.path, session),
+            Request::GetData(g) if g.watch => self.watches.watch_data(&g.path, session),
+            Request::GetChildren(g) if g.watch => self.watches.watch_children(&g.path, session),
+            Request::GetChildren2(g) if g.watch => self.watches.watch_children(&g.path, session),
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set_watches(
+        &mut self,
+        conn: u64,
+        session: i64,
+        rel: i64,
+        data: Vec<String>,
+        exist: Vec<String>,
+        child: Vec<String>,
+        persistent: Vec<String>,
+        recursive: Vec<String>,
+    ) {
+        // Re-register, and fire at once for changes the client missed (ZooKeeper's setWatches).
+        let mut events = vec![];
+        for p in data {
+            match self.tree.node(&p) {
+                None => events.push((EventType::NodeDeleted, p)),
+                Some(n) if n.stat.mzxid > rel => events.push((EventType::NodeDataChanged, p)),
+                Some(_) => self.watches.watch_data(&p, session),
+            }
+        }
+        for p in exist {
+            match self.tree.node(&p) {
+                Some(_) => events.push((EventType::NodeCreated, p)),
+                None => self.watches.watch_data(&p, session),
+            }
+        }
+        for p in child {
+            match self.tree.node(&p) {
+                None => events.push((EventType::NodeDeleted, p)),
+                Some(n) if n.stat.pzxid > rel => events.push((EventType::NodeChildrenChanged, p)),
+                Some(_) => self.watches.watch_children(&p, session),
+            }
+        }
+        for p in persistent {
+            self.watches.add_persistent(&p, session, AddWatchMode::Persistent);
+        }
+        for p in recursive {
+            self.watches
+                .add_persistent(&p, session, AddWatchMode::PersistentRecursive);
+        }
+        for (e, p) in events {
+            self.notify(session, e, &p, -1);
+        }
+        self.reply(conn, xid::SET_WATCHES, ErrorCode::Ok, Response::Empty);
+    }
+
+    fn notify(&mut self, session: i64, event: EventType, path: &str, zxid: i64) {
+        let Some(&conn) = self.session_conn.get(&session) else {
+            return;
+        };
+        if let Some(c) = self.conns.get(&conn) {
+            let ev = WatcherEvent {
+                r#type: event.code(),
+                state: KeeperState::SyncConnected.code(),
+                path: path.to_string(),
+            };
+            let f = ReplyFrame {
+                header: ReplyHeader {
+                    xid: xid::NOTIFICATION,
+                    zxid,
+                    err: 0,
+                },
+                response: Response::Notification(ev),
+            };
+            let _ = c.out.send(Out::Frame(encode_frame(&f.to_bytes())));
+        }
+    }
+
+    // ---- the write path --------------------------------------------------------------------
+
+    /// Routes a write to the leader (here or remote), or queues it until one is known.
+    fn submit(&mut self, req_id: u64, session: i64, op: WriteOp) {
+        if self.role == Role::Leader && self.leader_ready {
+            self.propose(self.id, req_id, session, op);
+        } else if let Some(l) = self.leader.filter(|&l| l != self.id) {
+            self.peers.send(
+                l,
+                &PeerMsg::Forward {
+                    origin: self.id,
+                    req_id,
+                    session,
+                    op,
+                },
+            );
+        } else {
+            self.queued.push_back((req_id, session, op));
+        }
+    }
+
+    /// Leader: prepare and propose.
+    fn propose(&mut self, origin: NodeId, req_id: u64, session: i64, op: WriteOp) {
+        self.zxid_counter += 1;
+        let zxid = ((self.raft.term() as i64) << 32) | self.zxid_counter;
+        let now = self.now();
+        let cfg = TreeConfig::default();
+        let entry = match &op {
+            WriteOp::Request { req, auth } => {
+                let auth: AuthIds = auth.iter().cloned().collect();
+                let ctx = PrepareCtx {
+                    session_id: session,
+                    auth: &auth,
+                    zxid,
+                    time: now,
+                    config: cfg,
+                };
+                self.tree.prepare(&mut self.pending, &ctx, req)
+            }
+            WriteOp::CreateSession { timeout } => {
+                let auth = AuthIds::new();
+                let ctx = PrepareCtx {
+                    session_id: session,
+                    auth: &auth,
+                    zxid,
+                    time: now,
+                    config: cfg,
+                };
+                self.tree.prepare_create_session(&mut self.pending, &ctx, *timeout)
+            }
+            WriteOp::Expire => {
+                let auth = AuthIds::new();
+                let ctx = PrepareCtx {
+                    session_id: session,
+                    auth: &auth,
+                    zxid,
+                    time: now,
+                    config: cfg,
+                };
+                self.tree.prepare(&mut self.pending, &ctx, &Request::CloseSession)
+            }
+        };
+        let data = bincode::serde::encode_to_vec(Proposal { origin, req_id, entry }, bincode::config::standard())
+            .expect("proposals encode");
+        if self.raft.propose(data).is_err() {
+            // Lost leadership between checks: forget prepared state, retry via the new leader.
+            self.pending = Pending::new();
+            self.leader_ready = false;
+            if origin == self.id {
+                self.queued.push_back((req_id, session, op));
+            }
+        }
+    }
+
+    fn on_peer(&mut self, m: PeerMsg) {
+        match m {
+            PeerMsg::Hello { .. } => {}
+            PeerMsg::Raft(msg) => self.raft.step(msg),
+            PeerMsg::Forward {
+                origin,
+                req_id,
+                session,
+                op,
+            } => {
+                if self.role == Role::Leader && self.leader_ready {
+                    self.propose(origin, req_id, session, op);
+                } else if let Some(l) = self.leader.filter(|&l| l != self.id) {
+                    self.peers.send(
+                        l,
+                        &PeerMsg::Forward {
+                            origin,
+                            req_id,
+                            session,
+                            op,
+                        },
+                    );
+                }
+                // Otherwise dropped: the origin closes the client's connection on the
+                // leader change and the client retries.
+            }
+            PeerMsg::Touch { sessions } => {
+                if self.role == Role::Leader {
+                    let now = self.now();
+                    for s in sessions {
+                        self.tracker.touch(s, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.raft.tick();
+        let now = self.now();
+        if self.role == Role::Leader && self.leader_ready {
+            for s in self.tracker.expired(now) {
+                if self.expiring.insert(s) {
+                    let req_id = self.new_req();
+                    self.propose(self.id, req_id, s, WriteOp::Expire);
+                }
+            }
+        } else if let Some(l) = self.leader.filter(|&l| l != self.id) {
+            // Local connections keep their sessions alive on the leader.
+            let mut sessions: BTreeSet<i64> = std::mem::take(&mut self.touched);
+            sessions.extend(self.session_conn.keys());
+            self.peers.send(
+                l,
+                &PeerMsg::Touch {
+                    sessions: sessions.into_iter().collect(),
+                },
+            );
+        }
+        // Syncs that found no leader retry.
+        let retry: Vec<u64> = self
+            .syncs_after_apply
+            .iter()
+            .filter(|(i, _)| *i == u64::MAX)
+            .map(|(_, r)| *r)
+            .collect();
+        if !retry.is_empty() && self.leader.is_some() {
+            self.syncs_after_apply.retain(|(i, _)| *i != u64::MAX);
+            for r in retry {
+                if self.raft.read_index(r.to_be_bytes().to_vec()).is_err() {
+                    self.syncs_after_apply.push((u64::MAX, r));
+                }
+            }
+        }
+    }
+
+    /// Reacts to role and leader changes after any input.
+    fn observe_role(&mut self) {
+        let (role, leader) = (self.raft.role(), self.raft.leader());
+        if role == self.role && leader == self.leader {
+            return;
+        }
+        let was_leader = self.role == Role::Leader;
+        let leader_changed = leader != self.leader;
+        self.role = role;
+        self.leader = leader;
+        if role == Role::Leader && !was_leader {
+            self.term_start = self.raft.last_index();
+            self.leader_ready = false;
+            self.pending = Pending::new();
+            self.zxid_counter = 0;
+            self.expiring.clear();
+            let now = self.now();
+            self.tracker.reset(self.tree.sessions(), now);
+        }
+        if was_leader && role != Role::Leader {
+            self.leader_ready = false;
+            self.pending = Pending::new();
+        }
+        if leader_changed && leader.is_some() {
+            // Writes in flight may never commit under the new leader: their clients see a
+            // connection loss and retry, as with ZooKeeper.
+            let stale: Vec<u64> = self
+                .waiting
+                .iter()
+                .filter(|(_, w)| matches!(w, Waiting::Write { .. } | Waiting::Connect { .. }))
+                .map(|(k, _)| *k)
+                .collect();
+            let queued: BTreeSet<u64> = self.queued.iter().map(|(r, _, _)| *r).collect();
+            for k in stale {
+                if queued.contains(&k) {
+                    continue;
+                }
+                match self.waiting.remove(&k) {
+                    Some(Waiting::Write { conn, .. }) => self.close_conn(conn),
+                    Some(Waiting::Connect { conn, reply, .. }) => {
+                        let _ = reply.send(Handshake::Expired);
+                        self.conns.remove(&conn);
+                    }
+                    _ => {}
+                }
+            }
+            self.flush_queue();
+        }
+    }
+
+    fn flush_queue(&mut self) {
+        if self.leader.is_none() || (self.role == Role::Leader && !self.leader_ready) {
+            return;
+        }
+        for (req_id, session, op) in std::mem::take(&mut self.queued) {
+            self.submit(req_id, session, op);
+        }
+    }
+
+    fn close_conn(&mut self, conn: u64) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.out.send(Out::Close);
+        }
+    }
+
+    // ---- Ready: persist, send, apply --------------------------------------------------------
+
+    fn process_ready(&mut self) -> Result<(), NodeError> {
+        while self.raft.has_ready() {
+            let rd = self.raft.ready();
+            if let Some(s) = &rd.snapshot {
+                self.storage.save_snapshot(s)?;
+                self.tree = snapshot::decode(&s.data)?;
+                self.pending = Pending::new();
+                self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
+            }
+            self.storage.append(&rd.entries)?;
+            if let Some(hs) = rd.hard_state {
+                self.storage.set_hard_state(hs);
+            }
+            self.storage.sync()?;
+            for m in &rd.messages {
+                self.peers.send(m.to, &PeerMsg::Raft(m.clone()));
+            }
+            for e in &rd.committed {
+                self.apply(e);
+            }
+            for rs in &rd.read_states {
+                let req_id = u64::from_be_bytes(rs.ctx.as_slice().try_into().unwrap_or([0; 8]));
+                self.syncs_after_apply.push((rs.index, req_id));
+            }
+            self.raft.advance(&rd);
+            self.finish_syncs();
+            self.observe_role();
+            if self.role == Role::Leader && !self.leader_ready && self.raft.applied() >= self.term_start {
+                self.leader_ready = true;
+                self.flush_queue();
+            }
+            self.maybe_compact()?;
+        }
+        Ok(())
+    }
+
+    fn finish_syncs(&mut self) {
+        let applied = self.raft.applied();
+        let done: Vec<u64> = self
+            .syncs_after_apply
+            .iter()
+            .filter(|(i, _)| *i != u64::MAX && *i <= applied)
+            .map(|(_, r)| *r)
+            .collect();
+        self.syncs_after_apply.retain(|(i, _)| *i == u64::MAX || *i > applied);
+        for r in done {
+            if let Some(Waiting::Sync { conn, xid, path }) = self.waiting.remove(&r) {
+                self.reply(conn, xid, ErrorCode::Ok, Response::Sync(SyncResponse { path }));
+            }
+        }
+    }
+
+    fn apply(&mut self, e: &raft::Entry) {
+        if e.kind != EntryKind::Normal {
+            return;
+        }
+        let Ok((p, _)) = bincode::serde::decode_from_slice::<Proposal, _>(&e.data, bincode::config::standard()) else {
+            panic!("committed entry {} does not decode: the log is corrupt", e.index);
+        };
+        if p.entry.zxid <= self.tree.last_zxid() {
+            return;
+        }
+        let (result, triggers) = self.tree.apply(&p.entry);
+        self.pending.applied(p.entry.zxid);
+        self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
+        self.stats.applied += 1;
+        let session = p.entry.session_id;
+        match (&p.entry.txn, &result) {
+            (Txn::CreateSession { timeout }, _) => {
+                let now = self.now();
+                self.tracker.add(session, *timeout, now);
+            }
+            (Txn::CloseSession { .. }, _) => {
+                self.tracker.remove(session);
+                self.expiring.remove(&session);
+                // A session closed elsewhere (expiry) ends its connection here too.
+                if let Some(conn) = self.session_conn.remove(&session) {
+                    self.watches.drop_session(session);
+                    if p.origin != self.id || !matches!(self.waiting.get(&p.req_id), Some(Waiting::Write { .. })) {
+                        self.close_conn(conn);
+                    }
+                }
+            }
+            _ => {}
+        }
+        for t in &triggers {
+            for (s, ev, path) in self.watches.fire(t) {
+                self.notify(s, ev, &path, p.entry.zxid);
+            }
+        }
+        if p.origin != self.id {
+            return;
+        }
+        match self.waiting.remove(&p.req_id) {
+            Some(Waiting::Write { conn, xid, close_after }) => {
+                let (err, resp) = result.reply();
+                self.reply(conn, xid, err, resp);
+                if close_after {
+                    self.close_conn(conn);
+                }
+            }
+            Some(Waiting::Connect {
+                conn,
+                session,
+                reply,
+                read_only,
+            }) => {
+                let timeout = match &p.entry.txn {
+                    Txn::CreateSession { timeout } => *timeout,
+                    _ => 0,
+                };
+                if matches!(result, TxnResult::SessionCreated) {
+                    self.session_conn.insert(session, conn);
+                    let _ = reply.send(Handshake::Ok(ConnectResponse {
+                        protocol_version: 0,
+                        time_out: timeout,
+                        session_id: session,
+                        passwd: password(session),
+                        read_only: read_only.map(|_| false),
+                    }));
+                } else {
+                    let _ = reply.send(Handshake::Expired);
+                }
+            }
+            Some(other) => {
+                self.waiting.insert(p.req_id, other);
+            }
+            None => {}
+        }
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), NodeError> {
+        let applied = self.raft.applied();
+        if applied < self.raft.snapshot_meta().index + SNAPSHOT_EVERY {
+            return Ok(());
+        }
+        let data = snapshot::encode(&self.tree);
+        if let Ok(meta) = self.raft.compact(applied, data.clone()) {
+            self.storage.save_snapshot(&raft::Snapshot { meta, data })?;
+        }
+        Ok(())
+    }
+
+    // ---- four-letter words ------------------------------------------------------------------
+
+    fn mode(&self) -> &'static str {
+        if self.cfg.peers.is_empty() {
+            "standalone"
+        } else if self.role == Role::Leader {
+            "leader"
+        } else if self.raft.conf().learners.contains(&self.id) {
+            "observer"
+        } else {
+            "follower"
+        }
+    }
+
+    fn four_letter(&self, cmd: &str) -> String {
+        let zxid = self.tree.last_zxid();
+        match cmd {
+            "ruok" => "imok".into(),
+            "isro" => "rw".into(),
+            "srvr" | "stat" => format!(
+                "Zookeeper version: zraft-{}, built for ZooKeeper 3.8 clients\nLatency min/avg/max: 0/0/0\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
+                env!("CARGO_PKG_VERSION"),
+                self.stats.received,
+                self.stats.sent,
+                self.conns.len(),
+                self.waiting.len(),
+                zxid,
+                self.mode(),
+                self.tree.node_count()
+            ),
+            "mntr" => format!(
+                "zk_version\tzraft-{}\nzk_server_state\t{}\nzk_znode_count\t{}\nzk_watch_count\t{}\nzk_ephemerals_count\t{}\nzk_num_alive_connections\t{}\nzk_outstanding_requests\t{}\nzk_packets_received\t{}\nzk_packets_sent\t{}\nzk_raft_term\t{}\nzk_raft_commit_index\t{}\nzk_raft_applied_index\t{}\n",
+                env!("CARGO_PKG_VERSION"),
+                self.mode(),
+                self.tree.node_count(),
+                self.watches.count(),
+                self.tree.sessions().keys().map(|s| self.tree.ephemerals_of(*s).count()).sum::<usize>(),
+                self.conns.len(),
+                self.waiting.len(),
+                self.stats.received,
+                self.stats.sent,
+                self.raft.term(),
+                self.raft.committed(),
+                self.raft.applied()
+            ),
+            "conf" => format!(
+                "clientPort={}\ndataDir={}\ndataLogDir={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nserverId={}\n",
+                self.cfg.client_port,
+                self.cfg.data_dir,
+                self.cfg.log_dir(),
+                self.cfg.tick_time_ms,
+                self.cfg.max_client_cnxns,
+                self.cfg.min_session_timeout_ms,
+                self.cfg.max_session_timeout_ms,
+                self.id
+            ),
+            "envi" => format!("Environment:\nzookeeper.version=zraft-{}\nos.name={}\n", env!("CARGO_PKG_VERSION"), std::env::consts::OS),
+            "cons" => self
+                .conns
+                .iter()
+                .map(|(id, c)| format!(" /{}[{}](queued=0,recved={},sent=0,sid=0x{:x})\n", c.ip, id, c.received, c.session))
+                .collect(),
+            "wchs" => format!("{} connections watching paths\nTotal watches:{}\n", self.session_conn.len(), self.watches.count()),
+            "dump" => {
+                let mut s = String::from("Sessions with Ephemerals:\n");
+                for sess in self.tree.sessions().keys() {
+                    let es: Vec<&String> = self.tree.ephemerals_of(*sess).collect();
+                    if !es.is_empty() {
+                        s.push_str(&format!("0x{sess:x}:\n"));
+                        for e in es {
+                            s.push_str(&format!("\t{e}\n"));
+                        }
+                    }
+                }
+                s
+            }
+            _ => String::new(),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The transport between ensemble members: length-framed bincode messages over TCP, one
+//! reconnecting outbound task per peer with a bounded queue (a full queue drops the message:
+//! Raft tolerates loss, and a slow peer must not stall the leader).
+
+use super::node::{Event, PeerMsg};
+use crate::raft::NodeId;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Largest peer frame accepted (snapshot chunks and entry batches are far smaller).
+const MAX_PEER_FRAME: usize = 64 << 20;
+/// Messages queued per peer before new ones are dropped.
+const QUEUE: usize = 4096;
+
+/// Encodes a peer message.
+pub fn encode(m: &PeerMsg) -> Vec<u8> {
+    bincode::serde::encode_to_vec(m, bincode::config::standard()).expect("peer messages encode")
+}
+
+fn decode(b: &[u8]) -> Option<PeerMsg> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard())
+        .ok()
+        .map(|(m, _)| m)
+}
+
+/// Outbound queues to every peer.
+#[derive(Clone, Default)]
+pub struct Peers {
+    queues: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+}
+
+impl Peers {
+    /// Starts an outbound task per peer (all but `me`).
+    pub fn start(me: NodeId, addrs: &BTreeMap<NodeId, String>) -> Self {
+        let mut queues = BTreeMap::new();
+        for (&id, addr) in addrs {
+            if id == me {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(QUEUE);
+            queues.insert(id, tx);
+            tokio::spawn(outbound(me, addr.clone(), rx));
+        }
+        Peers { queues }
+    }
+
+    /// Queues a message; false if the peer is unknown or its queue is full (dropped).
+    pub fn send(&self, to: NodeId, m: &PeerMsg) -> bool {
+        match self.queues.get(&to) {
+            Some(q) => q.try_send(encode(m)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+async fn outbound(me: NodeId, addr: String, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut stream = match TcpStream::connect(&addr).await {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Messages queued while the peer is down are stale; drop them.
+                while rx.try_recv().is_ok() {}
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let _ = stream.set_nodelay(true);
+        let hello = encode(&PeerMsg::Hello { from: me });
+        if write_frame(&mut stream, &hello).await.is_err() {
+            continue;
+        }
+        loop {
+            let Some(first) = rx.recv().await else { return };
+            let mut buf = Vec::with_capacity(first.len() + 4);
+            buf.extend_from_slice(&(first.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&first);
+            // Coalesce whatever else is queued into one write.
+            while let Ok(m) = rx.try_recv() {
+                buf.extend_from_slice(&(m.len() as u32).to_be_bytes());
+                buf.extend_from_slice(&m);
+                if buf.len() > 1 << 20 {
+                    break;
+                }
+            }
+            if stream.write_all(&buf).await.is_err() || stream.flush().await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+async fn write_frame(s: &mut TcpStream, b: &[u8]) -> std::io::Result<()> {
+    s.write_all(&(b.len() as u32).to_be_bytes()).await?;
+    s.write_all(b).await?;
+    s.flush().await
+}
+
+/// Accepts peer connections and feeds their messages to the node.
+pub async fn listen(listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            let _ = inbound(stream, events).await;
+        });
+    }
+}
+
+async fn inbound(mut s: TcpStream, events: mpsc::UnboundedSender<Event>) -> std::io::Result<()> {
+    let mut from = None;
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await?;
+        let n = u32::from_be_bytes(len) as usize;
+        if n > MAX_PEER_FRAME {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; n];
+        s.read_exact(&mut buf).await?;
+        let Some(m) = decode(&buf) else { return Ok(()) };
+        match (&m, from) {
+            (PeerMsg::Hello { from: f }, _) => from = Some(*f),
+            (_, Some(_)) => {
+                if events.send(Event::Peer(m)).is_err() {
+                    return Ok(());
+                }
+            }
+            (_, None) => return Ok(()),
+        }
+    }
+}
