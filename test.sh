@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every zraft test on a fresh machine: installs what the tests need, then cargo test and
-# clippy for the whole workspace.
-#   ZRAFT_GARBAGE_FRAMES=N   garbage frames fed to the decoders (default 100000)
-#   PROPTEST_CASES=N         cases per property test (default 256)
+# Runs every zraft test on a fresh machine: installs what the tests need (clippy/rustfmt,
+# kazoo 2.11 in .venv, Debian's zookeeper package for zkCli.sh), then formatting, clippy,
+# cargo test for the whole workspace, and the real-client integration tests.
+#   ZRAFT_GARBAGE_FRAMES, ZRAFT_RAFT_SCHEDULES, ZRAFT_CRASH_POINTS, PROPTEST_CASES: see README
+#   ZRAFT_SKIP_INTEGRATION=1 skips the real-client tests
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! command -v cargo >/dev/null; then
@@ -12,3 +13,19 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+
+if [ "${ZRAFT_SKIP_INTEGRATION:-0}" != 1 ]; then
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q kazoo==2.11.0
+  fi
+  if [ ! -x /usr/share/zookeeper/bin/zkCli.sh ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null
+    else
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null
+    fi
+  fi
+  cargo build --bin zraft
+  .venv/bin/python tests/integration/real_clients.py target/debug/zraft
+fi

@@ -57,9 +57,13 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
+    // A connection must complete its handshake within the longest session timeout.
+    let handshake_deadline = Duration::from_millis(cfg.max_session_timeout_ms.max(1000) as u64);
     let mut first = [0u8; 4];
-    if rd.read_exact(&mut first).await.is_err() {
-        return ConnEnd::Closed;
+    match tokio::time::timeout(handshake_deadline, rd.read_exact(&mut first)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return ConnEnd::Closed,
+        Err(_) => return ConnEnd::Timeout,
     }
     // Four-letter words come before any framing.
     if let Ok(word) = std::str::from_utf8(&first) {
@@ -80,10 +84,12 @@ where
             return ConnEnd::FourLetter;
         }
     }
-    let payload = match read_payload(&mut rd, Some(first), cfg.max_buffer).await {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
+    let payload =
+        match tokio::time::timeout(handshake_deadline, read_payload(&mut rd, Some(first), cfg.max_buffer)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return e,
+            Err(_) => return ConnEnd::Timeout,
+        };
     let Ok(req) = ConnectRequest::from_bytes(&payload) else {
         return ConnEnd::BadFrame;
     };

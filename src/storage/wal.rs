@@ -509,14 +509,16 @@ impl<D: Disk> Storage<D> {
             // Nothing at or after `index` is on disk (it was below the snapshot).
             return Ok(());
         };
+        // Later segments go first, durably: a crash in between then leaves the old suffix
+        // whole (merely not yet truncated) instead of a segment after a gap.
         while self.segments.len() > seg + 1 {
             let s = self.segments.pop().expect("checked");
             self.disk.remove(&s.path)?;
         }
+        self.disk.sync_dir(&self.dir)?;
         let path = self.segments[seg].path.clone();
         self.disk.truncate(&path, off)?;
         self.disk.sync(&path)?;
-        self.disk.sync_dir(&self.dir)?;
         self.segments[seg].len = off;
         self.synced_len = off;
         self.offsets.retain(|&i, _| i < index);

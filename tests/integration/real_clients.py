@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""Integration tests: real ZooKeeper clients (kazoo 2.11, zkCli.sh from ZooKeeper 3.8.0) against
+zraft servers started from the built binary: a single node and a 3-node ensemble.
+
+Usage: real_clients.py PATH_TO_ZRAFT_BINARY   (test.sh installs kazoo and zookeeper first)
+Prints one line per test and a final 'integration: N passed, M failed'.
+"""
+import os, shutil, signal, socket, struct, subprocess, sys, tempfile, threading, time, traceback
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError, NodeExistsError, BadVersionError, SessionExpiredError
+
+BIN = os.path.abspath(sys.argv[1])
+ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
+ROOT = tempfile.mkdtemp(prefix="zraft-it-")
+RESULTS = []
+
+
+class Server:
+    def __init__(self, sid, port, peers, data):
+        self.sid, self.port, self.data, self.proc = sid, port, data, None
+        os.makedirs(data, exist_ok=True)
+        lines = [f"tickTime=2000", f"dataDir={data}", f"clientPort={port}", "clientPortAddress=127.0.0.1",
+                 "maxClientCnxns=0", "4lw.commands.whitelist=*"]
+        for i, pp in peers.items():
+            lines.append(f"server.{i}=127.0.0.1:{pp}:{pp + 1000}")
+        if peers:
+            open(f"{data}/myid", "w").write(f"{sid}\n")
+        self.cfg = f"{data}/zoo.cfg"
+        open(self.cfg, "w").write("\n".join(lines) + "\n")
+
+    def start(self):
+        self.log = open(f"{self.data}/server.log", "a")
+        self.proc = subprocess.Popen([BIN, "serve", "--config", self.cfg], stdout=self.log, stderr=self.log)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if four(self.port, "ruok") == "imok":
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"server {self.sid} did not start")
+
+    def kill9(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def hosts(self):
+        return f"127.0.0.1:{self.port}"
+
+
+def four(port, word):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(word.encode())
+        out = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            out += b
+        s.close()
+        return out.decode()
+    except OSError:
+        return ""
+
+
+def mode(port):
+    for line in four(port, "srvr").splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def ensemble(n, base):
+    peers = {i: base + 100 + i for i in range(1, n + 1)} if n > 1 else {}
+    servers = [Server(i, base + i - 1, peers, f"{ROOT}/{base}-n{i}") for i in range(1, n + 1)]
+    for s in servers:
+        s.start()
+    if n > 1:
+        wait_for(lambda: any(mode(s.port) == "leader" for s in servers), 20, "a leader")
+    return servers
+
+
+def wait_for(cond, secs, what):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        try:
+            if cond():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def client(hosts, **kw):
+    c = KazooClient(hosts=hosts, timeout=kw.pop("timeout", 10.0), **kw)
+    c.start(timeout=15)
+    return c
+
+
+def test(fn):
+    name = fn.__name__
+    t0 = time.time()
+    try:
+        fn()
+        RESULTS.append((name, True))
+        print(f"ok    {name} ({time.time() - t0:.1f}s)", flush=True)
+    except Exception:
+        RESULTS.append((name, False))
+        print(f"FAIL  {name}\n{traceback.format_exc()}", flush=True)
+    return fn
+
+
+def crud(zk, base):
+    zk.create(base, b"root")
+    assert zk.get(base)[0] == b"root"
+    st = zk.set(base, b"v2")
+    assert st.version == 1
+    try:
+        zk.set(base, b"x", version=0)
+        raise AssertionError("stale version accepted")
+    except BadVersionError:
+        pass
+    zk.create(f"{base}/a", b"1")
+    try:
+        zk.create(f"{base}/a", b"1")
+        raise AssertionError("duplicate create accepted")
+    except NodeExistsError:
+        pass
+    s1 = zk.create(f"{base}/s-", b"", sequence=True)
+    s2 = zk.create(f"{base}/s-", b"", sequence=True)
+    assert s1 < s2 and s1.endswith("0000000001"), (s1, s2)
+    e = zk.create(f"{base}/e", b"", ephemeral=True)
+    assert zk.exists(e).ephemeralOwner == zk._session_id
+    assert sorted(zk.get_children(base)) == sorted(["a", s1.rsplit("/", 1)[1], s2.rsplit("/", 1)[1], "e"])
+    t = zk.transaction()
+    t.create(f"{base}/m", b"m")
+    t.set_data(f"{base}/a", b"2")
+    t.check(f"{base}/a", 1)  # the set_data above made it version 1
+    res = t.commit()
+    assert res[0] == f"{base}/m", res
+    zk.sync(base)
+    assert zk.get(f"{base}/a")[0] == b"2"
+    got = []
+    ev = threading.Event()
+    zk.get(f"{base}/a", watch=lambda w: (got.append(w), ev.set()))
+    zk.set(f"{base}/a", b"3")
+    assert ev.wait(5) and got[0].type == "CHANGED", got
+    zk.delete(f"{base}/m")
+    assert zk.exists(f"{base}/m") is None
+    try:
+        zk.get(f"{base}/m")
+        raise AssertionError("deleted node readable")
+    except NoNodeError:
+        pass
+
+
+def expiry(hosts_create, hosts_check, base):
+    # A client process that vanishes without closing its session.
+    code = (f"from kazoo.client import KazooClient;import os;z=KazooClient(hosts='{hosts_create}',timeout=4.0);z.start();"
+            f"z.create('{base}',b'',ephemeral=True);os._exit(0)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    zk = client(hosts_check)
+    assert zk.exists(base) is not None, "ephemeral should exist while the session lives"
+    wait_for(lambda: zk.exists(base) is None, 20, "session expiry to delete the ephemeral")
+    zk.stop()
+
+
+def zkcli(hosts, base):
+    cmds = f"""create {base} hello
+ls /
+get {base}
+set {base} world
+stat {base}
+get {base}
+delete {base}
+ls /
+quit
+"""
+    env = dict(os.environ, ZOO_LOG4J_PROP="ERROR,CONSOLE", CLIENT_JVMFLAGS="-Dzookeeper.root.logger=ERROR,CONSOLE")
+    p = subprocess.run([ZKCLI, "-server", hosts], input=cmds.encode(), env=env, capture_output=True, timeout=120)
+    out = p.stdout.decode() + p.stderr.decode()
+    assert f"Created {base}" in out, out
+    assert "hello" in out and "world" in out, out
+    assert "dataVersion = 1" in out, out
+    assert f"{base.strip('/')}," in out or f", {base.strip('/')}" in out or f"[{base.strip('/')}" in out, out
+
+
+def leader_of(servers):
+    for s in servers:
+        if s.proc and mode(s.port) == "leader":
+            return s
+    return None
+
+
+def durability(servers):
+    """1,000 acknowledged writes while the leader, then a follower, is killed with SIGKILL and
+    then every node restarts: every acknowledged write must be readable on every node."""
+    acked = {}
+    hosts = ",".join(s.hosts() for s in servers)
+    zk = client(hosts, timeout=6.0)
+    zk.ensure_path("/dur")
+    i = 0
+
+    def write_until(n):
+        nonlocal i
+        while len(acked) < n:
+            key = f"/dur/k{i:05d}"
+            i += 1
+            try:
+                zk.create(key, str(i).encode())
+                acked[key] = str(i).encode()
+            except NodeExistsError:
+                # A retried create that had committed before the connection dropped.
+                acked[key] = zk.get(key)[0]
+            except Exception:
+                time.sleep(0.2)
+
+    write_until(400)
+    leader = leader_of(servers)
+    leader.kill9()
+    write_until(800)
+    follower = next(s for s in servers if s.proc and mode(s.port) != "leader")
+    follower.kill9()
+    # One node of three is left: no quorum, no writes. Restart everything.
+    for s in servers:
+        s.kill9()
+    for s in servers:
+        s.start()
+    wait_for(lambda: leader_of(servers) is not None, 30, "a leader after restart")
+    write_until(1000)
+    zk.stop()
+    for s in servers:
+        c = client(s.hosts())
+        c.sync("/dur")
+        missing = [k for k, v in acked.items() if c.get(k)[0] != v]
+        c.stop()
+        assert not missing, f"node {s.sid} lost {len(missing)} acknowledged writes, e.g. {missing[:3]}"
+    print(f"      durability: {len(acked)} acknowledged writes, leader {leader.sid} and follower {follower.sid} killed, all restarted; every write read back on {len(servers)} nodes")
+
+
+def raw(port, payload, read=True):
+    s = socket.create_connection(("127.0.0.1", port), timeout=1)
+    s.sendall(payload)
+    out = b""
+    if read:
+        try:
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                out += b
+        except socket.timeout:
+            # The server is waiting for the rest of a frame it was promised.
+            out += b"<timeout>"
+        except ConnectionResetError:
+            # Closed with our bytes unread: a closed connection all the same.
+            pass
+    s.close()
+    return out
+
+
+def handshake():
+    body = struct.pack(">iqiq", 0, 0, 10000, 0) + struct.pack(">i", 16) + b"\0" * 16 + b"\0"
+    return struct.pack(">i", len(body)) + body
+
+
+def bad_input(server):
+    zk = client(server.hosts())
+    zk.create("/bad-live", b"0")
+    stop = threading.Event()
+    errors = []
+
+    def steady():
+        n = 0
+        while not stop.is_set():
+            try:
+                n += 1
+                zk.set("/bad-live", str(n).encode())
+                assert zk.get("/bad-live")[0] == str(n).encode()
+            except Exception as e:
+                errors.append(e)
+                return
+
+    t = threading.Thread(target=steady)
+    t.start()
+    port = server.port
+    import random
+    rnd = random.Random(7)
+    # Garbage bytes: the connection is closed, nothing else happens.
+    for _ in range(20):
+        raw(port, bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 200))))
+    # An oversized length prefix: closed before anything is allocated.
+    assert raw(port, struct.pack(">i", 0x7fffffff) + b"xx") == b""
+    assert raw(port, handshake()[:4 + 44] + struct.pack(">i", 0x100000) + b"x")[:4] != b"<tim"
+    # A truncated frame, then the client goes away.
+    raw(port, struct.pack(">i", 100) + b"short", read=False)
+    # An unknown opcode after a valid handshake: Unimplemented (-6), then the connection closes.
+    req = struct.pack(">ii", 1, 55)
+    out = raw(port, handshake() + struct.pack(">i", len(req)) + req)
+    n = struct.unpack(">i", out[:4])[0]
+    rest = out[4 + n:]
+    xid, zxid, err = struct.unpack(">iqi", rest[4:20])
+    assert (xid, err) == (1, -6), (xid, err)
+    # A request before the handshake: not a valid ConnectRequest, closed.
+    get = struct.pack(">ii", 1, 4) + struct.pack(">i", 1) + b"/" + b"\0"
+    assert raw(port, struct.pack(">i", len(get)) + get) == b""
+    time.sleep(0.5)
+    stop.set()
+    t.join()
+    assert not errors, errors
+    assert four(port, "ruok") == "imok"
+    zk.stop()
+
+
+def main():
+    single = ensemble(1, 24181)
+    trio = ensemble(3, 24281)
+    try:
+        @test
+        def kazoo_single_node():
+            zk = client(single[0].hosts())
+            crud(zk, "/it1")
+            zk.stop()
+
+        @test
+        def kazoo_three_nodes_through_every_node():
+            for i, s in enumerate(trio):
+                zk = client(s.hosts())
+                crud(zk, f"/it3-{i}")
+                zk.stop()
+            # Every node serves the same data after sync.
+            views = []
+            for s in trio:
+                zk = client(s.hosts())
+                zk.sync("/")
+                views.append(sorted(zk.get_children("/")))
+                zk.stop()
+            assert views[0] == views[1] == views[2], views
+
+        @test
+        def session_expiry_deletes_ephemerals_single():
+            expiry(single[0].hosts(), single[0].hosts(), "/exp1")
+
+        @test
+        def session_expiry_deletes_ephemerals_three():
+            expiry(trio[1].hosts(), trio[2].hosts(), "/exp3")
+
+        @test
+        def session_moves_to_another_node():
+            zk = client(trio[0].hosts())
+            zk.create("/moving", b"", ephemeral=True)
+            sid, pw = zk._session_id, zk._session_passwd
+            # Same session, other node (as a client whose server went away would do).
+            zk2 = KazooClient(hosts=trio[2].hosts(), client_id=(sid, pw), timeout=10.0)
+            zk2.start(timeout=15)
+            assert zk2._session_id == sid
+            zk2.sync("/")
+            assert zk2.exists("/moving").ephemeralOwner == sid
+            zk2.create("/moving2", b"", ephemeral=True)
+            zk2.stop()
+            zk3 = client(trio[1].hosts())
+            zk3.sync("/")
+            assert zk3.exists("/moving") is None and zk3.exists("/moving2") is None, "closing the session removes its ephemerals"
+            zk3.stop()
+
+        @test
+        def durability_kill9_leader_then_follower_then_all():
+            durability(trio)
+
+        @test
+        def bad_input_does_not_disturb_a_live_session():
+            bad_input(single[0])
+            bad_input(trio[0])
+
+        @test
+        def zkcli_single_node():
+            zkcli(single[0].hosts(), "/cli1")
+
+        @test
+        def zkcli_three_nodes():
+            zkcli(",".join(s.hosts() for s in trio), "/cli3")
+    finally:
+        for s in single + trio:
+            s.kill9()
+    passed = sum(1 for _, ok in RESULTS if ok)
+    failed = len(RESULTS) - passed
+    print(f"integration: {passed} passed, {failed} failed")
+    shutil.rmtree(ROOT, ignore_errors=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
