@@ -1,5 +1,6 @@
 //! zraft: a ZooKeeper-compatible coordination service replicated with Raft.
 
+pub mod client;
 pub mod jute;
 pub mod raft;
 pub mod server;

@@ -1,0 +1,235 @@
+//! A small async ZooKeeper client speaking jute over TCP: enough for the simulation harness
+//! and tests (connect, any request, pings, watch notifications), not a kazoo replacement.
+
+use crate::jute::*;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a client call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ClientError {
+    #[error("connection lost")]
+    ConnectionLoss,
+    #[error("session expired or refused")]
+    SessionExpired,
+    #[error("timed out")]
+    Timeout,
+    #[error("bad reply: {0}")]
+    Protocol(String),
+    #[error("server error {0:?}")]
+    Server(ErrorCode),
+}
+
+type Pending = Arc<Mutex<BTreeMap<i32, (OpCode, oneshot::Sender<ReplyFrame>)>>>;
+
+/// A connected session.
+pub struct Client {
+    session_id: i64,
+    timeout_ms: i32,
+    next_xid: i32,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    /// Watch notifications (WatcherEvent) in arrival order.
+    pub events: mpsc::UnboundedReceiver<WatcherEvent>,
+    last_zxid: Arc<Mutex<i64>>,
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await.ok()?;
+    let n = i32::from_be_bytes(len);
+    if !(0..=DEFAULT_MAX_BUFFER as i32).contains(&n) {
+        return None;
+    }
+    let mut b = vec![0u8; n as usize];
+    r.read_exact(&mut b).await.ok()?;
+    Some(b)
+}
+
+impl Client {
+    /// Connects and opens a new session (or resumes `session`).
+    pub async fn connect(
+        addr: &str,
+        timeout_ms: i32,
+        session: Option<(i64, Vec<u8>)>,
+        last_zxid: i64,
+    ) -> Result<Client, ClientError> {
+        let stream = tokio::time::timeout(Duration::from_millis(timeout_ms as u64), TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(|_| ClientError::ConnectionLoss)?;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (sid, passwd) = session.unwrap_or((0, vec![0; 16]));
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: last_zxid,
+            time_out: timeout_ms,
+            session_id: sid,
+            passwd,
+            read_only: Some(false),
+        };
+        wr.write_all(&encode_frame(&req.to_bytes()))
+            .await
+            .map_err(|_| ClientError::ConnectionLoss)?;
+        wr.flush().await.map_err(|_| ClientError::ConnectionLoss)?;
+        let b = tokio::time::timeout(Duration::from_millis(timeout_ms as u64), read_frame(&mut rd))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .ok_or(ClientError::ConnectionLoss)?;
+        let resp = ConnectResponse::from_bytes(&b).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if resp.session_id == 0 || resp.time_out <= 0 {
+            return Err(ClientError::SessionExpired);
+        }
+        let pending: Pending = Arc::default();
+        let last = Arc::new(Mutex::new(last_zxid));
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(b) = out_rx.recv().await {
+                if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (p2, l2) = (pending.clone(), last.clone());
+        tokio::spawn(async move {
+            while let Some(b) = read_frame(&mut rd).await {
+                let op_of = |x: i32| p2.lock().expect("pending lock").get(&x).map(|(op, _)| *op);
+                let Ok(f) = ReplyFrame::from_bytes(&b, op_of) else {
+                    break;
+                };
+                if f.header.zxid > 0 {
+                    let mut l = l2.lock().expect("zxid lock");
+                    *l = (*l).max(f.header.zxid);
+                }
+                match f.header.xid {
+                    xid::NOTIFICATION => {
+                        if let Response::Notification(e) = f.response {
+                            let _ = ev_tx.send(e);
+                        }
+                    }
+                    xid::PING => {}
+                    x => {
+                        if let Some((_, tx)) = p2.lock().expect("pending lock").remove(&x) {
+                            let _ = tx.send(f);
+                        }
+                    }
+                }
+            }
+            // Connection gone: fail everything outstanding.
+            p2.lock().expect("pending lock").clear();
+        });
+        // Pings at a third of the session timeout keep the session alive.
+        let ping_out = out_tx.clone();
+        let every = Duration::from_millis((resp.time_out / 3).max(1) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let f = RequestFrame {
+                    xid: xid::PING,
+                    request: Request::Ping,
+                };
+                if ping_out.send(encode_frame(&f.to_bytes())).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Client {
+            session_id: resp.session_id,
+            timeout_ms: resp.time_out,
+            next_xid: 1,
+            out: out_tx,
+            pending,
+            events: ev_rx,
+            last_zxid: last,
+        })
+    }
+
+    /// The session id.
+    pub fn session_id(&self) -> i64 {
+        self.session_id
+    }
+
+    /// The negotiated session timeout.
+    pub fn timeout_ms(&self) -> i32 {
+        self.timeout_ms
+    }
+
+    /// Highest zxid seen in any reply.
+    pub fn last_zxid(&self) -> i64 {
+        *self.last_zxid.lock().expect("zxid lock")
+    }
+
+    /// Sends a request and waits for its reply frame (any error code).
+    pub async fn call(&mut self, request: Request, timeout: Duration) -> Result<ReplyFrame, ClientError> {
+        let xid = self.next_xid;
+        self.next_xid += 1;
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(xid, (request.op_code(), tx));
+        let f = RequestFrame { xid, request };
+        self.out
+            .send(encode_frame(&f.to_bytes()))
+            .map_err(|_| ClientError::ConnectionLoss)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(Err(_)) => Err(ClientError::ConnectionLoss),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+
+    /// Like `call`, but a non-zero error code is an `Err`.
+    pub async fn ok(&mut self, request: Request, timeout: Duration) -> Result<Response, ClientError> {
+        let r = self.call(request, timeout).await?;
+        match ErrorCode::try_from(r.header.err) {
+            Ok(ErrorCode::Ok) => Ok(r.response),
+            Ok(e) => Err(ClientError::Server(e)),
+            Err(_) => Err(ClientError::Protocol(format!("error code {}", r.header.err))),
+        }
+    }
+
+    /// create with the open ACL.
+    pub async fn create(&mut self, path: &str, data: &[u8], mode: CreateMode) -> Result<String, ClientError> {
+        let req = CreateRequest {
+            path: path.into(),
+            data: Some(data.to_vec()),
+            acl: crate::tree::acl::open_acl(),
+            flags: mode.code(),
+        };
+        match self.ok(Request::Create(req), Duration::from_secs(10)).await? {
+            Response::Create(c) => Ok(c.path),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// getData.
+    pub async fn get(&mut self, path: &str) -> Result<(Option<Vec<u8>>, Stat), ClientError> {
+        match self
+            .ok(
+                Request::GetData(GetDataRequest {
+                    path: path.into(),
+                    watch: false,
+                }),
+                Duration::from_secs(10),
+            )
+            .await?
+        {
+            Response::GetData(g) => Ok((g.data, g.stat)),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Closes the session.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.call(Request::CloseSession, Duration::from_secs(5))
+            .await
+            .map(|_| ())
+    }
+}
