@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every zraft test on a fresh machine: installs what the tests need (clippy/rustfmt,
 # kazoo 2.11 in .venv, Debian's zookeeper package for zkCli.sh), then formatting, clippy,
-# cargo test for the whole workspace, and the real-client integration tests.
+# cargo test for the whole workspace, the simulation build (cargo sim-test, --cfg madsim),
+# and the real-client integration tests.
 #   ZRAFT_GARBAGE_FRAMES, ZRAFT_RAFT_SCHEDULES, ZRAFT_CRASH_POINTS, PROPTEST_CASES: see README
 #   ZRAFT_SKIP_INTEGRATION=1 skips the real-client tests
 set -euo pipefail
@@ -13,6 +14,8 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The same server code under madsim's simulated network, clock and disk.
+cargo sim-test
 
 if [ "${ZRAFT_SKIP_INTEGRATION:-0}" != 1 ]; then
   if [ ! -x .venv/bin/python ]; then

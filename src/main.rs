@@ -51,9 +51,18 @@ fn load(config: Option<String>) -> Config {
             std::process::exit(2)
         });
     for k in &cfg.unknown_keys {
-        eprintln!("zraft: warning: {path}: unknown key `{k}` ignored");
+        tracing::warn!(file = %path, key = %k, "unknown configuration key ignored");
     }
     cfg
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZRAFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn serve(cfg: Config) {
@@ -61,24 +70,30 @@ fn serve(cfg: Config) {
         eprintln!("zraft: cannot create dataDir {}: {e}", cfg.data_dir);
         std::process::exit(2);
     }
-    eprintln!(
-        "zraft: server {} serving clients on {} ({}), data in {}",
-        cfg.my_id,
-        cfg.client_addr(),
-        if cfg.peers.is_empty() {
-            "single node".to_string()
-        } else {
-            format!("{} members", cfg.peers.len())
-        },
-        cfg.data_dir
+    tracing::info!(
+        server = cfg.my_id,
+        clients = %cfg.client_addr(),
+        members = cfg.peers.len().max(1),
+        data = %cfg.data_dir,
+        "zraft serving"
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let seed = cfg.my_id ^ std::process::id() as u64;
-    if let Err(e) = rt.block_on(zraft::server::run(cfg, Box::new(zraft::storage::RealDisk::new()), seed)) {
-        eprintln!("zraft: {e}");
+    let result = rt.block_on(async move {
+        tokio::select! {
+            r = zraft::server::run(cfg, Box::new(zraft::storage::RealDisk::new()), seed) => r,
+            // Every acknowledged write is already durable: shutting down needs no flush.
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; shutting down");
+                Ok(())
+            }
+        }
+    });
+    if let Err(e) = result {
+        tracing::error!("{e}");
         std::process::exit(1);
     }
 }
@@ -119,6 +134,7 @@ fn ensemble(nodes: u64, base_port: u16, dir: &str) {
 }
 
 fn main() {
+    init_logs();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Serve { config }) => serve(load(config)),

@@ -1,5 +1,6 @@
-//! Deterministic simulation harness for zraft (see the harness issue); for now it only proves
-//! that the harness crate links against the server crate.
+//! Deterministic simulation harness for zraft. Under `--cfg madsim` (see `cargo sim-test`),
+//! the unchanged server runs as madsim nodes on a simulated network and clock, with storage
+//! on the simulated disk; the harness proper (nemesis, checkers, scenarios) builds on this.
 
 /// Name of the server crate this harness drives.
 pub fn server_crate() -> &'static str {

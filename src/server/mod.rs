@@ -76,10 +76,7 @@ pub async fn run(cfg: Config, disk: Box<dyn crate::storage::Disk>, seed: u64) ->
                 let mut m = per_ip.lock().expect("per-ip lock");
                 let n = m.entry(ip.clone()).or_insert(0);
                 if cfg.max_client_cnxns > 0 && *n >= cfg.max_client_cnxns {
-                    eprintln!(
-                        "zraft: too many connections from {ip} (maxClientCnxns={})",
-                        cfg.max_client_cnxns
-                    );
+                    tracing::warn!(%ip, max = cfg.max_client_cnxns, "too many connections from one address (maxClientCnxns)");
                     continue;
                 }
                 *n += 1;

@@ -216,7 +216,7 @@ impl Node {
         };
         let (storage, rec, report) = Storage::open(disk, &cfg.log_dir(), conf, WalOptions::default())?;
         if let Some((file, off)) = &report.truncated {
-            eprintln!("zraft: recovery cut a torn log tail in {file} at offset {off}");
+            tracing::warn!(%file, offset = off, "recovery cut a torn log tail");
         }
         let tree = if rec.snapshot.data.is_empty() {
             DataTree::new()
@@ -778,6 +778,7 @@ impl Node {
         }
         let was_leader = self.role == Role::Leader;
         let leader_changed = leader != self.leader;
+        tracing::info!(node = self.id, term = self.raft.term(), ?role, ?leader, "role changed");
         self.role = role;
         self.leader = leader;
         if role == Role::Leader && !was_leader {
