@@ -342,3 +342,70 @@ fn corrupted_snapshots_are_typed_errors() {
     );
     assert_eq!(snapshot::decode(b"nope"), Err(snapshot::SnapshotError::Truncated(4)));
 }
+
+#[test]
+fn containers_and_ttl_nodes_are_reaped_as_zookeeper_does() {
+    let mut tree = DataTree::new();
+    let mut pending = Pending::new();
+    let auth = AuthIds::new();
+    let mut zxid = 0;
+    let mut run = |tree: &mut DataTree, req: Request, time: i64| {
+        zxid += 1;
+        let ctx = PrepareCtx {
+            session_id: 0,
+            auth: &auth,
+            zxid,
+            time,
+            config: TreeConfig::default(),
+        };
+        let e = tree.prepare(&mut pending, &ctx, &req);
+        let (r, _) = tree.apply(&e);
+        pending.applied(e.zxid);
+        r
+    };
+    let create = |path: &str, op: OpCode, ttl: i64| {
+        let c = CreateRequest {
+            path: path.into(),
+            data: None,
+            acl: zraft::tree::acl::open_acl(),
+            flags: if ttl > 0 { 5 } else { 0 },
+        };
+        match op {
+            OpCode::CreateContainer => Request::CreateContainer(c),
+            OpCode::CreateTtl => Request::CreateTtl(CreateTtlRequest {
+                path: c.path,
+                data: None,
+                acl: c.acl,
+                flags: 5,
+                ttl,
+            }),
+            _ => Request::Create(c),
+        }
+    };
+    run(&mut tree, create("/c", OpCode::CreateContainer, 0), 1000);
+    run(&mut tree, create("/never-used", OpCode::CreateContainer, 0), 1000);
+    run(&mut tree, create("/t", OpCode::CreateTtl, 500), 1000);
+    run(&mut tree, create("/c/x", OpCode::Create, 0), 1000);
+    assert_eq!(
+        tree.reap_candidates(1200),
+        Vec::<String>::new(),
+        "container has a child, TTL not elapsed"
+    );
+    run(
+        &mut tree,
+        Request::Delete(DeleteRequest {
+            path: "/c/x".into(),
+            version: -1,
+        }),
+        1300,
+    );
+    assert_eq!(
+        tree.reap_candidates(1400),
+        vec!["/c".to_string()],
+        "emptied container; a never-used one stays"
+    );
+    assert_eq!(tree.reap_candidates(1501), vec!["/c".to_string(), "/t".to_string()]);
+    let r = run(&mut tree, Request::DeleteContainer("/c".into()), 1600);
+    assert_eq!(r.err(), ErrorCode::Ok);
+    assert!(tree.node("/c").is_none());
+}

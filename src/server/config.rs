@@ -45,6 +45,9 @@ pub struct Config {
     pub max_session_timeout_ms: i32,
     pub autopurge_snap_retain_count: u32,
     pub autopurge_purge_interval_h: u32,
+    /// How often the leader deletes empty containers and expired TTL nodes
+    /// (`znode.container.checkIntervalMs`, ZooKeeper's default one minute).
+    pub container_check_ms: u64,
     /// Raft tick in milliseconds (not a ZooKeeper key: derived as tickTime / 10, ≥ 10 ms).
     pub raft_tick_ms: u64,
     /// Keys the file had that zraft does not use (warned about).
@@ -71,6 +74,7 @@ impl Default for Config {
             autopurge_snap_retain_count: 3,
             autopurge_purge_interval_h: 0,
             raft_tick_ms: 200,
+            container_check_ms: 60_000,
             unknown_keys: vec![],
         }
     }
@@ -130,6 +134,7 @@ impl Config {
                 "maxSessionTimeout" => max_set = Some(num::<i32>(file, k, v)?),
                 "autopurge.snapRetainCount" => c.autopurge_snap_retain_count = num(file, k, v)?,
                 "autopurge.purgeInterval" => c.autopurge_purge_interval_h = num(file, k, v)?,
+                "znode.container.checkIntervalMs" => c.container_check_ms = num(file, k, v)?,
                 "admin.enableServer" | "standaloneEnabled" | "reconfigEnabled" | "maxSessionTimeoutMs" => {}
                 key if key.starts_with("server.") => {
                     let id: u64 = num(file, k, &key["server.".len()..])?;

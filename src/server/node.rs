@@ -186,6 +186,7 @@ pub struct Node {
     zxid_counter: i64,
     applied_zxid: Arc<AtomicI64>,
     stats: Stats,
+    last_reap: i64,
 }
 
 /// Why the node stopped.
@@ -254,6 +255,7 @@ impl Node {
             zxid_counter: 0,
             applied_zxid: applied_zxid.clone(),
             stats: Stats::default(),
+            last_reap: now,
             clock,
             cfg,
         };
@@ -735,6 +737,23 @@ impl Node {
     fn on_tick(&mut self) {
         self.raft.tick();
         let now = self.now();
+        if self.role == Role::Leader && self.leader_ready && now - self.last_reap >= self.cfg.container_check_ms as i64
+        {
+            // ZooKeeper's ContainerManager: empty containers and expired TTL nodes go.
+            self.last_reap = now;
+            for path in self.tree.reap_candidates(now) {
+                let req_id = self.new_req();
+                self.propose(
+                    self.id,
+                    req_id,
+                    0,
+                    WriteOp::Request {
+                        req: Request::DeleteContainer(path),
+                        auth: vec![],
+                    },
+                );
+            }
+        }
         if self.role == Role::Leader && self.leader_ready {
             for s in self.tracker.expired(now) {
                 if self.expiring.insert(s) {

@@ -360,6 +360,24 @@ impl DataTree {
         TxnResult::Deleted
     }
 
+    /// Nodes ZooKeeper's ContainerManager would delete now: empty containers that have had a
+    /// child (stored cversion > 0), and empty TTL nodes not modified for longer than their TTL.
+    pub fn reap_candidates(&self, now_ms: i64) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.children.is_empty())
+            .filter(|(_, n)| match owner_kind(n.stat.ephemeral_owner) {
+                OwnerKind::Container => n.stat.cversion > 0,
+                OwnerKind::Ttl => {
+                    let ttl = ttl_of(n.stat.ephemeral_owner);
+                    ttl != 0 && now_ms - n.stat.mtime > ttl
+                }
+                _ => false,
+            })
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// Checks the structural invariants; used by tests and debug builds after apply.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (p, n) in &self.nodes {
