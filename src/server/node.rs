@@ -473,28 +473,8 @@ impl Node {
                 }
                 Err(_) => self.reply(conn, xid, ErrorCode::BadArguments, Response::Empty),
             },
-            Request::CheckWatches(r) => {
-                let found = WatcherType::try_from(r.r#type)
-                    .map(|t| self.watches.contains(&r.path, t, session))
-                    .unwrap_or(false);
-                self.reply(
-                    conn,
-                    xid,
-                    if found { ErrorCode::Ok } else { ErrorCode::NoWatcher },
-                    Response::Empty,
-                );
-            }
-            Request::RemoveWatches(r) => {
-                let found = WatcherType::try_from(r.r#type)
-                    .map(|t| self.watches.remove(&r.path, t, session))
-                    .unwrap_or(false);
-                self.reply(
-                    conn,
-                    xid,
-                    if found { ErrorCode::Ok } else { ErrorCode::NoWatcher },
-                    Response::Empty,
-                );
-            }
+            Request::CheckWatches(r) => self.watch_query(conn, xid, session, &r.path, r.r#type, false),
+            Request::RemoveWatches(r) => self.watch_query(conn, xid, session, &r.path, r.r#type, true),
             Request::Sync(s) => {
                 let req_id = self.new_req();
                 self.waiting.insert(
@@ -538,6 +518,21 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// checkWatches (`remove` false) and removeWatches: NoWatcher if there is none.
+    fn watch_query(&mut self, conn: u64, xid: i32, session: i64, path: &str, ty: i32, remove: bool) {
+        let found = WatcherType::try_from(ty)
+            .map(|t| {
+                if remove {
+                    self.watches.remove(path, t, session)
+                } else {
+                    self.watches.contains(path, t, session)
+                }
+            })
+            .unwrap_or(false);
+        let err = if found { ErrorCode::Ok } else { ErrorCode::NoWatcher };
+        self.reply(conn, xid, err, Response::Empty);
     }
 
     fn super_digest(&self) -> Option<String> {
@@ -650,40 +645,21 @@ impl Node {
         let zxid = ((self.raft.term() as i64) << 32) | self.zxid_counter;
         let now = self.now();
         let cfg = TreeConfig::default();
+        let auth: AuthIds = match &op {
+            WriteOp::Request { auth, .. } => auth.iter().cloned().collect(),
+            _ => AuthIds::new(),
+        };
+        let ctx = PrepareCtx {
+            session_id: session,
+            auth: &auth,
+            zxid,
+            time: now,
+            config: cfg,
+        };
         let entry = match &op {
-            WriteOp::Request { req, auth } => {
-                let auth: AuthIds = auth.iter().cloned().collect();
-                let ctx = PrepareCtx {
-                    session_id: session,
-                    auth: &auth,
-                    zxid,
-                    time: now,
-                    config: cfg,
-                };
-                self.tree.prepare(&mut self.pending, &ctx, req)
-            }
-            WriteOp::CreateSession { timeout } => {
-                let auth = AuthIds::new();
-                let ctx = PrepareCtx {
-                    session_id: session,
-                    auth: &auth,
-                    zxid,
-                    time: now,
-                    config: cfg,
-                };
-                self.tree.prepare_create_session(&mut self.pending, &ctx, *timeout)
-            }
-            WriteOp::Expire => {
-                let auth = AuthIds::new();
-                let ctx = PrepareCtx {
-                    session_id: session,
-                    auth: &auth,
-                    zxid,
-                    time: now,
-                    config: cfg,
-                };
-                self.tree.prepare(&mut self.pending, &ctx, &Request::CloseSession)
-            }
+            WriteOp::Request { req, .. } => self.tree.prepare(&mut self.pending, &ctx, req),
+            WriteOp::CreateSession { timeout } => self.tree.prepare_create_session(&mut self.pending, &ctx, *timeout),
+            WriteOp::Expire => self.tree.prepare(&mut self.pending, &ctx, &Request::CloseSession),
         };
         let data = bincode::serde::encode_to_vec(Proposal { origin, req_id, entry }, bincode::config::standard())
             .expect("proposals encode");
