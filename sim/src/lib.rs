@@ -1,6 +1,10 @@
 //! Deterministic simulation harness for zraft. Under `--cfg madsim` (see `cargo sim-test`),
 //! the unchanged server runs as madsim nodes on a simulated network and clock, with storage
-//! on the simulated disk; the harness proper (nemesis, checkers, scenarios) builds on this.
+//! on the simulated disk. This crate holds the history model and the checkers; the cluster,
+//! workloads and nemesis run under madsim.
+
+pub mod checker;
+pub mod history;
 
 /// Name of the server crate this harness drives.
 pub fn server_crate() -> &'static str {

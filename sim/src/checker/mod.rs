@@ -1,0 +1,4 @@
+//! Checkers over a recorded history.
+
+pub mod linear;
+pub mod session;

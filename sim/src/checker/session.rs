@@ -1,0 +1,80 @@
+//! ZooKeeper's session guarantees over a history: per-session zxids never go backwards
+//! (single system image), and every acknowledged write is visible to later reads of the same
+//! session (read-your-writes, checked through versions).
+
+use crate::history::{Op, Outcome, RegOp};
+use std::collections::BTreeMap;
+
+/// A broken session guarantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionViolation {
+    ZxidWentBack { session: i64, before: Op, after: Op },
+    MissedOwnWrite { session: i64, write: Op, read: Op },
+}
+
+/// Checks per-session monotonic zxids and read-your-writes.
+pub fn check(history: &[Op]) -> Result<usize, SessionViolation> {
+    let mut by_session: BTreeMap<i64, Vec<&Op>> = BTreeMap::new();
+    for o in history.iter().filter(|o| o.complete.is_some() && matches!(o.outcome, Outcome::Ok(_))) {
+        by_session.entry(o.session).or_default().push(o);
+    }
+    let mut checked = 0;
+    for (s, mut ops) in by_session {
+        ops.sort_by_key(|o| o.complete);
+        let mut last: Option<&Op> = None;
+        // key -> version of our last acknowledged write to it (known only for CAS).
+        let mut wrote: BTreeMap<&str, &Op> = BTreeMap::new();
+        for o in ops {
+            checked += 1;
+            if let Some(l) = last {
+                if o.zxid > 0 && l.zxid > 0 && o.zxid < l.zxid {
+                    return Err(SessionViolation::ZxidWentBack { session: s, before: l.clone(), after: o.clone() });
+                }
+            }
+            if o.zxid > 0 {
+                last = Some(o);
+            }
+            match (&o.op, &o.outcome) {
+                (RegOp::Cas { .. }, Outcome::Ok(_)) => {
+                    wrote.insert(o.key.as_str(), o);
+                }
+                (RegOp::Read, Outcome::Ok(Some((_, ver)))) => {
+                    if let Some(w) = wrote.get(o.key.as_str()) {
+                        if let RegOp::Cas { version, .. } = w.op {
+                            if *ver < version + 1 {
+                                return Err(SessionViolation::MissedOwnWrite { session: s, write: (*w).clone(), read: o.clone() });
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(session: i64, op: RegOp, t: u64, outcome: Outcome, zxid: i64) -> Op {
+        Op { client: 1, session, key: "k".into(), op, invoke: t, complete: Some(t + 1), outcome, zxid }
+    }
+
+    #[test]
+    fn accepts_and_rejects() {
+        let good = [
+            op(1, RegOp::Cas { version: 0, value: 1 }, 0, Outcome::Ok(None), 10),
+            op(1, RegOp::Read, 5, Outcome::Ok(Some((1, 1))), 12),
+        ];
+        assert!(check(&good).is_ok());
+        let back = [op(1, RegOp::Write(1), 0, Outcome::Ok(None), 10), op(1, RegOp::Read, 5, Outcome::Ok(Some((1, 0))), 9)];
+        assert!(matches!(check(&back), Err(SessionViolation::ZxidWentBack { .. })));
+        let missed = [
+            op(1, RegOp::Cas { version: 3, value: 1 }, 0, Outcome::Ok(None), 10),
+            op(1, RegOp::Read, 5, Outcome::Ok(Some((0, 3))), 11),
+        ];
+        assert!(matches!(check(&missed), Err(SessionViolation::MissedOwnWrite { .. })));
+    }
+}
