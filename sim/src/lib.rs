@@ -5,6 +5,8 @@
 
 pub mod checker;
 pub mod history;
+#[cfg(madsim)]
+pub mod run;
 
 /// Name of the server crate this harness drives.
 pub fn server_crate() -> &'static str {

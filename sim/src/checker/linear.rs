@@ -38,7 +38,9 @@ fn step(s: State, op: &Op) -> Option<State> {
         (RegOp::Read, Outcome::Ok(Some(seen))) => (*seen == s).then_some(s),
         (RegOp::Read, _) => Some(s),
         (RegOp::Write(v), Outcome::Ok(_) | Outcome::Info) => Some((*v, s.1 + 1)),
-        (RegOp::Cas { version, value }, Outcome::Ok(_) | Outcome::Info) => (s.1 == *version).then_some((*value, s.1 + 1)),
+        (RegOp::Cas { version, value }, Outcome::Ok(_) | Outcome::Info) => {
+            (s.1 == *version).then_some((*value, s.1 + 1))
+        }
         // A failed CAS happened and saw another version; a failed write did nothing.
         (RegOp::Cas { version, .. }, Outcome::Fail) => (s.1 != *version).then_some(s),
         (RegOp::Write(_), Outcome::Fail) => Some(s),
@@ -56,7 +58,12 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
     // Fails of plain writes and unanswered reads constrain nothing.
     let ops: Vec<Op> = ops
         .iter()
-        .filter(|o| !matches!((&o.op, &o.outcome), (RegOp::Write(_), Outcome::Fail) | (RegOp::Read, Outcome::Info | Outcome::Fail)))
+        .filter(|o| {
+            !matches!(
+                (&o.op, &o.outcome),
+                (RegOp::Write(_), Outcome::Fail) | (RegOp::Read, Outcome::Info | Outcome::Fail)
+            )
+        })
         .cloned()
         .collect();
     let n = ops.len();
@@ -142,28 +149,47 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                 done[j / 64] &= !(1 << (j % 64));
                 state = prev;
                 // Resume after j's call.
-                pos = evs.iter().position(|e| matches!(e, Ev::Call(k) if *k == j)).expect("call present") + 1;
+                pos = evs
+                    .iter()
+                    .position(|e| matches!(e, Ev::Call(k) if *k == j))
+                    .expect("call present")
+                    + 1;
             }
         }
     }
 }
 
-/// Checks every key independently; the first violation (by key order) is reported.
-pub fn check(history: &[Op], budget_per_key: usize) -> Verdict {
+/// Checks every key independently from `init`; the first violation (by key order) is reported.
+pub fn check_from(history: &[Op], init: State, budget_per_key: usize) -> Verdict {
     let mut by_key: BTreeMap<&str, Vec<Op>> = BTreeMap::new();
     for o in history {
         by_key.entry(o.key.as_str()).or_default().push(o.clone());
     }
     let mut explored = 0;
     for (k, ops) in &by_key {
-        match check_key(k, ops, (0, -1), budget_per_key) {
+        match check_key(k, ops, init, budget_per_key) {
             Ok(e) => explored += e,
             Err(v) => {
-                return Verdict { keys: by_key.len(), ops: history.len(), explored: explored + v.explored, violation: Some(v) };
+                return Verdict {
+                    keys: by_key.len(),
+                    ops: history.len(),
+                    explored: explored + v.explored,
+                    violation: Some(v),
+                };
             }
         }
     }
-    Verdict { keys: by_key.len(), ops: history.len(), explored, violation: None }
+    Verdict {
+        keys: by_key.len(),
+        ops: history.len(),
+        explored,
+        violation: None,
+    }
+}
+
+/// Checks every key from a missing node (value 0, version -1).
+pub fn check(history: &[Op], budget_per_key: usize) -> Verdict {
+    check_from(history, (0, -1), budget_per_key)
 }
 
 #[cfg(test)]
@@ -171,7 +197,16 @@ mod tests {
     use super::*;
 
     fn op(client: u32, op: RegOp, invoke: u64, complete: Option<u64>, outcome: Outcome) -> Op {
-        Op { client, session: client as i64, key: "k".into(), op, invoke, complete, outcome, zxid: 0 }
+        Op {
+            client,
+            session: client as i64,
+            key: "k".into(),
+            op,
+            invoke,
+            complete,
+            outcome,
+            zxid: 0,
+        }
     }
     fn read(c: u32, a: u64, b: u64, v: u64, ver: i32) -> Op {
         op(c, RegOp::Read, a, Some(b), Outcome::Ok(Some((v, ver))))
@@ -192,9 +227,15 @@ mod tests {
         assert!(ok(&[write(1, 0, 10, 5), read(2, 5, 15, 0, -1)]));
         assert!(ok(&[write(1, 0, 10, 5), read(2, 5, 15, 5, 0)]));
         // An unanswered write that did take effect.
-        assert!(ok(&[op(1, RegOp::Write(7), 0, None, Outcome::Info), read(2, 50, 60, 7, 0)]));
+        assert!(ok(&[
+            op(1, RegOp::Write(7), 0, None, Outcome::Info),
+            read(2, 50, 60, 7, 0)
+        ]));
         // An unanswered write that never did.
-        assert!(ok(&[op(1, RegOp::Write(7), 0, None, Outcome::Info), read(2, 50, 60, 0, -1)]));
+        assert!(ok(&[
+            op(1, RegOp::Write(7), 0, None, Outcome::Info),
+            read(2, 50, 60, 0, -1)
+        ]));
         // CAS chains.
         assert!(ok(&[
             write(1, 0, 10, 1),
@@ -219,9 +260,17 @@ mod tests {
             op(3, RegOp::Cas { version: 0, value: 3 }, 20, Some(30), Outcome::Ok(None)),
         ]));
         // Reads going back in time: 5 then 0 after it was overwritten once.
-        assert!(!ok(&[write(1, 0, 10, 5), write(1, 20, 30, 6), read(2, 40, 50, 6, 1), read(3, 60, 70, 5, 0)]));
+        assert!(!ok(&[
+            write(1, 0, 10, 5),
+            write(1, 20, 30, 6),
+            read(2, 40, 50, 6, 1),
+            read(3, 60, 70, 5, 0)
+        ]));
         // A failed CAS claims the version differed, but nothing else could have changed it.
-        assert!(!ok(&[write(1, 0, 10, 1), op(2, RegOp::Cas { version: 0, value: 2 }, 20, Some(30), Outcome::Fail)]));
+        assert!(!ok(&[
+            write(1, 0, 10, 1),
+            op(2, RegOp::Cas { version: 0, value: 2 }, 20, Some(30), Outcome::Fail)
+        ]));
         // A lost acknowledged write: read after it returns the earlier state.
         assert!(!ok(&[write(1, 0, 10, 1), write(1, 20, 30, 2), read(2, 40, 50, 1, 0)]));
     }

@@ -15,7 +15,10 @@ pub enum SessionViolation {
 /// Checks per-session monotonic zxids and read-your-writes.
 pub fn check(history: &[Op]) -> Result<usize, SessionViolation> {
     let mut by_session: BTreeMap<i64, Vec<&Op>> = BTreeMap::new();
-    for o in history.iter().filter(|o| o.complete.is_some() && matches!(o.outcome, Outcome::Ok(_))) {
+    for o in history
+        .iter()
+        .filter(|o| o.complete.is_some() && matches!(o.outcome, Outcome::Ok(_)))
+    {
         by_session.entry(o.session).or_default().push(o);
     }
     let mut checked = 0;
@@ -28,7 +31,11 @@ pub fn check(history: &[Op]) -> Result<usize, SessionViolation> {
             checked += 1;
             if let Some(l) = last {
                 if o.zxid > 0 && l.zxid > 0 && o.zxid < l.zxid {
-                    return Err(SessionViolation::ZxidWentBack { session: s, before: l.clone(), after: o.clone() });
+                    return Err(SessionViolation::ZxidWentBack {
+                        session: s,
+                        before: l.clone(),
+                        after: o.clone(),
+                    });
                 }
             }
             if o.zxid > 0 {
@@ -42,7 +49,11 @@ pub fn check(history: &[Op]) -> Result<usize, SessionViolation> {
                     if let Some(w) = wrote.get(o.key.as_str()) {
                         if let RegOp::Cas { version, .. } = w.op {
                             if *ver < version + 1 {
-                                return Err(SessionViolation::MissedOwnWrite { session: s, write: (*w).clone(), read: o.clone() });
+                                return Err(SessionViolation::MissedOwnWrite {
+                                    session: s,
+                                    write: (*w).clone(),
+                                    read: o.clone(),
+                                });
                             }
                         }
                     }
@@ -59,7 +70,16 @@ mod tests {
     use super::*;
 
     fn op(session: i64, op: RegOp, t: u64, outcome: Outcome, zxid: i64) -> Op {
-        Op { client: 1, session, key: "k".into(), op, invoke: t, complete: Some(t + 1), outcome, zxid }
+        Op {
+            client: 1,
+            session,
+            key: "k".into(),
+            op,
+            invoke: t,
+            complete: Some(t + 1),
+            outcome,
+            zxid,
+        }
     }
 
     #[test]
@@ -69,7 +89,10 @@ mod tests {
             op(1, RegOp::Read, 5, Outcome::Ok(Some((1, 1))), 12),
         ];
         assert!(check(&good).is_ok());
-        let back = [op(1, RegOp::Write(1), 0, Outcome::Ok(None), 10), op(1, RegOp::Read, 5, Outcome::Ok(Some((1, 0))), 9)];
+        let back = [
+            op(1, RegOp::Write(1), 0, Outcome::Ok(None), 10),
+            op(1, RegOp::Read, 5, Outcome::Ok(Some((1, 0))), 9),
+        ];
         assert!(matches!(check(&back), Err(SessionViolation::ZxidWentBack { .. })));
         let missed = [
             op(1, RegOp::Cas { version: 3, value: 1 }, 0, Outcome::Ok(None), 10),
