@@ -48,7 +48,7 @@ pub struct RunReport {
     pub history: Vec<Op>,
     pub nemesis_events: Vec<String>,
     pub linear: linear::Verdict,
-    pub session: Result<usize, session::SessionViolation>,
+    pub session: Result<usize, Box<session::SessionViolation>>,
     /// Hash of the history and nemesis trace: equal seeds must give equal hashes.
     pub trace_hash: u64,
 }

@@ -29,7 +29,7 @@ pub struct Verdict {
     pub keys: usize,
     pub ops: usize,
     pub explored: usize,
-    pub violation: Option<Violation>,
+    pub violation: Option<Box<Violation>>,
 }
 
 /// Applies `op` (with its outcome) to a state: the new state, or None if impossible.
@@ -54,7 +54,7 @@ enum Ev {
 }
 
 /// Checks one key's operations from an initial state.
-pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<usize, Violation> {
+pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<usize, Box<Violation>> {
     // Fails of plain writes and unanswered reads constrain nothing.
     let ops: Vec<Op> = ops
         .iter()
@@ -106,13 +106,13 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
         explored += 1;
         if explored > budget {
             // Too large to decide within budget: reported, never passed off as linearizable.
-            return Err(Violation {
+            return Err(Box::new(Violation {
                 key: key.into(),
                 stuck_at: ops[0].clone(),
                 best_prefix: vec![],
                 explored,
                 budget_exhausted: true,
-            });
+            }));
         }
         match evs[pos] {
             Ev::Call(i) => {
@@ -138,13 +138,13 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                     stuck = Some((stack.len(), i));
                 }
                 let Some((j, prev)) = stack.pop() else {
-                    return Err(Violation {
+                    return Err(Box::new(Violation {
                         key: key.into(),
                         stuck_at: ops[stuck.map_or(i, |(_, k)| k)].clone(),
                         best_prefix: best.iter().map(|&k| ops[k].clone()).collect(),
                         explored,
                         budget_exhausted: false,
-                    });
+                    }));
                 };
                 done[j / 64] &= !(1 << (j % 64));
                 state = prev;

@@ -13,7 +13,7 @@ pub enum SessionViolation {
 }
 
 /// Checks per-session monotonic zxids and read-your-writes.
-pub fn check(history: &[Op]) -> Result<usize, SessionViolation> {
+pub fn check(history: &[Op]) -> Result<usize, Box<SessionViolation>> {
     let mut by_session: BTreeMap<i64, Vec<&Op>> = BTreeMap::new();
     for o in history
         .iter()
@@ -31,11 +31,11 @@ pub fn check(history: &[Op]) -> Result<usize, SessionViolation> {
             checked += 1;
             if let Some(l) = last {
                 if o.zxid > 0 && l.zxid > 0 && o.zxid < l.zxid {
-                    return Err(SessionViolation::ZxidWentBack {
+                    return Err(Box::new(SessionViolation::ZxidWentBack {
                         session: s,
                         before: l.clone(),
                         after: o.clone(),
-                    });
+                    }));
                 }
             }
             if o.zxid > 0 {
@@ -49,11 +49,11 @@ pub fn check(history: &[Op]) -> Result<usize, SessionViolation> {
                     if let Some(w) = wrote.get(o.key.as_str()) {
                         if let RegOp::Cas { version, .. } = w.op {
                             if *ver < version + 1 {
-                                return Err(SessionViolation::MissedOwnWrite {
+                                return Err(Box::new(SessionViolation::MissedOwnWrite {
                                     session: s,
                                     write: (*w).clone(),
                                     read: o.clone(),
-                                });
+                                }));
                             }
                         }
                     }
@@ -93,11 +93,17 @@ mod tests {
             op(1, RegOp::Write(1), 0, Outcome::Ok(None), 10),
             op(1, RegOp::Read, 5, Outcome::Ok(Some((1, 0))), 9),
         ];
-        assert!(matches!(check(&back), Err(SessionViolation::ZxidWentBack { .. })));
+        assert!(matches!(
+            check(&back).map_err(|e| *e),
+            Err(SessionViolation::ZxidWentBack { .. })
+        ));
         let missed = [
             op(1, RegOp::Cas { version: 3, value: 1 }, 0, Outcome::Ok(None), 10),
             op(1, RegOp::Read, 5, Outcome::Ok(Some((0, 3))), 11),
         ];
-        assert!(matches!(check(&missed), Err(SessionViolation::MissedOwnWrite { .. })));
+        assert!(matches!(
+            check(&missed).map_err(|e| *e),
+            Err(SessionViolation::MissedOwnWrite { .. })
+        ));
     }
 }
