@@ -19,6 +19,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// Whether the deliberately broken variant `name` is switched on (harness builds only).
+#[cfg(feature = "bug-injection")]
+fn bug(name: &str) -> bool {
+    std::env::var("ZRAFT_BUG").is_ok_and(|v| v == name)
+}
+
+#[cfg(not(feature = "bug-injection"))]
+fn bug(_: &str) -> bool {
+    false
+}
+
 /// Raft entries between log compactions (ZooKeeper's snapCount order of magnitude).
 const SNAPSHOT_EVERY: u64 = 20_000;
 
@@ -227,6 +238,7 @@ impl Node {
         let mut rcfg = raft::Config::new(id, seed);
         rcfg.election_tick = 10;
         rcfg.heartbeat_tick = 2;
+
         let raft = Raft::new(rcfg, rec);
         let applied_zxid = Arc::new(AtomicI64::new(tree.last_zxid()));
         let now = clock.now_ms();
@@ -475,6 +487,10 @@ impl Node {
             },
             Request::CheckWatches(r) => self.watch_query(conn, xid, session, &r.path, r.r#type, false),
             Request::RemoveWatches(r) => self.watch_query(conn, xid, session, &r.path, r.r#type, true),
+            Request::Sync(s) if bug("stale-sync") => {
+                // Broken on purpose: answers sync at once, without catching up to the leader.
+                self.reply(conn, xid, ErrorCode::Ok, Response::Sync(SyncResponse { path: s.path }));
+            }
             Request::Sync(s) => {
                 let req_id = self.new_req();
                 self.waiting.insert(
@@ -489,6 +505,29 @@ impl Node {
                     // No leader: the sync waits for one (retried on ticks).
                     self.syncs_after_apply.push((u64::MAX, req_id));
                 }
+            }
+            Request::SetData(r) if bug("early-ack") => {
+                // Broken on purpose: acknowledges a write before it is committed.
+                let auth = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| c.auth.iter().cloned().collect())
+                    .unwrap_or_default();
+                self.reply(
+                    conn,
+                    xid,
+                    ErrorCode::Ok,
+                    Response::SetData(SetDataResponse { stat: Stat::default() }),
+                );
+                let req_id = self.new_req();
+                self.submit(
+                    req_id,
+                    session,
+                    WriteOp::Request {
+                        req: Request::SetData(r),
+                        auth,
+                    },
+                );
             }
             r if r.is_write() => {
                 let close_after = matches!(r, Request::CloseSession);
