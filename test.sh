@@ -14,7 +14,9 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-# The same server code under madsim's simulated network, clock and disk.
+# The same server code under madsim's simulated network, clock and disk: scenario samples,
+# determinism, broken variants. Clippy for the simulated build too.
+cargo clippy -p zraft-sim --all-targets --config "build.rustflags=['--cfg','madsim']" --target-dir target/sim -- -D warnings
 cargo sim-test
 
 if [ "${ZRAFT_SKIP_INTEGRATION:-0}" != 1 ]; then

@@ -7,6 +7,7 @@ pub mod checker;
 pub mod history;
 #[cfg(madsim)]
 pub mod run;
+pub mod scenario;
 
 /// Name of the server crate this harness drives.
 pub fn server_crate() -> &'static str {

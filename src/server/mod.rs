@@ -26,6 +26,16 @@ pub enum ServerError {
 
 /// Runs a server until the process is killed or storage fails.
 pub async fn run(cfg: Config, disk: Box<dyn crate::storage::Disk>, seed: u64) -> Result<(), ServerError> {
+    run_with_clock(cfg, disk, Box::new(SystemClock), seed).await
+}
+
+/// `run` with a given wall clock (the simulator skews it).
+pub async fn run_with_clock(
+    cfg: Config,
+    disk: Box<dyn crate::storage::Disk>,
+    clock: Box<dyn node::Clock>,
+    seed: u64,
+) -> Result<(), ServerError> {
     let cfg = Arc::new(cfg);
     let peers_addrs = cfg.peer_addrs();
     let peers = peer::Peers::start(cfg.my_id, &peers_addrs);
@@ -39,7 +49,7 @@ pub async fn run(cfg: Config, disk: Box<dyn crate::storage::Disk>, seed: u64) ->
         })?;
         tokio::spawn(peer::listen(l, tx.clone()));
     }
-    let (node, applied) = Node::open((*cfg).clone(), disk, peers, Box::new(SystemClock), seed)?;
+    let (node, applied) = Node::open((*cfg).clone(), disk, peers, clock, seed)?;
     let client_addr = cfg.client_addr();
     let listener = TcpListener::bind(socket_addr(&client_addr).ok_or_else(|| ServerError::Listen {
         addr: client_addr.clone(),

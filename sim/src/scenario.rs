@@ -1,0 +1,266 @@
+//! Scenario files (`scenarios/*.toml`): cluster size, clients, workload mix, duration, nemesis
+//! (timed events and/or random rates) and seed range. Unknown or mistyped fields are errors
+//! that name the file, line and field.
+
+use serde::Deserialize;
+use std::ops::Range;
+
+/// A fault the nemesis can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// Cut one random server off from the others (both directions).
+    Isolate,
+    /// Cut the current leader off.
+    IsolateLeader,
+    /// Split the servers into two random halves.
+    Halves,
+    /// Drop traffic from one random server to another, one way only.
+    OneWay,
+    /// Each server talks only to its ring neighbours.
+    Ring,
+    /// Two halves joined by a single bridge server.
+    Bridge,
+    /// Kill a random server (its disk loses unsynced writes) and restart it later.
+    Kill,
+    /// Kill the leader.
+    KillLeader,
+    /// Kill every server at once, then restart them.
+    KillAll,
+    /// Stop-the-world pause of a random server, resumed later.
+    Pause,
+    /// Raise network latency (and jitter: reordering).
+    Delay,
+    /// Drop a share of packets.
+    Loss,
+    /// Skew and drift one server's wall clock.
+    ClockSkew,
+    /// Tear and garble unsynced writes on the next crash of a server, and flip bits on read.
+    DiskFaults,
+}
+
+/// A nemesis action at a fixed simulated time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedEvent {
+    /// Milliseconds after the workload starts.
+    pub at_ms: u64,
+    pub fault: Option<Fault>,
+    /// `true` to heal everything (network, paused and killed servers) at this time.
+    #[serde(default)]
+    pub heal: bool,
+}
+
+/// The nemesis section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nemesis {
+    /// Faults drawn at random, one every `interval_ms` (a range).
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    #[serde(default = "default_interval")]
+    pub interval_ms: [u64; 2],
+    /// Each seed picks a random subset of `faults` and its own interval (swarm testing).
+    #[serde(default)]
+    pub swarm: bool,
+    #[serde(default)]
+    pub events: Vec<TimedEvent>,
+}
+
+impl Default for Nemesis {
+    fn default() -> Self {
+        Nemesis {
+            faults: vec![],
+            interval_ms: default_interval(),
+            swarm: false,
+            events: vec![],
+        }
+    }
+}
+
+fn default_interval() -> [u64; 2] {
+    [1000, 4000]
+}
+
+/// The workload section: weights of register operations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    #[serde(default = "one")]
+    pub read: u32,
+    #[serde(default = "one")]
+    pub write: u32,
+    #[serde(default = "one")]
+    pub cas: u32,
+    /// Number of registers (keys).
+    #[serde(default = "two")]
+    pub keys: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+fn two() -> u32 {
+    2
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            read: 1,
+            write: 1,
+            cas: 1,
+            keys: 2,
+        }
+    }
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(skip)]
+    pub name: String,
+    pub description: String,
+    #[serde(default = "three")]
+    pub nodes: u64,
+    /// Clients, as a range each seed draws from.
+    #[serde(default = "clients")]
+    pub clients: [u32; 2],
+    #[serde(default = "secs")]
+    pub seconds: u64,
+    #[serde(default)]
+    pub workload: Workload,
+    #[serde(default)]
+    pub nemesis: Nemesis,
+    /// Seeds `cargo sim-test` runs (`"0..3"`); the CLI's --seeds overrides.
+    #[serde(default = "seeds")]
+    pub seeds: String,
+    /// Simulated seconds after healing within which operations must succeed again.
+    #[serde(default = "liveness")]
+    pub liveness_secs: u64,
+}
+
+fn three() -> u64 {
+    3
+}
+fn clients() -> [u32; 2] {
+    [2, 5]
+}
+fn secs() -> u64 {
+    20
+}
+fn seeds() -> String {
+    "0..3".into()
+}
+fn liveness() -> u64 {
+    15
+}
+
+/// A scenario that cannot be used.
+#[derive(Debug)]
+pub struct ScenarioError(pub String);
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses "a..b" (or a single number).
+pub fn parse_seeds(s: &str) -> Option<Range<u64>> {
+    match s.split_once("..") {
+        Some((a, b)) => Some(a.trim().parse().ok()?..b.trim().parse().ok()?),
+        None => {
+            let n: u64 = s.trim().parse().ok()?;
+            Some(n..n + 1)
+        }
+    }
+}
+
+impl Scenario {
+    /// Parses scenario text; errors name the file, line and field.
+    pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        let mut s: Scenario = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|sp| text[..sp.start].lines().count().max(1));
+            ScenarioError(format!(
+                "{file}:{}: {}",
+                line.map_or("?".into(), |l| l.to_string()),
+                e.message()
+            ))
+        })?;
+        s.name = std::path::Path::new(file)
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or(file)
+            .to_string();
+        if s.nodes == 0 || s.nodes > 9 {
+            return Err(ScenarioError(format!(
+                "{file}: `nodes`: must be 1..=9, got {}",
+                s.nodes
+            )));
+        }
+        if s.clients[0] == 0 || s.clients[0] > s.clients[1] {
+            return Err(ScenarioError(format!(
+                "{file}: `clients`: need 1 <= min <= max, got {:?}",
+                s.clients
+            )));
+        }
+        if s.nemesis.interval_ms[0] == 0 || s.nemesis.interval_ms[0] > s.nemesis.interval_ms[1] {
+            return Err(ScenarioError(format!(
+                "{file}: `nemesis.interval_ms`: need 0 < min <= max"
+            )));
+        }
+        if parse_seeds(&s.seeds).is_none() {
+            return Err(ScenarioError(format!(
+                "{file}: `seeds`: expected \"a..b\", got {:?}",
+                s.seeds
+            )));
+        }
+        if s.workload.read + s.workload.write + s.workload.cas == 0 || s.workload.keys == 0 {
+            return Err(ScenarioError(format!(
+                "{file}: `workload`: needs a non-zero weight and at least one key"
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Loads a scenario file.
+    pub fn load(path: &str) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError(format!("{path}: {e}")))?;
+        Self::parse(path, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let e = Scenario::parse("x.toml", "description = \"d\"\nnodes = \"three\"\n").unwrap_err();
+        assert!(e.0.starts_with("x.toml:2:") && e.0.contains("invalid type"), "{e}");
+        let e = Scenario::parse("x.toml", "description = \"d\"\n[nemesis]\nfaults = [\"meteor\"]\n").unwrap_err();
+        assert!(e.0.starts_with("x.toml:3:") && e.0.contains("meteor"), "{e}");
+        let e = Scenario::parse("x.toml", "description = \"d\"\nnodez = 3\n").unwrap_err();
+        assert!(e.0.contains("nodez"), "{e}");
+        let e = Scenario::parse("x.toml", "description = \"d\"\nclients = [3, 1]\n").unwrap_err();
+        assert!(e.0.contains("clients"), "{e}");
+        let e = Scenario::parse("x.toml", "description = \"d\"\nseeds = \"a..b\"\n").unwrap_err();
+        assert!(e.0.contains("seeds"), "{e}");
+    }
+
+    #[test]
+    fn shipped_scenarios_parse() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Scenario::load(p.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 8, "expected at least 8 scenarios, found {n}");
+    }
+}
