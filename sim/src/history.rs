@@ -12,6 +12,8 @@ pub enum RegOp {
     Write(u64),
     /// setData expecting `version`.
     Cas { version: i32, value: u64 },
+    /// A persistent-sequential create under the key (a parent path).
+    SeqCreate,
 }
 
 /// How an operation ended.
@@ -24,6 +26,8 @@ pub enum Outcome {
     Fail,
     /// Unknown: timeout or connection loss. It may have happened, at any time after invoke.
     Info,
+    /// A sequential create succeeded with this name.
+    Created(String),
 }
 
 /// One completed (or abandoned) operation on one key.

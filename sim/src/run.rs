@@ -2,7 +2,7 @@
 //! skewable clocks, register clients recording a history, a nemesis driven by the scenario,
 //! then a liveness probe and the checkers. Everything random derives from the run's seed.
 
-use crate::checker::{linear, session};
+use crate::checker::{linear, sequential, session};
 use crate::history::{Op, Outcome, RegOp};
 use crate::scenario::{Fault, Scenario};
 use madsim::runtime::{Handle, NodeHandle, Runtime};
@@ -29,7 +29,7 @@ pub struct RunConfig {
     pub clients: u32,
     pub keys: u32,
     pub secs: u64,
-    pub weights: [u32; 3],
+    pub weights: [u32; 4],
     pub faults: Vec<Fault>,
     pub interval_ms: [u64; 2],
     pub events: Vec<(u64, Option<Fault>, bool)>,
@@ -56,7 +56,7 @@ impl RunConfig {
             clients: r.gen_range(s.clients[0]..=s.clients[1]),
             keys: s.workload.keys,
             secs: s.seconds,
-            weights: [s.workload.read, s.workload.write, s.workload.cas],
+            weights: [s.workload.read, s.workload.write, s.workload.cas, s.workload.seq],
             faults,
             interval_ms,
             events: s.nemesis.events.iter().map(|e| (e.at_ms, e.fault, e.heal)).collect(),
@@ -73,7 +73,7 @@ impl RunConfig {
             clients: 3,
             keys: 2,
             secs,
-            weights: [1, 1, 1],
+            weights: [1, 1, 1, 1],
             faults: vec![],
             interval_ms: [1000, 2000],
             events: vec![],
@@ -90,6 +90,7 @@ pub struct RunReport {
     pub nemesis_events: Vec<String>,
     pub linear: linear::Verdict,
     pub session: Result<usize, Box<session::SessionViolation>>,
+    pub sequential: Result<usize, Box<sequential::SeqViolation>>,
     /// Simulated milliseconds from the final heal to the first successful write (None: never).
     pub recovery_ms: Option<u64>,
     /// Hash of the history and nemesis trace: equal seeds must give equal hashes.
@@ -104,6 +105,9 @@ impl RunReport {
         }
         if let Err(e) = &self.session {
             return Some(format!("session guarantee broken: {e:?}"));
+        }
+        if let Err(e) = &self.sequential {
+            return Some(format!("sequential names broken: {e:?}"));
         }
         match self.recovery_ms {
             None => Some(format!(
@@ -229,6 +233,39 @@ async fn client_loop(id: u32, cfg: RunConfig, start: madsim::time::Instant, hist
                 version: -1,
             };
             (RegOp::Write(value), c.ok(Request::SetData(req), t).await.map(|_| None))
+        } else if pick >= cfg.weights[0] + cfg.weights[1] + cfg.weights[2] {
+            let invoke = start.elapsed().as_nanos() as u64;
+            let flags = CreateMode::PersistentSequential.code();
+            let req = CreateRequest {
+                path: "/seq/s-".into(),
+                data: None,
+                acl: zraft::tree::acl::open_acl(),
+                flags,
+            };
+            let r = c.ok(Request::Create(req), t).await;
+            let complete = start.elapsed().as_nanos() as u64;
+            last_zxid = last_zxid.max(c.last_zxid());
+            let sid = c.session_id();
+            let (outcome, complete) = match r {
+                Ok(Response::Create(cr)) => (Outcome::Created(cr.path), Some(complete)),
+                Ok(_) | Err(ClientError::Server(_)) => (Outcome::Fail, Some(complete)),
+                Err(_) => {
+                    conn = None;
+                    (Outcome::Info, None)
+                }
+            };
+            let op = Op {
+                client: id,
+                session: sid,
+                key: "/seq".into(),
+                op: RegOp::SeqCreate,
+                invoke,
+                complete,
+                outcome,
+                zxid: last_zxid,
+            };
+            history.lock().unwrap().push(op);
+            continue;
         } else {
             let version = versions.get(&key).copied().unwrap_or(0);
             let req = SetDataRequest {
@@ -510,8 +547,8 @@ async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>) {
                     continue;
                 };
                 let mut ok = true;
-                for k in 0..keys {
-                    match c.create(&format!("/k{k}"), b"0", CreateMode::Persistent).await {
+                for k in (0..keys).map(|k| format!("/k{k}")).chain(["/seq".to_string()]) {
+                    match c.create(&k, b"0", CreateMode::Persistent).await {
                         Ok(_) | Err(ClientError::Server(ErrorCode::NodeExists)) => {}
                         Err(_) => ok = false,
                     }
@@ -646,6 +683,7 @@ pub fn run(cfg: RunConfig) -> RunReport {
     let (history, nemesis_events, recovery_ms) = rt.block_on(scenario(cfg.clone()));
     let linear = linear::check_from(&history, (0, 0), 50_000_000);
     let session = session::check(&history);
+    let sequential = sequential::check(&history);
     let mut h = 0xcbf2_9ce4_8422_2325;
     for o in &history {
         h = fnv(h, format!("{o:?}").as_bytes());
@@ -659,6 +697,7 @@ pub fn run(cfg: RunConfig) -> RunReport {
         nemesis_events,
         linear,
         session,
+        sequential,
         recovery_ms,
         trace_hash: h,
     }

@@ -92,6 +92,9 @@ pub struct Workload {
     pub write: u32,
     #[serde(default = "one")]
     pub cas: u32,
+    /// Sequential creates under /seq.
+    #[serde(default = "one")]
+    pub seq: u32,
     /// Number of registers (keys).
     #[serde(default = "two")]
     pub keys: u32,
@@ -110,6 +113,7 @@ impl Default for Workload {
             read: 1,
             write: 1,
             cas: 1,
+            seq: 1,
             keys: 2,
         }
     }
@@ -217,7 +221,7 @@ impl Scenario {
                 s.seeds
             )));
         }
-        if s.workload.read + s.workload.write + s.workload.cas == 0 || s.workload.keys == 0 {
+        if s.workload.read + s.workload.write + s.workload.cas + s.workload.seq == 0 || s.workload.keys == 0 {
             return Err(ScenarioError(format!(
                 "{file}: `workload`: needs a non-zero weight and at least one key"
             )));

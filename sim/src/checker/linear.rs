@@ -44,6 +44,8 @@ fn step(s: State, op: &Op) -> Option<State> {
         // A failed CAS happened and saw another version; a failed write did nothing.
         (RegOp::Cas { version, .. }, Outcome::Fail) => (s.1 != *version).then_some(s),
         (RegOp::Write(_), Outcome::Fail) => Some(s),
+        // Not register operations (filtered out before the search).
+        (RegOp::SeqCreate, _) | (_, Outcome::Created(_)) => Some(s),
     }
 }
 
@@ -162,7 +164,7 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
 /// Checks every key independently from `init`; the first violation (by key order) is reported.
 pub fn check_from(history: &[Op], init: State, budget_per_key: usize) -> Verdict {
     let mut by_key: BTreeMap<&str, Vec<Op>> = BTreeMap::new();
-    for o in history {
+    for o in history.iter().filter(|o| o.op != RegOp::SeqCreate) {
         by_key.entry(o.key.as_str()).or_default().push(o.clone());
     }
     let mut explored = 0;

@@ -1,4 +1,5 @@
 //! Checkers over a recorded history.
 
 pub mod linear;
+pub mod sequential;
 pub mod session;
