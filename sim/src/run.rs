@@ -2,7 +2,7 @@
 //! skewable clocks, register clients recording a history, a nemesis driven by the scenario,
 //! then a liveness probe and the checkers. Everything random derives from the run's seed.
 
-use crate::checker::{linear, sequential, session};
+use crate::checker::{linear, raft, sequential, session};
 use crate::history::{Op, Outcome, RegOp};
 use crate::scenario::{Fault, Scenario};
 use madsim::runtime::{Handle, NodeHandle, Runtime};
@@ -91,6 +91,8 @@ pub struct RunReport {
     pub linear: linear::Verdict,
     pub session: Result<usize, Box<session::SessionViolation>>,
     pub sequential: Result<usize, Box<sequential::SeqViolation>>,
+    /// Raft invariants across nodes: (terms with a leader, applied indices compared).
+    pub raft: Result<(usize, usize), Box<raft::RaftViolation>>,
     /// Simulated milliseconds from the final heal to the first successful write (None: never).
     pub recovery_ms: Option<u64>,
     /// Hash of the history and nemesis trace: equal seeds must give equal hashes.
@@ -108,6 +110,9 @@ impl RunReport {
         }
         if let Err(e) = &self.sequential {
             return Some(format!("sequential names broken: {e:?}"));
+        }
+        if let Err(e) = &self.raft {
+            return Some(format!("Raft invariant broken: {e:?}"));
         }
         match self.recovery_ms {
             None => Some(format!(
@@ -680,7 +685,9 @@ async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>) {
 /// Runs one seed to completion and checks its history.
 pub fn run(cfg: RunConfig) -> RunReport {
     let rt = Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
+    zraft::server::observer::take();
     let (history, nemesis_events, recovery_ms) = rt.block_on(scenario(cfg.clone()));
+    let raft = raft::check(&zraft::server::observer::take());
     let linear = linear::check_from(&history, (0, 0), 50_000_000);
     let session = session::check(&history);
     let sequential = sequential::check(&history);
@@ -698,6 +705,7 @@ pub fn run(cfg: RunConfig) -> RunReport {
         linear,
         session,
         sequential,
+        raft,
         recovery_ms,
         trace_hash: h,
     }

@@ -52,11 +52,12 @@ mod sim {
                 sim_secs += r.cfg.secs;
                 ops += r.history.len();
                 eprintln!(
-                    "{} seed {seed}: {} clients, {} ops ({:?} sequential creates), {} nemesis events, recovered {:?} ms after heal, trace {:016x}",
+                    "{} seed {seed}: {} clients, {} ops ({:?} sequential creates), raft (terms, applied compared) {:?}, {} nemesis events, recovered {:?} ms after heal, trace {:016x}",
                     s.name,
                     r.cfg.clients,
                     r.history.len(),
                     r.sequential.as_ref().ok(),
+                    r.raft.as_ref().ok(),
                     r.nemesis_events.len(),
                     r.recovery_ms,
                     r.trace_hash

@@ -3,6 +3,8 @@
 pub mod config;
 pub mod conn;
 pub mod node;
+#[cfg(feature = "observer")]
+pub mod observer;
 pub mod peer;
 pub mod watch;
 

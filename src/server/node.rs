@@ -816,6 +816,11 @@ impl Node {
         self.role = role;
         self.leader = leader;
         if role == Role::Leader && !was_leader {
+            #[cfg(feature = "observer")]
+            super::observer::report(super::observer::Observation::Leader {
+                node: self.id,
+                term: self.raft.term(),
+            });
             self.term_start = self.raft.last_index();
             self.leader_ready = false;
             self.pending = Pending::new();
@@ -935,6 +940,17 @@ impl Node {
             return;
         }
         let (result, triggers) = self.tree.apply(&p.entry);
+        #[cfg(feature = "observer")]
+        {
+            let snap = snapshot::encode(&self.tree);
+            let tree = crc32c::crc32c(&snap) as u64 | ((snap.len() as u64) << 32);
+            super::observer::report(super::observer::Observation::Applied {
+                node: self.id,
+                index: e.index,
+                term: e.term,
+                tree,
+            });
+        }
         self.pending.applied(p.entry.zxid);
         self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
         self.stats.applied += 1;
