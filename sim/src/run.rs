@@ -91,6 +91,8 @@ pub struct RunReport {
     pub linear: linear::Verdict,
     pub session: Result<usize, Box<session::SessionViolation>>,
     pub sequential: Result<usize, Box<sequential::SeqViolation>>,
+    /// Ephemerals still present after every session was abandoned and had time to expire.
+    pub leftover_ephemerals: Vec<String>,
     /// Raft invariants across nodes: (terms with a leader, applied indices compared).
     pub raft: Result<(usize, usize), Box<raft::RaftViolation>>,
     /// Simulated milliseconds from the final heal to the first successful write (None: never).
@@ -113,6 +115,12 @@ impl RunReport {
         }
         if let Err(e) = &self.raft {
             return Some(format!("Raft invariant broken: {e:?}"));
+        }
+        if !self.leftover_ephemerals.is_empty() {
+            return Some(format!(
+                "ephemerals outlived their sessions: {:?}",
+                self.leftover_ephemerals
+            ));
         }
         match self.recovery_ms {
             None => Some(format!(
@@ -197,6 +205,12 @@ async fn client_loop(id: u32, cfg: RunConfig, start: madsim::time::Instant, hist
     let t = Duration::from_secs(2);
     let total: u32 = cfg.weights.iter().sum();
     while start.elapsed() < deadline {
+        // Now and then a client vanishes without closing its session (its ephemerals must go
+        // when the session expires).
+        if rng.gen_bool(0.005) {
+            conn = None;
+            session = None;
+        }
         if conn.is_none() {
             let node = if rng.gen_bool(0.7) {
                 home
@@ -240,9 +254,14 @@ async fn client_loop(id: u32, cfg: RunConfig, start: madsim::time::Instant, hist
             (RegOp::Write(value), c.ok(Request::SetData(req), t).await.map(|_| None))
         } else if pick >= cfg.weights[0] + cfg.weights[1] + cfg.weights[2] {
             let invoke = start.elapsed().as_nanos() as u64;
-            let flags = CreateMode::PersistentSequential.code();
+            // Half of them are ephemeral: they must die with their session.
+            let (parent, flags) = if rng.gen_bool(0.5) {
+                ("/eph", CreateMode::EphemeralSequential.code())
+            } else {
+                ("/seq", CreateMode::PersistentSequential.code())
+            };
             let req = CreateRequest {
-                path: "/seq/s-".into(),
+                path: format!("{parent}/s-"),
                 data: None,
                 acl: zraft::tree::acl::open_acl(),
                 flags,
@@ -262,7 +281,7 @@ async fn client_loop(id: u32, cfg: RunConfig, start: madsim::time::Instant, hist
             let op = Op {
                 client: id,
                 session: sid,
-                key: "/seq".into(),
+                key: parent.into(),
                 op: RegOp::SeqCreate,
                 invoke,
                 complete,
@@ -506,7 +525,7 @@ impl Cluster {
     }
 }
 
-async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>) {
+async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>, Vec<String>) {
     let handle = Handle::current();
     let mut nodes = vec![];
     let mut disks = vec![];
@@ -552,7 +571,10 @@ async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>) {
                     continue;
                 };
                 let mut ok = true;
-                for k in (0..keys).map(|k| format!("/k{k}")).chain(["/seq".to_string()]) {
+                for k in (0..keys)
+                    .map(|k| format!("/k{k}"))
+                    .chain(["/seq".to_string(), "/eph".to_string()])
+                {
                     match c.create(&k, b"0", CreateMode::Persistent).await {
                         Ok(_) | Err(ClientError::Server(ErrorCode::NodeExists)) => {}
                         Err(_) => ok = false,
@@ -678,15 +700,44 @@ async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>) {
     for t in tasks {
         let _ = t.await;
     }
+    // Every client is gone now (none closed its session): once the longest session timeout
+    // has passed, no ephemeral may remain.
+    let leftover = setup
+        .spawn(async move {
+            madsim::time::sleep(Duration::from_secs(15)).await;
+            for _ in 0..20 {
+                for id in 1..=3u64 {
+                    if let Ok(mut c) = Client::connect(&format!("10.0.0.{id}:2181"), 2000, None, 0).await {
+                        let _ = c
+                            .ok(
+                                Request::Sync(SyncRequest { path: "/eph".into() }),
+                                Duration::from_secs(2),
+                            )
+                            .await;
+                        let req = Request::GetChildren(GetChildrenRequest {
+                            path: "/eph".into(),
+                            watch: false,
+                        });
+                        if let Ok(Response::GetChildren(g)) = c.ok(req, Duration::from_secs(2)).await {
+                            return g.children;
+                        }
+                    }
+                }
+                madsim::time::sleep(Duration::from_millis(500)).await;
+            }
+            vec!["<could not list /eph>".to_string()]
+        })
+        .await
+        .unwrap();
     let h = history.lock().unwrap().clone();
-    (h, events, recovery)
+    (h, events, recovery, leftover)
 }
 
 /// Runs one seed to completion and checks its history.
 pub fn run(cfg: RunConfig) -> RunReport {
     let rt = Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
     zraft::server::observer::take();
-    let (history, nemesis_events, recovery_ms) = rt.block_on(scenario(cfg.clone()));
+    let (history, nemesis_events, recovery_ms, leftover_ephemerals) = rt.block_on(scenario(cfg.clone()));
     let raft = raft::check(&zraft::server::observer::take());
     let linear = linear::check_from(&history, (0, 0), 50_000_000);
     let session = session::check(&history);
@@ -706,6 +757,7 @@ pub fn run(cfg: RunConfig) -> RunReport {
         session,
         sequential,
         raft,
+        leftover_ephemerals,
         recovery_ms,
         trace_hash: h,
     }

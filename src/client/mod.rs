@@ -37,6 +37,17 @@ pub struct Client {
     /// Watch notifications (WatcherEvent) in arrival order.
     pub events: mpsc::UnboundedReceiver<WatcherEvent>,
     last_zxid: Arc<Mutex<i64>>,
+    /// Reader, writer and pinger: stopped when the client is dropped, so a dropped client
+    /// goes silent (its session then expires) instead of pinging forever.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> Option<Vec<u8>> {
@@ -89,7 +100,7 @@ impl Client {
         let last = Arc::new(Mutex::new(last_zxid));
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(b) = out_rx.recv().await {
                 if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
                     break;
@@ -97,7 +108,7 @@ impl Client {
             }
         });
         let (p2, l2) = (pending.clone(), last.clone());
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(b) = read_frame(&mut rd).await {
                 let op_of = |x: i32| p2.lock().expect("pending lock").get(&x).map(|(op, _)| *op);
                 let Ok(f) = ReplyFrame::from_bytes(&b, op_of) else {
@@ -127,7 +138,7 @@ impl Client {
         // Pings at a third of the session timeout keep the session alive.
         let ping_out = out_tx.clone();
         let every = Duration::from_millis((resp.time_out / 3).max(1) as u64);
-        tokio::spawn(async move {
+        let pinger = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 let f = RequestFrame {
@@ -147,6 +158,7 @@ impl Client {
             pending,
             events: ev_rx,
             last_zxid: last,
+            tasks: vec![writer, reader, pinger],
         })
     }
 
@@ -226,7 +238,7 @@ impl Client {
         }
     }
 
-    /// Closes the session.
+    /// Closes the session (and then the connection).
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.call(Request::CloseSession, Duration::from_secs(5))
             .await
