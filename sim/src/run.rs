@@ -93,6 +93,8 @@ pub struct RunReport {
     pub sequential: Result<usize, Box<sequential::SeqViolation>>,
     /// Ephemerals still present after every session was abandoned and had time to expire.
     pub leftover_ephemerals: Vec<String>,
+    /// Reads that showed data newer than a watched change before its watch event arrived.
+    pub watch_violations: Vec<String>,
     /// Raft invariants across nodes: (terms with a leader, applied indices compared).
     pub raft: Result<(usize, usize), Box<raft::RaftViolation>>,
     /// Simulated milliseconds from the final heal to the first successful write (None: never).
@@ -115,6 +117,9 @@ impl RunReport {
         }
         if let Err(e) = &self.raft {
             return Some(format!("Raft invariant broken: {e:?}"));
+        }
+        if let Some(w) = self.watch_violations.first() {
+            return Some(format!("watch event arrived after newer data: {w}"));
         }
         if !self.leftover_ephemerals.is_empty() {
             return Some(format!(
@@ -192,7 +197,13 @@ fn parse(d: &Option<Vec<u8>>) -> u64 {
         .unwrap_or(0)
 }
 
-async fn client_loop(id: u32, cfg: RunConfig, start: madsim::time::Instant, history: Arc<Mutex<Vec<Op>>>) {
+async fn client_loop(
+    id: u32,
+    cfg: RunConfig,
+    start: madsim::time::Instant,
+    history: Arc<Mutex<Vec<Op>>>,
+    watch_violations: Arc<Mutex<Vec<String>>>,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1000) + id as u64);
     let deadline = Duration::from_secs(cfg.secs);
     let mut conn: Option<Client> = None;
@@ -201,6 +212,8 @@ async fn client_loop(id: u32, cfg: RunConfig, start: madsim::time::Instant, hist
     let home = (id as u64 % cfg.nodes) + 1;
     let mut last_zxid = 0;
     let mut versions: BTreeMap<String, i32> = BTreeMap::new();
+    // Keys with a data watch on the current connection, and the version it was set at.
+    let mut watched: BTreeMap<String, i32> = BTreeMap::new();
     let mut counter = 0u64;
     let t = Duration::from_secs(2);
     let total: u32 = cfg.weights.iter().sum();
@@ -220,6 +233,8 @@ async fn client_loop(id: u32, cfg: RunConfig, start: madsim::time::Instant, hist
             let resume = session.map(|s| (s, zraft::session::password(s)));
             match Client::connect(&format!("10.0.0.{node}:2181"), 4000, resume, last_zxid).await {
                 Ok(c) => {
+                    // Watches live on a connection; this client does not resend them.
+                    watched.clear();
                     session = Some(c.session_id());
                     conn = Some(c);
                 }
@@ -240,10 +255,44 @@ async fn client_loop(id: u32, cfg: RunConfig, start: madsim::time::Instant, hist
         let invoke = start.elapsed().as_nanos() as u64;
         let pick = rng.gen_range(0..total);
         let (op, result) = if pick < cfg.weights[0] {
+            // Reads also carry a data watch: the event for a change must arrive before any
+            // read that shows data newer than that change.
+            let want_watch = !watched.contains_key(&key);
             let r = match c.ok(Request::Sync(SyncRequest { path: key.clone() }), t).await {
-                Ok(_) => c.get(&key).await.map(|(d, s)| Some((parse(&d), s.version))),
+                Ok(_) => match c
+                    .ok(
+                        Request::GetData(GetDataRequest {
+                            path: key.clone(),
+                            watch: want_watch,
+                        }),
+                        t,
+                    )
+                    .await
+                {
+                    Ok(Response::GetData(g)) => Ok(Some((parse(&g.data), g.stat.version))),
+                    Ok(other) => Err(ClientError::Protocol(format!("{other:?}"))),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
+            while let Ok(ev) = c.events.try_recv() {
+                watched.remove(&ev.path);
+            }
+            if let Ok(Some((_, ver))) = &r {
+                match watched.get(&key) {
+                    Some(&w) if *ver > w => {
+                        watch_violations.lock().unwrap().push(format!(
+                            "client {id}: read {key} at version {ver} before the watch event set at version {w}"
+                        ));
+                        watched.remove(&key);
+                    }
+                    Some(_) => {}
+                    None if want_watch => {
+                        watched.insert(key.clone(), *ver);
+                    }
+                    None => {}
+                }
+            }
             (RegOp::Read, r)
         } else if pick < cfg.weights[0] + cfg.weights[1] {
             let req = SetDataRequest {
@@ -525,7 +574,7 @@ impl Cluster {
     }
 }
 
-async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>, Vec<String>) {
+async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>, Vec<String>, Vec<String>) {
     let handle = Handle::current();
     let mut nodes = vec![];
     let mut disks = vec![];
@@ -588,6 +637,7 @@ async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>, Vec<Str
         .await
         .unwrap();
     let history = Arc::new(Mutex::new(vec![]));
+    let watch_violations = Arc::new(Mutex::new(vec![]));
     let t0 = madsim::time::Instant::now();
     let mut tasks = vec![];
     for id in 0..cfg.clients {
@@ -596,7 +646,13 @@ async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>, Vec<Str
             .name(format!("client-{id}"))
             .ip(format!("10.0.2.{}", id + 1).parse().unwrap())
             .build();
-        tasks.push(node.spawn(client_loop(id, cfg.clone(), t0, history.clone())));
+        tasks.push(node.spawn(client_loop(
+            id,
+            cfg.clone(),
+            t0,
+            history.clone(),
+            watch_violations.clone(),
+        )));
     }
     // The nemesis runs on its own node so it can ask servers who leads.
     let nem = handle
@@ -730,14 +786,16 @@ async fn scenario(cfg: RunConfig) -> (Vec<Op>, Vec<String>, Option<u64>, Vec<Str
         .await
         .unwrap();
     let h = history.lock().unwrap().clone();
-    (h, events, recovery, leftover)
+    let w = watch_violations.lock().unwrap().clone();
+    (h, events, recovery, leftover, w)
 }
 
 /// Runs one seed to completion and checks its history.
 pub fn run(cfg: RunConfig) -> RunReport {
     let rt = Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
     zraft::server::observer::take();
-    let (history, nemesis_events, recovery_ms, leftover_ephemerals) = rt.block_on(scenario(cfg.clone()));
+    let (history, nemesis_events, recovery_ms, leftover_ephemerals, watch_violations) =
+        rt.block_on(scenario(cfg.clone()));
     let raft = raft::check(&zraft::server::observer::take());
     let linear = linear::check_from(&history, (0, 0), 50_000_000);
     let session = session::check(&history);
@@ -758,6 +816,7 @@ pub fn run(cfg: RunConfig) -> RunReport {
         sequential,
         raft,
         leftover_ephemerals,
+        watch_violations,
         recovery_ms,
         trace_hash: h,
     }
