@@ -198,6 +198,7 @@ pub struct Node {
     applied_zxid: Arc<AtomicI64>,
     stats: Stats,
     last_reap: i64,
+    mono_start: tokio::time::Instant,
 }
 
 /// Why the node stopped.
@@ -267,7 +268,8 @@ impl Node {
             zxid_counter: 0,
             applied_zxid: applied_zxid.clone(),
             stats: Stats::default(),
-            last_reap: now,
+            last_reap: 0,
+            mono_start: tokio::time::Instant::now(),
             clock,
             cfg,
         };
@@ -327,13 +329,20 @@ impl Node {
         self.observe_role();
     }
 
+    /// Wall-clock time, for transaction times (ctime/mtime) and TTLs, as ZooKeeper.
     fn now(&self) -> i64 {
         self.clock.now_ms()
     }
 
+    /// Monotonic milliseconds, for session liveness: a wall clock stepping back must not keep
+    /// dead sessions alive (ZooKeeper uses its elapsed-time clock here too).
+    fn mono(&self) -> i64 {
+        self.mono_start.elapsed().as_millis() as i64
+    }
+
     fn touch(&mut self, session: i64) {
         if self.role == Role::Leader {
-            let now = self.now();
+            let now = self.mono();
             self.tracker.touch(session, now);
         } else {
             self.touched.insert(session);
@@ -744,7 +753,7 @@ impl Node {
             }
             PeerMsg::Touch { sessions } => {
                 if self.role == Role::Leader {
-                    let now = self.now();
+                    let now = self.mono();
                     for s in sessions {
                         self.tracker.touch(s, now);
                     }
@@ -755,11 +764,12 @@ impl Node {
 
     fn on_tick(&mut self) {
         self.raft.tick();
-        let now = self.now();
-        if self.role == Role::Leader && self.leader_ready && now - self.last_reap >= self.cfg.container_check_ms as i64
+        let (now, mono) = (self.now(), self.mono());
+        if self.role == Role::Leader && self.leader_ready && mono - self.last_reap >= self.cfg.container_check_ms as i64
         {
-            // ZooKeeper's ContainerManager: empty containers and expired TTL nodes go.
-            self.last_reap = now;
+            // ZooKeeper's ContainerManager: empty containers and expired TTL nodes go (the
+            // interval on the monotonic clock, TTLs against wall-clock mtimes as ZooKeeper).
+            self.last_reap = mono;
             for path in self.tree.reap_candidates(now) {
                 let req_id = self.new_req();
                 self.propose(
@@ -774,7 +784,7 @@ impl Node {
             }
         }
         if self.role == Role::Leader && self.leader_ready {
-            for s in self.tracker.expired(now) {
+            for s in self.tracker.expired(self.mono()) {
                 if self.expiring.insert(s) {
                     let req_id = self.new_req();
                     self.propose(self.id, req_id, s, WriteOp::Expire);
@@ -830,7 +840,7 @@ impl Node {
             self.pending = Pending::new();
             self.zxid_counter = 0;
             self.expiring.clear();
-            let now = self.now();
+            let now = self.mono();
             self.tracker.reset(self.tree.sessions(), now);
         }
         if was_leader && role != Role::Leader {
@@ -961,7 +971,7 @@ impl Node {
         let session = p.entry.session_id;
         match (&p.entry.txn, &result) {
             (Txn::CreateSession { timeout }, _) => {
-                let now = self.now();
+                let now = self.mono();
                 self.tracker.add(session, *timeout, now);
             }
             (Txn::CloseSession { .. }, _) => {
