@@ -838,19 +838,23 @@ impl Raft {
         self.send(from, Body::HeartbeatResponse { ctx });
     }
 
+    fn snapshot_installed(&mut self, from: NodeId, index: u64) {
+        self.send(
+            from,
+            Body::SnapshotResponse {
+                index,
+                offset: 0,
+                installed: true,
+                reject: false,
+            },
+        );
+    }
+
     fn handle_snapshot(&mut self, from: NodeId, meta: SnapshotMeta, offset: u64, data: Vec<u8>, done: bool) {
         let index = meta.index;
         if index <= self.log.committed {
             self.incoming_snapshot = None;
-            self.send(
-                from,
-                Body::SnapshotResponse {
-                    index,
-                    offset: 0,
-                    installed: true,
-                    reject: false,
-                },
-            );
+            self.snapshot_installed(from, index);
             return;
         }
         match &mut self.incoming_snapshot {
@@ -894,15 +898,7 @@ impl Raft {
         self.apply_conf_changes();
         self.snapshot = snap.clone();
         self.pending_snapshot = Some(snap);
-        self.send(
-            from,
-            Body::SnapshotResponse {
-                index,
-                offset: 0,
-                installed: true,
-                reject: false,
-            },
-        );
+        self.snapshot_installed(from, index);
     }
 
     // ---- leader machinery -------------------------------------------------------------------
