@@ -592,18 +592,14 @@ impl Raft {
     /// Counts votes; wins or loses the round if decided. True if the round was decided.
     fn tally(&mut self) -> bool {
         let q = self.conf.quorum();
-        let granted = self
-            .conf
-            .voters
-            .iter()
-            .filter(|v| self.votes.get(v) == Some(&true))
-            .count();
-        let rejected = self
-            .conf
-            .voters
-            .iter()
-            .filter(|v| self.votes.get(v) == Some(&false))
-            .count();
+        let (mut granted, mut rejected) = (0, 0);
+        for v in &self.conf.voters {
+            match self.votes.get(v) {
+                Some(true) => granted += 1,
+                Some(false) => rejected += 1,
+                None => {}
+            }
+        }
         if granted >= q {
             if self.role == Role::PreCandidate {
                 self.campaign(true);

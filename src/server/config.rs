@@ -48,6 +48,10 @@ pub struct Config {
     /// How often the leader deletes empty containers and expired TTL nodes
     /// (`znode.container.checkIntervalMs`, ZooKeeper's default one minute).
     pub container_check_ms: u64,
+    /// The super user's digest (`super:<base64 sha1>`), as ZooKeeper's
+    /// `DigestAuthenticationProvider.superDigest` system property; `zraft` reads it from
+    /// ZRAFT_SUPER_DIGEST.
+    pub super_digest: Option<String>,
     /// Raft tick in milliseconds (not a ZooKeeper key: derived as tickTime / 10, ≥ 10 ms).
     pub raft_tick_ms: u64,
     /// Keys the file had that zraft does not use (warned about).
@@ -75,6 +79,7 @@ impl Default for Config {
             autopurge_purge_interval_h: 0,
             raft_tick_ms: 200,
             container_check_ms: 60_000,
+            super_digest: None,
             unknown_keys: vec![],
         }
     }

@@ -455,7 +455,7 @@ impl Node {
                 // Digest only (sasl is not supported); a failure closes the connection.
                 let ok = a.scheme == "digest" && digest_auth(&a.auth, None).is_ok();
                 if ok {
-                    let ids = digest_auth(&a.auth, self.super_digest().as_deref()).expect("checked");
+                    let ids = digest_auth(&a.auth, self.cfg.super_digest.as_deref()).expect("checked");
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.auth.extend(ids);
                     }
@@ -581,10 +581,6 @@ impl Node {
             .unwrap_or(false);
         let err = if found { ErrorCode::Ok } else { ErrorCode::NoWatcher };
         self.reply(conn, xid, err, Response::Empty);
-    }
-
-    fn super_digest(&self) -> Option<String> {
-        std::env::var("ZRAFT_SUPER_DIGEST").ok()
     }
 
     fn register_watch(&mut self, session: i64, r: &Request) {
