@@ -13,7 +13,6 @@ use node::{Event, Node, NodeError, SystemClock};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -39,6 +38,7 @@ pub async fn run_with_clock(
     seed: u64,
 ) -> Result<(), ServerError> {
     let cfg = Arc::new(cfg);
+    let rate_ppm = clock.rate_ppm();
     let peers_addrs = cfg.peer_addrs();
     let peers = peer::Peers::start(cfg.my_id, &peers_addrs);
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
@@ -64,7 +64,7 @@ pub async fn run_with_clock(
     })?;
     // Ticks drive Raft timers and session expiry.
     let ticker = tx.clone();
-    let tick = Duration::from_millis(cfg.raft_tick_ms);
+    let tick = node::drifted(cfg.raft_tick_ms, rate_ppm);
     tokio::spawn(async move {
         let mut iv = tokio::time::interval(tick);
         loop {

@@ -156,6 +156,19 @@ pub struct Stats {
 /// Wall-clock milliseconds for transaction times.
 pub trait Clock: Send {
     fn now_ms(&self) -> i64;
+
+    /// How fast this machine's timers run against true time, in parts per million (0: exact).
+    /// Raft ticks and session timeouts follow it, as they follow a real machine's oscillator.
+    fn rate_ppm(&self) -> i64 {
+        0
+    }
+}
+
+/// Milliseconds of true time that `ms` of a clock running `rate_ppm` fast take (never 0).
+pub fn drifted(ms: u64, rate_ppm: i64) -> std::time::Duration {
+    let rate = (1_000_000 + rate_ppm).max(1) as u128;
+    let micros = (ms as u128 * 1_000 * 1_000_000 / rate).max(1);
+    std::time::Duration::from_micros(micros as u64)
 }
 
 /// The system clock.
@@ -199,6 +212,8 @@ pub struct Node {
     stats: Stats,
     last_reap: i64,
     mono_start: tokio::time::Instant,
+    /// The clock's rate, fixed at start so the monotonic clock never jumps.
+    rate_ppm: i64,
 }
 
 /// Why the node stopped.
@@ -270,6 +285,7 @@ impl Node {
             stats: Stats::default(),
             last_reap: 0,
             mono_start: tokio::time::Instant::now(),
+            rate_ppm: clock.rate_ppm(),
             clock,
             cfg,
         };
@@ -337,7 +353,8 @@ impl Node {
     /// Monotonic milliseconds, for session liveness: a wall clock stepping back must not keep
     /// dead sessions alive (ZooKeeper uses its elapsed-time clock here too).
     fn mono(&self) -> i64 {
-        self.mono_start.elapsed().as_millis() as i64
+        let ms = self.mono_start.elapsed().as_millis() as i64;
+        ms + ms * self.rate_ppm / 1_000_000
     }
 
     fn touch(&mut self, session: i64) {
@@ -779,7 +796,7 @@ impl Node {
                 );
             }
         }
-        if self.role == Role::Leader && self.leader_ready {
+        if self.role == Role::Leader && self.leader_ready && !bug("no-expiry") {
             for s in self.tracker.expired(self.mono()) {
                 if self.expiring.insert(s) {
                     let req_id = self.new_req();
@@ -1119,5 +1136,22 @@ impl Node {
             }
             _ => String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drifted;
+    use std::time::Duration;
+
+    #[test]
+    fn drifted_clocks_tick_faster_or_slower() {
+        assert_eq!(drifted(50, 0), Duration::from_millis(50));
+        // 10% fast: a 50 ms tick comes after 45.45 ms of true time; half speed: 100 ms.
+        assert_eq!(drifted(50, 100_000), Duration::from_micros(45_454));
+        assert_eq!(drifted(50, -500_000), Duration::from_millis(100));
+        // Absurd rates stay positive.
+        assert!(drifted(1, 1_000_000_000) > Duration::ZERO);
+        assert!(drifted(1, -2_000_000) > Duration::ZERO);
     }
 }
