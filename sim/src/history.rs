@@ -3,17 +3,44 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a register operation asked for.
+/// What an operation asked for (or, for `Connected` and `WatchEvent`, what a client saw).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegOp {
     /// sync + getData: must observe (value, version).
     Read,
+    /// sync + getData that also left a data watch on the key.
+    ReadWatch,
     /// setData with version -1.
     Write(u64),
     /// setData expecting `version`.
     Cas { version: i32, value: u64 },
-    /// A persistent-sequential create under the key (a parent path).
+    /// A persistent- or ephemeral-sequential create under the key (a parent path).
     SeqCreate,
+    /// getChildren of the key (a parent of ephemerals) by a session that created some there.
+    ListChildren,
+    /// The client opened a new connection (resuming or starting a session): its watches are gone.
+    Connected,
+    /// A data-watch notification for the key reached the client.
+    WatchEvent,
+    /// Lock recipe: the client's ephemeral-sequential node (outcome `Created`) is the lowest.
+    LockAcquire,
+    /// Lock recipe: multi [check(lock, -1), setData(key, value, version read after acquiring)].
+    LockWrite { lock: String, value: u64 },
+}
+
+impl RegOp {
+    /// Whether this is a register operation (checked for linearizability).
+    pub fn is_register(&self) -> bool {
+        matches!(
+            self,
+            RegOp::Read | RegOp::ReadWatch | RegOp::Write(_) | RegOp::Cas { .. }
+        )
+    }
+
+    /// Whether this is sync + getData (with or without a watch).
+    pub fn is_read(&self) -> bool {
+        matches!(self, RegOp::Read | RegOp::ReadWatch)
+    }
 }
 
 /// How an operation ended.
@@ -28,6 +55,10 @@ pub enum Outcome {
     Info,
     /// A sequential create succeeded with this name.
     Created(String),
+    /// A listing succeeded with these children.
+    Children(Vec<String>),
+    /// Failed with this ZooKeeper error code (kept where the code matters to a checker).
+    Error(i32),
 }
 
 /// One completed (or abandoned) operation on one key.
@@ -42,6 +73,6 @@ pub struct Op {
     /// `None` for Info: the operation may take effect at any later time.
     pub complete: Option<u64>,
     pub outcome: Outcome,
-    /// zxid of the reply, when there was one.
+    /// zxid in the reply's header (0 when there was no reply).
     pub zxid: i64,
 }

@@ -35,8 +35,8 @@ pub struct Verdict {
 /// Applies `op` (with its outcome) to a state: the new state, or None if impossible.
 fn step(s: State, op: &Op) -> Option<State> {
     match (&op.op, &op.outcome) {
-        (RegOp::Read, Outcome::Ok(Some(seen))) => (*seen == s).then_some(s),
-        (RegOp::Read, _) => Some(s),
+        (RegOp::Read | RegOp::ReadWatch, Outcome::Ok(Some(seen))) => (*seen == s).then_some(s),
+        (RegOp::Read | RegOp::ReadWatch, _) => Some(s),
         (RegOp::Write(v), Outcome::Ok(_) | Outcome::Info) => Some((*v, s.1 + 1)),
         (RegOp::Cas { version, value }, Outcome::Ok(_) | Outcome::Info) => {
             (s.1 == *version).then_some((*value, s.1 + 1))
@@ -45,7 +45,10 @@ fn step(s: State, op: &Op) -> Option<State> {
         (RegOp::Cas { version, .. }, Outcome::Fail) => (s.1 != *version).then_some(s),
         (RegOp::Write(_), Outcome::Fail) => Some(s),
         // Not register operations (filtered out before the search).
-        (RegOp::SeqCreate, _) | (_, Outcome::Created(_)) => Some(s),
+        _ => {
+            debug_assert!(!op.op.is_register(), "unhandled register op {op:?}");
+            Some(s)
+        }
     }
 }
 
@@ -63,7 +66,7 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
         .filter(|o| {
             !matches!(
                 (&o.op, &o.outcome),
-                (RegOp::Write(_), Outcome::Fail) | (RegOp::Read, Outcome::Info | Outcome::Fail)
+                (RegOp::Write(_), Outcome::Fail) | (RegOp::Read | RegOp::ReadWatch, Outcome::Info | Outcome::Fail)
             )
         })
         .cloned()
@@ -164,7 +167,7 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
 /// Checks every key independently from `init`; the first violation (by key order) is reported.
 pub fn check_from(history: &[Op], init: State, budget_per_key: usize) -> Verdict {
     let mut by_key: BTreeMap<&str, Vec<Op>> = BTreeMap::new();
-    for o in history.iter().filter(|o| o.op != RegOp::SeqCreate) {
+    for o in history.iter().filter(|o| o.op.is_register()) {
         by_key.entry(o.key.as_str()).or_default().push(o.clone());
     }
     let mut explored = 0;

@@ -1,6 +1,9 @@
 //! Checkers over a recorded history.
 
+pub mod ephemeral;
 pub mod linear;
+pub mod lock;
 pub mod raft;
 pub mod sequential;
 pub mod session;
+pub mod watch;

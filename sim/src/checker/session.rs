@@ -1,5 +1,5 @@
-//! ZooKeeper's session guarantees over a history: per-session zxids never go backwards
-//! (single system image), and every acknowledged write is visible to later reads of the same
+//! ZooKeeper's session guarantees over a history: the zxids in a session's replies never go
+//! backwards, whichever server answers (single system image), and every acknowledged write is visible to later reads of the same
 //! session (read-your-writes, checked through versions).
 
 use crate::history::{Op, Outcome, RegOp};
@@ -17,7 +17,7 @@ pub fn check(history: &[Op]) -> Result<usize, Box<SessionViolation>> {
     let mut by_session: BTreeMap<i64, Vec<&Op>> = BTreeMap::new();
     for o in history
         .iter()
-        .filter(|o| o.complete.is_some() && matches!(o.outcome, Outcome::Ok(_)))
+        .filter(|o| o.complete.is_some() && o.outcome != Outcome::Info)
     {
         by_session.entry(o.session).or_default().push(o);
     }
@@ -45,7 +45,7 @@ pub fn check(history: &[Op]) -> Result<usize, Box<SessionViolation>> {
                 (RegOp::Cas { .. }, Outcome::Ok(_)) => {
                     wrote.insert(o.key.as_str(), o);
                 }
-                (RegOp::Read, Outcome::Ok(Some((_, ver)))) => {
+                (RegOp::Read | RegOp::ReadWatch, Outcome::Ok(Some((_, ver)))) => {
                     if let Some(w) = wrote.get(o.key.as_str()) {
                         if let RegOp::Cas { version, .. } = w.op {
                             if *ver < version + 1 {
