@@ -1,13 +1,17 @@
 //! Deterministic simulation harness for zraft. Under `--cfg madsim` (see `cargo sim-test`),
 //! the unchanged server runs as madsim nodes on a simulated network and clock, with storage
-//! on the simulated disk. This crate holds the history model and the checkers; the cluster,
-//! workloads and nemesis run under madsim.
+//! on the simulated disk. The history model, checkers and scenario files build anywhere;
+//! `workload`, `nemesis` and `run` exist only under madsim.
 
 pub mod checker;
 pub mod history;
 #[cfg(madsim)]
+pub mod nemesis;
+#[cfg(madsim)]
 pub mod run;
 pub mod scenario;
+#[cfg(madsim)]
+pub mod workload;
 
 /// Name of the server crate this harness drives.
 pub fn server_crate() -> &'static str {

@@ -82,14 +82,12 @@ mod cli {
         }
         let _ = std::fs::write(format!("{dir}/trace.txt"), r.nemesis_events.join("\n") + "\n");
         let verdict = format!(
-            "scenario: {}\nseed: {}\nbuild: {}\noptions: {:?}\nverdict: {why}\nlinearizability: {:?}\nsession: {:?}\nrecovery after heal: {:?} ms\nreplay: {}\n",
+            "scenario: {}\nseed: {}\nbuild: {}\noptions: {:?}\nverdict: {why}\n{}replay: {}\n",
             s.name,
             r.cfg.seed,
             git_commit(),
             r.cfg,
-            r.linear.violation.as_ref().map(|v| (&v.key, &v.stuck_at, v.best_prefix.len(), v.budget_exhausted)),
-            r.session.as_ref().map_err(|e| format!("{e:?}")),
-            r.recovery_ms,
+            r.verdicts(),
             replay_cmd(path, r.cfg.seed)
         );
         let _ = std::fs::write(format!("{dir}/verdict.txt"), verdict);
@@ -128,7 +126,7 @@ mod cli {
                             let r = run(RunConfig::new(&s, seed));
                             let mut st = stats.lock().unwrap();
                             st.0 += r.cfg.secs;
-                            st.1 += r.history.len() as u64;
+                            st.1 += r.ops() as u64;
                             if r.undecided() {
                                 st.3 += 1;
                             }
@@ -200,7 +198,7 @@ mod cli {
                 println!(
                     "trace hash {:016x}; {} ops; verdict: {}",
                     r.trace_hash,
-                    r.history.len(),
+                    r.ops(),
                     r.failure().unwrap_or_else(|| "ok".into())
                 );
                 if r.failure().is_some() {

@@ -65,6 +65,10 @@ pub struct Nemesis {
     pub swarm: bool,
     #[serde(default)]
     pub events: Vec<TimedEvent>,
+    /// Each node's timers (Raft ticks, session timeouts) run up to this many ppm fast or slow,
+    /// drawn per node and seed.
+    #[serde(default)]
+    pub tick_drift_ppm: u32,
 }
 
 impl Default for Nemesis {
@@ -74,6 +78,7 @@ impl Default for Nemesis {
             interval_ms: default_interval(),
             swarm: false,
             events: vec![],
+            tick_drift_ppm: 0,
         }
     }
 }
@@ -98,6 +103,9 @@ pub struct Workload {
     /// Number of registers (keys).
     #[serde(default = "two")]
     pub keys: u32,
+    /// Clients running the lock recipe, besides the register clients.
+    #[serde(default = "two")]
+    pub lock_clients: u32,
 }
 
 fn one() -> u32 {
@@ -115,6 +123,7 @@ impl Default for Workload {
             cas: 1,
             seq: 1,
             keys: 2,
+            lock_clients: 2,
         }
     }
 }
@@ -213,6 +222,12 @@ impl Scenario {
         if s.nemesis.interval_ms[0] == 0 || s.nemesis.interval_ms[0] > s.nemesis.interval_ms[1] {
             return Err(ScenarioError(format!(
                 "{file}: `nemesis.interval_ms`: need 0 < min <= max"
+            )));
+        }
+        if s.nemesis.tick_drift_ppm >= 500_000 {
+            return Err(ScenarioError(format!(
+                "{file}: `nemesis.tick_drift_ppm`: must be below 500000 (50%), got {}",
+                s.nemesis.tick_drift_ppm
             )));
         }
         if parse_seeds(&s.seeds).is_none() {

@@ -14,7 +14,14 @@ mod sim {
             "/../scenarios/minority-partition.toml"
         ))
         .unwrap();
-        for bug in ["stale-sync", "early-ack", "lost-watch-events"] {
+        // Each variant, and the words the checker that must catch it reports.
+        let variants = [
+            ("stale-sync", "not linearizable"),
+            ("early-ack", "not linearizable"),
+            ("lost-watch-events", "watch event"),
+            ("no-expiry", "ephemeral"),
+        ];
+        for (bug, checker) in variants {
             std::env::set_var("ZRAFT_BUG", bug);
             let mut caught = None;
             for seed in 0..20 {
@@ -28,6 +35,10 @@ mod sim {
             let (seed, what) =
                 caught.unwrap_or_else(|| panic!("variant {bug} passed 20 seeds: the checkers are too weak"));
             eprintln!("variant {bug}: caught at seed {seed}: {}", &what[..what.len().min(160)]);
+            assert!(
+                what.contains(checker),
+                "variant {bug} caught by the wrong checker: {what}"
+            );
         }
     }
 }

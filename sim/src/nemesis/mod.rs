@@ -1,0 +1,71 @@
+//! The nemesis (madsim only): injects the scenario's faults — explicit events at simulated
+//! times and/or random faults drawn at the seed's rate (in swarm mode from the seed's own
+//! subset of fault kinds) — until shortly before the workload ends, then heals everything.
+
+pub mod clock;
+pub mod cluster;
+
+pub use clock::SkewClock;
+pub use cluster::Cluster;
+
+use crate::run::RunConfig;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+use zraft::storage::Faults;
+
+/// Runs the fault schedule from `t0` until four seconds before the workload ends, then heals
+/// every fault; returns the trace lines ("<ms> <what>").
+pub async fn run(c: &mut Cluster, cfg: &RunConfig, t0: madsim::time::Instant) -> Vec<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdead_beef);
+    let mut events = vec![];
+    let stop_faults = Duration::from_secs(cfg.secs.saturating_sub(4));
+    let mut timed = cfg.events.clone();
+    timed.sort_by_key(|e| e.0);
+    let mut timed = timed.into_iter().peekable();
+    let gap = |rng: &mut ChaCha8Rng| Duration::from_millis(rng.gen_range(cfg.interval_ms[0]..=cfg.interval_ms[1]));
+    let mut next_random = t0.elapsed() + gap(&mut rng);
+    while t0.elapsed() < stop_faults {
+        let next_timed = timed.peek().map(|e| Duration::from_millis(e.0));
+        let wake = next_timed.map_or(next_random, |t| t.min(next_random)).min(stop_faults);
+        madsim::time::sleep(wake.saturating_sub(t0.elapsed())).await;
+        if t0.elapsed() >= stop_faults {
+            break;
+        }
+        let at = t0.elapsed().as_millis();
+        if next_timed.is_some_and(|t| t <= t0.elapsed()) {
+            let (_, fault, heal) = timed.next().expect("peeked");
+            if heal {
+                c.heal();
+                events.push(format!("{at}ms heal (scheduled)"));
+            }
+            if let Some(f) = fault {
+                let line = c.inject(f, &mut rng).await;
+                events.push(format!("{at}ms {line} (scheduled)"));
+            }
+            continue;
+        }
+        next_random = t0.elapsed() + gap(&mut rng);
+        if cfg.faults.is_empty() {
+            continue;
+        }
+        // Half of the time heal first, so faults come and go.
+        if rng.gen_bool(0.5) {
+            c.heal();
+            events.push(format!("{at}ms heal"));
+        } else {
+            let f = cfg.faults[rng.gen_range(0..cfg.faults.len())];
+            let line = c.inject(f, &mut rng).await;
+            events.push(format!("{at}ms {line}"));
+        }
+    }
+    c.heal();
+    for d in &c.disks {
+        d.set_faults(Faults {
+            torn: true,
+            ..Faults::default()
+        });
+    }
+    events.push(format!("{}ms heal all", t0.elapsed().as_millis()));
+    events
+}

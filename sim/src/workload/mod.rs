@@ -1,0 +1,209 @@
+//! Client workloads (madsim only). Every client is a madsim node using zraft's own jute client
+//! over simulated TCP; it records each operation into the shared history as invoke → ok / fail /
+//! info with simulated times, its session and the zxid of the reply. Register clients mix
+//! reads (with watches), writes, compare-and-sets and sequential/ephemeral creates; lock
+//! clients run the ephemeral-sequential lock recipe.
+
+pub mod lock;
+pub mod register;
+pub mod sequential;
+
+use crate::history::{Op, Outcome, RegOp};
+use crate::run::RunConfig;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use zraft::client::{Client, ClientError};
+use zraft::jute::{ErrorCode, Request, Response};
+
+/// How long a client waits for any reply before calling the outcome unknown.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Session timeout clients ask for (milliseconds).
+pub const SESSION_TIMEOUT_MS: i32 = 4000;
+
+/// Appends one client's operations to the shared history, stamped with simulated time.
+#[derive(Clone)]
+pub struct Recorder {
+    pub client: u32,
+    start: madsim::time::Instant,
+    history: Arc<Mutex<Vec<Op>>>,
+}
+
+impl Recorder {
+    /// A recorder for `client`, timing from `start`.
+    pub fn new(client: u32, start: madsim::time::Instant, history: Arc<Mutex<Vec<Op>>>) -> Self {
+        Recorder { client, start, history }
+    }
+
+    /// Simulated nanoseconds since the workload started.
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Whether the workload's time is up.
+    pub fn done(&self, secs: u64) -> bool {
+        self.start.elapsed() >= Duration::from_secs(secs)
+    }
+
+    /// Records an operation invoked at `invoke` that ended with `outcome` now (`Info`: never).
+    pub fn push(&self, session: i64, key: &str, op: RegOp, invoke: u64, outcome: Outcome, zxid: i64) {
+        let complete = (outcome != Outcome::Info).then(|| self.now());
+        self.history.lock().expect("history lock").push(Op {
+            client: self.client,
+            session,
+            key: key.into(),
+            op,
+            invoke,
+            complete,
+            outcome,
+            zxid,
+        });
+    }
+
+    /// Records something the client observed (a new connection, a watch event) at this instant.
+    pub fn observed(&self, session: i64, key: &str, op: RegOp) {
+        let t = self.now();
+        self.push(session, key, op, t, Outcome::Ok(None), 0);
+    }
+}
+
+/// A client's connection to the ensemble: it prefers a home server (resuming its session there
+/// after a connection loss), sometimes moves, and sometimes vanishes without closing its session.
+pub struct Conn {
+    nodes: u64,
+    home: u64,
+    client: Option<Client>,
+    session: Option<i64>,
+    last_zxid: i64,
+    /// Connections opened so far (watches belong to one connection).
+    epoch: u64,
+}
+
+impl Conn {
+    /// A connection for client `id` of an ensemble of `nodes` servers.
+    pub fn new(id: u32, nodes: u64) -> Self {
+        Conn {
+            nodes,
+            home: (id as u64 % nodes) + 1,
+            client: None,
+            session: None,
+            last_zxid: 0,
+            epoch: 0,
+        }
+    }
+
+    /// The connected client, connecting (and recording it) first if needed; None if that failed.
+    pub async fn get(&mut self, rng: &mut ChaCha8Rng, rec: &Recorder) -> Option<&mut Client> {
+        if self.client.is_none() {
+            let node = if rng.gen_bool(0.7) {
+                self.home
+            } else {
+                rng.gen_range(1..=self.nodes)
+            };
+            let resume = self.session.map(|s| (s, zraft::session::password(s)));
+            let addr = format!("10.0.0.{node}:2181");
+            match Client::connect(&addr, SESSION_TIMEOUT_MS, resume, self.last_zxid).await {
+                Ok(c) => {
+                    self.session = Some(c.session_id());
+                    self.epoch += 1;
+                    rec.observed(c.session_id(), "", RegOp::Connected);
+                    self.client = Some(c);
+                }
+                Err(ClientError::SessionExpired) => {
+                    self.session = None;
+                    return None;
+                }
+                Err(_) => {
+                    madsim::time::sleep(Duration::from_millis(200)).await;
+                    return None;
+                }
+            }
+        }
+        self.client.as_mut()
+    }
+
+    /// Which connection this is (changes on every reconnect).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The current session (0 when there is none).
+    pub fn session(&self) -> i64 {
+        self.session.unwrap_or(0)
+    }
+
+    /// Sends a request on the current connection: the response or error, and the reply's zxid
+    /// (0 without a reply). A lost or timed-out reply drops the connection; the next `get`
+    /// resumes the session elsewhere or at home.
+    pub async fn call(&mut self, request: Request) -> (Result<Response, ClientError>, i64) {
+        let Some(c) = self.client.as_mut() else {
+            return (Err(ClientError::ConnectionLoss), 0);
+        };
+        let r = match c.call(request, REPLY_TIMEOUT).await {
+            Ok(f) => {
+                let zxid = f.header.zxid;
+                match ErrorCode::try_from(f.header.err) {
+                    Ok(ErrorCode::Ok) => (Ok(f.response), zxid),
+                    Ok(e) => (Err(ClientError::Server(e)), zxid),
+                    Err(_) => (Err(ClientError::Protocol(format!("error code {}", f.header.err))), zxid),
+                }
+            }
+            Err(e) => (Err(e), 0),
+        };
+        self.last_zxid = self.last_zxid.max(c.last_zxid());
+        if matches!(r.0, Err(ref e) if !matches!(e, ClientError::Server(_))) {
+            self.client = None;
+        }
+        r
+    }
+
+    /// Watch events that reached the client so far.
+    pub fn events(&mut self) -> Vec<zraft::jute::WatcherEvent> {
+        let mut out = vec![];
+        if let Some(c) = self.client.as_mut() {
+            while let Ok(ev) = c.events.try_recv() {
+                out.push(ev);
+            }
+        }
+        out
+    }
+
+    /// Leaves without closing the session: its ephemerals must go when it expires.
+    pub fn vanish(&mut self) {
+        self.client = None;
+        self.session = None;
+    }
+}
+
+/// A register client: mixes the register, sequential and ephemeral workloads by weight.
+pub async fn client(id: u32, cfg: RunConfig, rec: Recorder) {
+    let mut rng: ChaCha8Rng = rand::SeedableRng::seed_from_u64(cfg.seed.wrapping_mul(1000) + id as u64);
+    let mut conn = Conn::new(id, cfg.nodes);
+    let mut regs = register::Registers::default();
+    let mut seq = sequential::Sequential::default();
+    let total: u32 = cfg.weights.iter().sum();
+    while !rec.done(cfg.secs) {
+        if rng.gen_bool(0.005) {
+            conn.vanish();
+        }
+        if conn.get(&mut rng, &rec).await.is_none() {
+            continue;
+        }
+        let pick = rng.gen_range(0..total);
+        if pick < cfg.weights[0] + cfg.weights[1] + cfg.weights[2] {
+            let [r, w, _, _] = cfg.weights;
+            let kind = if pick < r {
+                register::Kind::Read
+            } else if pick < r + w {
+                register::Kind::Write
+            } else {
+                register::Kind::Cas
+            };
+            regs.step(kind, &mut conn, &rec, &mut rng, cfg.keys).await;
+        } else {
+            seq.step(&mut conn, &rec, &mut rng).await;
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Registers: sync + getData (leaving a data watch where none is pending), setData and
+//! compare-and-set (setData with the version last read or written) over a few keys.
+
+use super::{Conn, Recorder};
+use crate::history::{Outcome, RegOp};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use zraft::client::ClientError;
+use zraft::jute::{GetDataRequest, Request, Response, SetDataRequest, SyncRequest};
+
+/// Which register operation to run.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Read,
+    Write,
+    Cas,
+}
+
+/// A client's register state: versions it knows and watches it has pending.
+#[derive(Default)]
+pub struct Registers {
+    versions: BTreeMap<String, i32>,
+    /// Keys with a pending data watch, on connection `watch_epoch`.
+    watched: BTreeMap<String, i32>,
+    watch_epoch: u64,
+    counter: u64,
+}
+
+fn parse(d: &Option<Vec<u8>>) -> u64 {
+    d.as_deref()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Registers {
+    /// Runs one operation on a random key and records it.
+    pub async fn step(&mut self, kind: Kind, conn: &mut Conn, rec: &Recorder, rng: &mut ChaCha8Rng, keys: u32) {
+        if conn.epoch() != self.watch_epoch {
+            // Watches live on a connection; this client does not resend them.
+            self.watched.clear();
+            self.watch_epoch = conn.epoch();
+        }
+        let key = format!("/k{}", rng.gen_range(0..keys));
+        self.counter += 1;
+        let value = ((rec.client as u64) << 32) | self.counter;
+        let session = conn.session();
+        let invoke = rec.now();
+        let (op, result, zxid) = match kind {
+            Kind::Read => {
+                let watch = !self.watched.contains_key(&key);
+                let (r, zxid) = match conn.call(Request::Sync(SyncRequest { path: key.clone() })).await {
+                    (Ok(_), _) => {
+                        let req = GetDataRequest {
+                            path: key.clone(),
+                            watch,
+                        };
+                        conn.call(Request::GetData(req)).await
+                    }
+                    (Err(e), z) => (Err(e), z),
+                };
+                // Events that arrived by now are recorded before the read (lenient: one that
+                // came just after the reply counts as before it).
+                for ev in conn.events() {
+                    self.watched.remove(&ev.path);
+                    rec.observed(session, &ev.path, RegOp::WatchEvent);
+                }
+                let r = match r {
+                    Ok(Response::GetData(g)) => Ok(Some((parse(&g.data), g.stat.version))),
+                    Ok(other) => Err(ClientError::Protocol(format!("{other:?}"))),
+                    Err(e) => Err(e),
+                };
+                if let Ok(Some((_, ver))) = &r {
+                    if watch {
+                        self.watched.insert(key.clone(), *ver);
+                    }
+                }
+                let op = if watch { RegOp::ReadWatch } else { RegOp::Read };
+                (op, r, zxid)
+            }
+            Kind::Write | Kind::Cas => {
+                let version = match kind {
+                    Kind::Cas => self.versions.get(&key).copied().unwrap_or(0),
+                    _ => -1,
+                };
+                let req = SetDataRequest {
+                    path: key.clone(),
+                    data: Some(value.to_string().into_bytes()),
+                    version,
+                };
+                let (r, zxid) = conn.call(Request::SetData(req)).await;
+                let op = match kind {
+                    Kind::Cas => RegOp::Cas { version, value },
+                    _ => RegOp::Write(value),
+                };
+                (op, r.map(|_| None), zxid)
+            }
+        };
+        let outcome = match result {
+            Ok(seen) => {
+                if let Some((_, v)) = seen {
+                    self.versions.insert(key.clone(), v);
+                }
+                Outcome::Ok(seen)
+            }
+            Err(ClientError::Server(_)) => Outcome::Fail,
+            // Unknown outcome; the connection was dropped and the session will be resumed.
+            Err(_) => Outcome::Info,
+        };
+        if matches!(kind, Kind::Read) && outcome == Outcome::Info {
+            // A read that never answered constrains nothing.
+            return;
+        }
+        rec.push(session, &key, op, invoke, outcome, zxid);
+    }
+}
