@@ -25,7 +25,8 @@ pub enum ClientError {
     Server(ErrorCode),
 }
 
-type Pending = Arc<Mutex<BTreeMap<i32, (OpCode, oneshot::Sender<ReplyFrame>)>>>;
+/// Outstanding requests: each waits for its reply and the count of notifications before it.
+type Pending = Arc<Mutex<BTreeMap<i32, (OpCode, oneshot::Sender<(ReplyFrame, u64)>)>>>;
 
 /// A connected session.
 pub struct Client {
@@ -109,6 +110,7 @@ impl Client {
         });
         let (p2, l2) = (pending.clone(), last.clone());
         let reader = tokio::spawn(async move {
+            let mut notified = 0u64;
             while let Some(b) = read_frame(&mut rd).await {
                 let op_of = |x: i32| p2.lock().expect("pending lock").get(&x).map(|(op, _)| *op);
                 let Ok(f) = ReplyFrame::from_bytes(&b, op_of) else {
@@ -121,13 +123,14 @@ impl Client {
                 match f.header.xid {
                     xid::NOTIFICATION => {
                         if let Response::Notification(e) = f.response {
+                            notified += 1;
                             let _ = ev_tx.send(e);
                         }
                     }
                     xid::PING => {}
                     x => {
                         if let Some((_, tx)) = p2.lock().expect("pending lock").remove(&x) {
-                            let _ = tx.send(f);
+                            let _ = tx.send((f, notified));
                         }
                     }
                 }
@@ -179,6 +182,16 @@ impl Client {
 
     /// Sends a request and waits for its reply frame (any error code).
     pub async fn call(&mut self, request: Request, timeout: Duration) -> Result<ReplyFrame, ClientError> {
+        self.call_counted(request, timeout).await.map(|(f, _)| f)
+    }
+
+    /// Like `call`, also returning how many notifications this connection delivered to
+    /// `events` before the reply: exactly which watch events came first.
+    pub async fn call_counted(
+        &mut self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<(ReplyFrame, u64), ClientError> {
         let xid = self.next_xid;
         self.next_xid += 1;
         let (tx, rx) = oneshot::channel();
