@@ -73,10 +73,9 @@ async fn acquire(conn: &mut Conn, rec: &Recorder, mine: &str, secs: u64) -> Resu
                 let waited = madsim::time::Instant::now();
                 'wait: while waited.elapsed() < RECHECK {
                     madsim::time::sleep(Duration::from_millis(50)).await;
-                    for ev in conn.events() {
-                        if ev.path == pred {
-                            break 'wait;
-                        }
+                    conn.events();
+                    if conn.take_fired().contains(&pred) {
+                        break 'wait;
                     }
                 }
             }
@@ -89,10 +88,10 @@ async fn acquire(conn: &mut Conn, rec: &Recorder, mine: &str, secs: u64) -> Resu
 /// A lock client: acquire, do one to three fenced writes, release; again until time is up.
 pub async fn client(id: u32, nodes: u64, seed: u64, secs: u64, rec: Recorder) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1000) + id as u64);
-    let mut conn = Conn::new(id, nodes);
+    let mut conn = Conn::new(rec.clone(), nodes);
     let mut counter = 0u64;
     while !rec.done(secs) {
-        if conn.get(&mut rng, &rec).await.is_none() {
+        if conn.get(&mut rng).await.is_none() {
             continue;
         }
         let session = conn.session();

@@ -79,23 +79,32 @@ pub struct Conn {
     last_zxid: i64,
     /// Connections opened so far (watches belong to one connection).
     epoch: u64,
+    /// Notifications taken from this connection's queue (recorded) so far.
+    events_taken: u64,
+    /// Paths whose watch events were recorded since `take_fired`.
+    fired: Vec<String>,
+    rec: Recorder,
 }
 
 impl Conn {
-    /// A connection for client `id` of an ensemble of `nodes` servers.
-    pub fn new(id: u32, nodes: u64) -> Self {
+    /// A connection for the recorder's client, to an ensemble of `nodes` servers.
+    pub fn new(rec: Recorder, nodes: u64) -> Self {
         Conn {
             nodes,
-            home: (id as u64 % nodes) + 1,
+            home: (rec.client as u64 % nodes) + 1,
             client: None,
             session: None,
             last_zxid: 0,
             epoch: 0,
+            events_taken: 0,
+            fired: vec![],
+            rec,
         }
     }
 
     /// The connected client, connecting (and recording it) first if needed; None if that failed.
-    pub async fn get(&mut self, rng: &mut ChaCha8Rng, rec: &Recorder) -> Option<&mut Client> {
+    pub async fn get(&mut self, rng: &mut ChaCha8Rng) -> Option<&mut Client> {
+        let rec = self.rec.clone();
         if self.client.is_none() {
             let node = if rng.gen_bool(0.7) {
                 self.home
@@ -108,6 +117,7 @@ impl Conn {
                 Ok(c) => {
                     self.session = Some(c.session_id());
                     self.epoch += 1;
+                    self.events_taken = 0;
                     rec.observed(c.session_id(), "", RegOp::Connected);
                     self.client = Some(c);
                 }
@@ -135,14 +145,16 @@ impl Conn {
     }
 
     /// Sends a request on the current connection: the response or error, and the reply's zxid
-    /// (0 without a reply). A lost or timed-out reply drops the connection; the next `get`
-    /// resumes the session elsewhere or at home.
+    /// (0 without a reply). Watch events that arrived before the reply are recorded first, in
+    /// order; later ones wait for a later reply (or `events`). A lost or timed-out reply drops
+    /// the connection; the next `get` resumes the session elsewhere or at home.
     pub async fn call(&mut self, request: Request) -> (Result<Response, ClientError>, i64) {
         let Some(c) = self.client.as_mut() else {
             return (Err(ClientError::ConnectionLoss), 0);
         };
-        let r = match c.call(request, REPLY_TIMEOUT).await {
-            Ok(f) => {
+        let r = match c.call_counted(request, REPLY_TIMEOUT).await {
+            Ok((f, before)) => {
+                self.take_events(before.saturating_sub(self.events_taken));
                 let zxid = f.header.zxid;
                 match ErrorCode::try_from(f.header.err) {
                     Ok(ErrorCode::Ok) => (Ok(f.response), zxid),
@@ -152,22 +164,39 @@ impl Conn {
             }
             Err(e) => (Err(e), 0),
         };
-        self.last_zxid = self.last_zxid.max(c.last_zxid());
+        if let Some(c) = self.client.as_ref() {
+            self.last_zxid = self.last_zxid.max(c.last_zxid());
+        }
         if matches!(r.0, Err(ref e) if !matches!(e, ClientError::Server(_))) {
             self.client = None;
         }
         r
     }
 
-    /// Watch events that reached the client so far.
-    pub fn events(&mut self) -> Vec<zraft::jute::WatcherEvent> {
-        let mut out = vec![];
-        if let Some(c) = self.client.as_mut() {
-            while let Ok(ev) = c.events.try_recv() {
-                out.push(ev);
-            }
+    /// Takes and records up to `n` queued watch events.
+    fn take_events(&mut self, n: u64) {
+        let Some(c) = self.client.as_mut() else {
+            return;
+        };
+        for _ in 0..n {
+            let Ok(ev) = c.events.try_recv() else {
+                break;
+            };
+            self.events_taken += 1;
+            self.rec
+                .observed(self.session.unwrap_or(0), &ev.path, RegOp::WatchEvent);
+            self.fired.push(ev.path);
         }
-        out
+    }
+
+    /// Records every watch event queued so far (between replies: e.g. while waiting for one).
+    pub fn events(&mut self) {
+        self.take_events(u64::MAX);
+    }
+
+    /// Paths of the watch events recorded since the last call.
+    pub fn take_fired(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.fired)
     }
 
     /// Leaves without closing the session: its ephemerals must go when it expires.
@@ -180,7 +209,7 @@ impl Conn {
 /// A register client: mixes the register, sequential and ephemeral workloads by weight.
 pub async fn client(id: u32, cfg: RunConfig, rec: Recorder) {
     let mut rng: ChaCha8Rng = rand::SeedableRng::seed_from_u64(cfg.seed.wrapping_mul(1000) + id as u64);
-    let mut conn = Conn::new(id, cfg.nodes);
+    let mut conn = Conn::new(rec.clone(), cfg.nodes);
     let mut regs = register::Registers::default();
     let mut seq = sequential::Sequential::default();
     let total: u32 = cfg.weights.iter().sum();
@@ -188,7 +217,7 @@ pub async fn client(id: u32, cfg: RunConfig, rec: Recorder) {
         if rng.gen_bool(0.005) {
             conn.vanish();
         }
-        if conn.get(&mut rng, &rec).await.is_none() {
+        if conn.get(&mut rng).await.is_none() {
             continue;
         }
         let pick = rng.gen_range(0..total);

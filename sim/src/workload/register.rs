@@ -42,6 +42,9 @@ impl Registers {
             self.watched.clear();
             self.watch_epoch = conn.epoch();
         }
+        for path in conn.take_fired() {
+            self.watched.remove(&path);
+        }
         let key = format!("/k{}", rng.gen_range(0..keys));
         self.counter += 1;
         let value = ((rec.client as u64) << 32) | self.counter;
@@ -60,11 +63,9 @@ impl Registers {
                     }
                     (Err(e), z) => (Err(e), z),
                 };
-                // Events that arrived by now are recorded before the read (lenient: one that
-                // came just after the reply counts as before it).
-                for ev in conn.events() {
-                    self.watched.remove(&ev.path);
-                    rec.observed(session, &ev.path, RegOp::WatchEvent);
+                // The events that came before the reply were recorded by `call`, in order.
+                for path in conn.take_fired() {
+                    self.watched.remove(&path);
                 }
                 let r = match r {
                     Ok(Response::GetData(g)) => Ok(Some((parse(&g.data), g.stat.version))),
