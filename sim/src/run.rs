@@ -5,7 +5,7 @@
 
 use crate::checker::{ephemeral, linear, lock, raft, sequential, session, watch};
 use crate::history::{Op, RegOp};
-use crate::nemesis::{self, Cluster, SkewClock};
+use crate::nemesis::{self, Cluster, Exit, SkewClock};
 use crate::scenario::{Fault, Scenario};
 use crate::workload::{self, Recorder};
 use madsim::runtime::{Handle, Runtime};
@@ -300,7 +300,7 @@ struct Outputs {
 
 async fn scenario(cfg: RunConfig) -> Outputs {
     let handle = Handle::current();
-    let (mut nodes, mut disks, mut clocks) = (vec![], vec![], vec![]);
+    let (mut nodes, mut disks, mut clocks, mut exits) = (vec![], vec![], vec![], vec![]);
     for id in 1..=cfg.nodes {
         let disk = SimDisk::new(
             cfg.seed ^ id,
@@ -310,19 +310,27 @@ async fn scenario(cfg: RunConfig) -> Outputs {
             },
         );
         let clock = SkewClock::with_rate(cfg.tick_drift_ppm[id as usize - 1]);
+        let exit = Exit::default();
         disks.push(disk.clone());
         clocks.push(clock.clone());
+        exits.push(exit.clone());
         let (n, seed) = (cfg.nodes, cfg.seed);
         let node = handle
             .create_node()
             .name(format!("zraft-{id}"))
             .ip(format!("10.0.0.{id}").parse().unwrap())
             .init(move || {
-                let (disk, clock) = (disk.clone(), clock.clone());
+                let (disk, clock, exit) = (disk.clone(), clock.clone(), exit.clone());
                 async move {
-                    let _ =
+                    let r =
                         zraft::server::run_with_clock(server_config(id, n), Box::new(disk), Box::new(clock), seed ^ id)
                             .await;
+                    // The real binary exits here; the nemesis plays the supervisor.
+                    let why = match r {
+                        Ok(()) => "stopped".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    *exit.lock().expect("exit lock") = Some(why);
                 }
             })
             .build();
@@ -381,7 +389,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
     let cfg2 = cfg.clone();
     let (nemesis_events, recovery_ms) = nem
         .spawn(async move {
-            let mut c = Cluster::new(nodes, disks, clocks);
+            let mut c = Cluster::new(nodes, disks, clocks, exits);
             let events = nemesis::run(&mut c, &cfg2, t0).await;
             (events, probe_liveness(&cfg2, t0).await)
         })

@@ -7,6 +7,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zraft::storage::{Faults, SimDisk};
@@ -29,6 +30,9 @@ async fn is_leader(id: u64) -> bool {
     String::from_utf8_lossy(&out).contains("Mode: leader")
 }
 
+/// Why a server stopped, if it did (written by the server's madsim node, read by the nemesis).
+pub type Exit = Arc<Mutex<Option<String>>>;
+
 /// The simulated ensemble as the nemesis sees it: node handles, their disks and clocks, and
 /// which faults are in force (so `heal` can undo them).
 pub struct Cluster {
@@ -36,6 +40,10 @@ pub struct Cluster {
     nodes: Vec<NodeHandle>,
     pub disks: Vec<SimDisk>,
     clocks: Vec<SkewClock>,
+    /// Set by a server that stopped with an error (fail-stop, e.g. on an I/O error).
+    exits: Vec<Exit>,
+    /// Stopped servers killed by the supervisor, started again at its next look.
+    restarting: Vec<usize>,
     down: Vec<usize>,
     paused: Vec<usize>,
     cut: Vec<(usize, usize)>,
@@ -44,13 +52,15 @@ pub struct Cluster {
 
 impl Cluster {
     /// The nemesis's view of these nodes (call on a madsim node).
-    pub fn new(nodes: Vec<NodeHandle>, disks: Vec<SimDisk>, clocks: Vec<SkewClock>) -> Self {
-        assert!(nodes.len() == disks.len() && nodes.len() == clocks.len());
+    pub fn new(nodes: Vec<NodeHandle>, disks: Vec<SimDisk>, clocks: Vec<SkewClock>, exits: Vec<Exit>) -> Self {
+        assert!(nodes.len() == disks.len() && nodes.len() == clocks.len() && nodes.len() == exits.len());
         Cluster {
             handle: Handle::current(),
             nodes,
             disks,
             clocks,
+            exits,
+            restarting: vec![],
             down: vec![],
             paused: vec![],
             cut: vec![],
@@ -77,6 +87,32 @@ impl Cluster {
         }
         let d = self.net_default.clone();
         net.update_config(|c| *c = d);
+    }
+
+    /// Like a process supervisor: a server that stopped with an error is killed (its disk loses
+    /// what was not synced) and started again at the next look (madsim frees its sockets only
+    /// once the kill has taken effect); returns a trace line for each.
+    pub fn restart_exited(&mut self) -> Vec<String> {
+        let mut lines = vec![];
+        for i in std::mem::take(&mut self.restarting) {
+            if !self.down.contains(&i) {
+                self.handle.restart(self.nodes[i].id());
+                lines.push(format!("zraft-{} restarted", i + 1));
+            }
+        }
+        for i in 0..self.nodes.len() {
+            let Some(why) = self.exits[i].lock().expect("exit lock").take() else {
+                continue;
+            };
+            if self.down.contains(&i) {
+                continue;
+            }
+            self.handle.kill(self.nodes[i].id());
+            self.disks[i].crash();
+            self.restarting.push(i);
+            lines.push(format!("zraft-{} stopped: {why}", i + 1));
+        }
+        lines
     }
 
     fn kill(&mut self, i: usize) {
@@ -204,13 +240,15 @@ impl Cluster {
             }
             Fault::DiskFaults => {
                 let i = any();
+                let io_error = [0.0, 0.0005, 0.002][rng.gen_range(0..3)];
                 self.disks[i].set_faults(Faults {
                     torn: true,
                     garble_unsynced: true,
                     read_flip: 0.01,
+                    io_error,
                     ..Faults::default()
                 });
-                format!("disk faults on zraft-{}", i + 1)
+                format!("disk faults on zraft-{} (I/O errors {io_error})", i + 1)
             }
         }
     }

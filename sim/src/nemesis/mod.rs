@@ -6,7 +6,7 @@ pub mod clock;
 pub mod cluster;
 
 pub use clock::SkewClock;
-pub use cluster::Cluster;
+pub use cluster::{Cluster, Exit};
 
 use crate::run::RunConfig;
 use rand::{Rng, SeedableRng};
@@ -28,12 +28,21 @@ pub async fn run(c: &mut Cluster, cfg: &RunConfig, t0: madsim::time::Instant) ->
     while t0.elapsed() < stop_faults {
         let next_timed = timed.peek().map(|e| Duration::from_millis(e.0));
         let wake = next_timed.map_or(next_random, |t| t.min(next_random)).min(stop_faults);
+        // Look for servers that stopped at least every SUPERVISE.
+        let wake = wake.min(t0.elapsed() + SUPERVISE);
         madsim::time::sleep(wake.saturating_sub(t0.elapsed())).await;
+        let at = t0.elapsed().as_millis();
+        for line in c.restart_exited() {
+            events.push(format!("{at}ms {line}"));
+        }
         if t0.elapsed() >= stop_faults {
             break;
         }
-        let at = t0.elapsed().as_millis();
-        if next_timed.is_some_and(|t| t <= t0.elapsed()) {
+        let due = |t: Duration| t <= t0.elapsed();
+        if !next_timed.is_some_and(due) && !due(next_random) {
+            continue;
+        }
+        if next_timed.is_some_and(due) {
             let (_, fault, heal) = timed.next().expect("peeked");
             if heal {
                 c.heal();
@@ -59,13 +68,24 @@ pub async fn run(c: &mut Cluster, cfg: &RunConfig, t0: madsim::time::Instant) ->
             events.push(format!("{at}ms {line}"));
         }
     }
-    c.heal();
     for d in &c.disks {
         d.set_faults(Faults {
             torn: true,
             ..Faults::default()
         });
     }
+    c.heal();
+    // Servers that stopped are killed on one look and started on the next.
+    for _ in 0..2 {
+        let at = t0.elapsed().as_millis();
+        for line in c.restart_exited() {
+            events.push(format!("{at}ms {line}"));
+        }
+        madsim::time::sleep(SUPERVISE).await;
+    }
     events.push(format!("{}ms heal all", t0.elapsed().as_millis()));
     events
 }
+
+/// How often the nemesis looks for servers that stopped on their own.
+const SUPERVISE: Duration = Duration::from_millis(250);
