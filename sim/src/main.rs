@@ -133,10 +133,16 @@ mod cli {
                             if let Some(why) = r.failure() {
                                 st.2 += 1;
                                 let dir = write_report(&s, &path, &r, &why);
-                                bar.println(format!(
+                                let msg = format!(
                                     "seed {seed} FAILED: {why}\n  report: {dir}\n  replay: {}",
                                     replay_cmd(&path, seed)
-                                ));
+                                );
+                                // A hidden bar (stderr not a terminal, as in CI) prints nothing.
+                                if bar.is_hidden() {
+                                    eprintln!("{msg}");
+                                } else {
+                                    bar.println(msg);
+                                }
                                 st.4.push((seed, why));
                             }
                             bar.set_message(format!("{} failed", st.2));
