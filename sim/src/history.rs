@@ -10,6 +10,8 @@ pub enum RegOp {
     Read,
     /// sync + getData that also left a data watch on the key.
     ReadWatch,
+    /// getData without sync: not linearizable by contract, but monotonic per session.
+    PlainRead,
     /// setData with version -1.
     Write(u64),
     /// setData expecting `version`.
@@ -37,9 +39,9 @@ impl RegOp {
         )
     }
 
-    /// Whether this is sync + getData (with or without a watch).
+    /// Whether this reads a register (with or without sync or a watch).
     pub fn is_read(&self) -> bool {
-        matches!(self, RegOp::Read | RegOp::ReadWatch)
+        matches!(self, RegOp::Read | RegOp::ReadWatch | RegOp::PlainRead)
     }
 }
 

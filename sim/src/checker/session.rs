@@ -1,6 +1,8 @@
-//! ZooKeeper's session guarantees over a history: the zxids in a session's replies never go
-//! backwards, whichever server answers (single system image), and every acknowledged write is visible to later reads of the same
-//! session (read-your-writes, checked through versions).
+//! ZooKeeper's session guarantees over a history, for every read (synced or plain): the zxids
+//! in a session's replies never go backwards, whichever server answers (single system image);
+//! a session never reads an older version of a key than one it already saw (monotonic reads);
+//! every acknowledged write is visible to later reads of the same session (read-your-writes,
+//! checked through versions).
 
 use crate::history::{Op, Outcome, RegOp};
 use std::collections::BTreeMap;
@@ -10,6 +12,7 @@ use std::collections::BTreeMap;
 pub enum SessionViolation {
     ZxidWentBack { session: i64, before: Op, after: Op },
     MissedOwnWrite { session: i64, write: Op, read: Op },
+    VersionWentBack { session: i64, before: Op, after: Op },
 }
 
 /// Checks per-session monotonic zxids and read-your-writes.
@@ -27,6 +30,8 @@ pub fn check(history: &[Op]) -> Result<usize, Box<SessionViolation>> {
         let mut last: Option<&Op> = None;
         // key -> version of our last acknowledged write to it (known only for CAS).
         let mut wrote: BTreeMap<&str, &Op> = BTreeMap::new();
+        // key -> the read that showed the newest version so far.
+        let mut seen: BTreeMap<&str, (&Op, i32)> = BTreeMap::new();
         for o in ops {
             checked += 1;
             if let Some(l) = last {
@@ -45,7 +50,19 @@ pub fn check(history: &[Op]) -> Result<usize, Box<SessionViolation>> {
                 (RegOp::Cas { .. }, Outcome::Ok(_)) => {
                     wrote.insert(o.key.as_str(), o);
                 }
-                (RegOp::Read | RegOp::ReadWatch, Outcome::Ok(Some((_, ver)))) => {
+                (op, Outcome::Ok(Some((_, ver)))) if op.is_read() => {
+                    match seen.get(o.key.as_str()) {
+                        Some(&(before, v)) if *ver < v => {
+                            return Err(Box::new(SessionViolation::VersionWentBack {
+                                session: s,
+                                before: before.clone(),
+                                after: o.clone(),
+                            }));
+                        }
+                        _ => {
+                            seen.insert(o.key.as_str(), (o, *ver));
+                        }
+                    }
                     if let Some(w) = wrote.get(o.key.as_str()) {
                         if let RegOp::Cas { version, .. } = w.op {
                             if *ver < version + 1 {
@@ -104,6 +121,21 @@ mod tests {
         assert!(matches!(
             check(&missed).map_err(|e| *e),
             Err(SessionViolation::MissedOwnWrite { .. })
+        ));
+        // Plain reads may lag other sessions, never this session's own past.
+        let plain = [
+            op(1, RegOp::Read, 0, Outcome::Ok(Some((4, 4))), 10),
+            op(2, RegOp::PlainRead, 2, Outcome::Ok(Some((2, 2))), 8),
+            op(1, RegOp::PlainRead, 5, Outcome::Ok(Some((4, 4))), 10),
+        ];
+        assert!(check(&plain).is_ok());
+        let went_back = [
+            op(1, RegOp::Read, 0, Outcome::Ok(Some((4, 4))), 10),
+            op(1, RegOp::PlainRead, 5, Outcome::Ok(Some((3, 3))), 0),
+        ];
+        assert!(matches!(
+            check(&went_back).map_err(|e| *e),
+            Err(SessionViolation::VersionWentBack { .. })
         ));
     }
 }

@@ -52,8 +52,14 @@ impl Registers {
         let invoke = rec.now();
         let (op, result, zxid) = match kind {
             Kind::Read => {
-                let watch = !self.watched.contains_key(&key);
-                let (r, zxid) = match conn.call(Request::Sync(SyncRequest { path: key.clone() })).await {
+                // Some reads skip sync: ZooKeeper promises them less (no linearizability).
+                let plain = rng.gen_bool(0.3);
+                let watch = !plain && !self.watched.contains_key(&key);
+                let synced = match plain {
+                    true => (Ok(Response::Empty), 0),
+                    false => conn.call(Request::Sync(SyncRequest { path: key.clone() })).await,
+                };
+                let (r, zxid) = match synced {
                     (Ok(_), _) => {
                         let req = GetDataRequest {
                             path: key.clone(),
@@ -77,7 +83,11 @@ impl Registers {
                         self.watched.insert(key.clone(), *ver);
                     }
                 }
-                let op = if watch { RegOp::ReadWatch } else { RegOp::Read };
+                let op = match (plain, watch) {
+                    (true, _) => RegOp::PlainRead,
+                    (false, true) => RegOp::ReadWatch,
+                    (false, false) => RegOp::Read,
+                };
                 (op, r, zxid)
             }
             Kind::Write | Kind::Cas => {
