@@ -20,6 +20,7 @@ mod sim {
             ("early-ack", "not linearizable"),
             ("lost-watch-events", "watch event"),
             ("no-expiry", "ephemeral"),
+            ("stale-reconnect", "session guarantee"),
         ];
         for (bug, checker) in variants {
             std::env::set_var("ZRAFT_BUG", bug);

@@ -21,12 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Whether the deliberately broken variant `name` is switched on (harness builds only).
 #[cfg(feature = "bug-injection")]
-fn bug(name: &str) -> bool {
+pub(crate) fn bug(name: &str) -> bool {
     std::env::var("ZRAFT_BUG").is_ok_and(|v| v == name)
 }
 
 #[cfg(not(feature = "bug-injection"))]
-fn bug(_: &str) -> bool {
+pub(crate) fn bug(_: &str) -> bool {
     false
 }
 
