@@ -107,6 +107,13 @@ mod cli {
                     std::process::exit(2)
                 });
                 let total = range.end - range.start;
+                println!(
+                    "{}: seeds {}..{} on {jobs} job(s), build {}",
+                    s.name,
+                    range.start,
+                    range.end,
+                    git_commit()
+                );
                 let bar = indicatif::ProgressBar::new(total);
                 bar.set_style(
                     indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {msg}").expect("template"),

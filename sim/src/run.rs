@@ -423,9 +423,15 @@ pub fn run(cfg: RunConfig) -> RunReport {
     zraft::server::observer::take();
     let out = rt.block_on(scenario(cfg.clone()));
     let history = out.history;
-    let raft = raft::check(&zraft::server::observer::take());
+    let observed = zraft::server::observer::take();
+    let raft = raft::check(&observed);
+    // The trace: every client operation, every nemesis event, and what every server did
+    // (leaders, and applied indices with their tree hashes) in order.
     let mut h = 0xcbf2_9ce4_8422_2325;
     for o in &history {
+        h = fnv(h, format!("{o:?}").as_bytes());
+    }
+    for o in &observed {
         h = fnv(h, format!("{o:?}").as_bytes());
     }
     for e in &out.nemesis_events {
