@@ -74,25 +74,6 @@ impl RunConfig {
             liveness_secs: s.liveness_secs,
         }
     }
-
-    /// A run with no faults, for quick checks.
-    pub fn quiet(seed: u64, secs: u64) -> Self {
-        RunConfig {
-            scenario: "quiet".into(),
-            seed,
-            nodes: 3,
-            clients: 3,
-            lock_clients: 2,
-            keys: 2,
-            secs,
-            weights: [1, 1, 1, 1],
-            faults: vec![],
-            interval_ms: [1000, 2000],
-            events: vec![],
-            tick_drift_ppm: vec![0; 3],
-            liveness_secs: 15,
-        }
-    }
 }
 
 /// What a run produced, and every checker's verdict.

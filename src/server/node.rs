@@ -797,7 +797,7 @@ impl Node {
             }
         }
         if self.role == Role::Leader && self.leader_ready && !bug("no-expiry") {
-            for s in self.tracker.expired(self.mono()) {
+            for s in self.tracker.expired(mono) {
                 if self.expiring.insert(s) {
                     let req_id = self.new_req();
                     self.propose(self.id, req_id, s, WriteOp::Expire);

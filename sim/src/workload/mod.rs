@@ -104,7 +104,6 @@ impl Conn {
 
     /// The connected client, connecting (and recording it) first if needed; None if that failed.
     pub async fn get(&mut self, rng: &mut ChaCha8Rng) -> Option<&mut Client> {
-        let rec = self.rec.clone();
         if self.client.is_none() {
             let node = if rng.gen_bool(0.7) {
                 self.home
@@ -118,7 +117,7 @@ impl Conn {
                     self.session = Some(c.session_id());
                     self.epoch += 1;
                     self.events_taken = 0;
-                    rec.observed(c.session_id(), "", RegOp::Connected);
+                    self.rec.observed(c.session_id(), "", RegOp::Connected);
                     self.client = Some(c);
                 }
                 Err(ClientError::SessionExpired) => {
