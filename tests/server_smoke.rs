@@ -1,6 +1,9 @@
 //! The server in-process on real tokio and a real disk, driven by the project's own client:
 //! session, create, get, a watch, a multi error shape, and a restart that keeps the data.
 
+mod common;
+
+use common::free_port;
 use std::time::Duration;
 use zraft::client::Client;
 use zraft::jute::*;
@@ -15,14 +18,6 @@ fn config(dir: &str, port: u16) -> Config {
         raft_tick_ms: 20,
         ..Config::default()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The harness proves it can fail: deliberately broken server variants (cargo feature
-//! `bug-injection`, chosen by ZRAFT_BUG) must be caught by the checkers within a few seeds.
+//! The harness proves it can fail: deliberately broken server variants (compiled only under
+//! `--cfg madsim`, chosen by ZRAFT_BUG) must be caught by the checkers within a few seeds.
 //! A separate test binary, because the variant is chosen by a process-wide variable.
 
 #[cfg(madsim)]

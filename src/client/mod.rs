@@ -25,8 +25,31 @@ pub enum ClientError {
     Server(ErrorCode),
 }
 
-/// Outstanding requests: each waits for its reply and the count of notifications before it.
-type Pending = Arc<Mutex<BTreeMap<i32, (OpCode, oneshot::Sender<(ReplyFrame, u64)>)>>>;
+/// Outstanding requests: each waits for its reply and the count of notifications before it;
+/// `order` holds their xids in the order sent (replies must come back in that order).
+#[derive(Default)]
+struct Outstanding {
+    by_xid: BTreeMap<i32, (OpCode, oneshot::Sender<(ReplyFrame, u64)>)>,
+    order: std::collections::VecDeque<i32>,
+}
+
+type Pending = Arc<Mutex<Outstanding>>;
+
+/// A request sent and not yet answered (see `Client::send`).
+pub struct PendingReply {
+    rx: oneshot::Receiver<(ReplyFrame, u64)>,
+}
+
+impl PendingReply {
+    /// Waits for the reply and the count of notifications delivered before it.
+    pub async fn wait(self, timeout: Duration) -> Result<(ReplyFrame, u64), ClientError> {
+        match tokio::time::timeout(timeout, self.rx).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(Err(_)) => Err(ClientError::ConnectionLoss),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+}
 
 /// A connected session.
 pub struct Client {
@@ -38,6 +61,9 @@ pub struct Client {
     /// Watch notifications (WatcherEvent) in arrival order.
     pub events: mpsc::UnboundedReceiver<WatcherEvent>,
     last_zxid: Arc<Mutex<i64>>,
+    /// Replies that came back out of request order (each ended the connection, as the Java
+    /// client's "Xid out of order" does).
+    fifo_violations: Arc<std::sync::atomic::AtomicU64>,
     /// Reader, writer and pinger: stopped when the client is dropped, so a dropped client
     /// goes silent (its session then expires) instead of pinging forever.
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -109,10 +135,12 @@ impl Client {
             }
         });
         let (p2, l2) = (pending.clone(), last.clone());
+        let fifo_violations = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let violations = fifo_violations.clone();
         let reader = tokio::spawn(async move {
             let mut notified = 0u64;
             while let Some(b) = read_frame(&mut rd).await {
-                let op_of = |x: i32| p2.lock().expect("pending lock").get(&x).map(|(op, _)| *op);
+                let op_of = |x: i32| p2.lock().expect("pending lock").by_xid.get(&x).map(|(op, _)| *op);
                 let Ok(f) = ReplyFrame::from_bytes(&b, op_of) else {
                     break;
                 };
@@ -129,14 +157,22 @@ impl Client {
                     }
                     xid::PING => {}
                     x => {
-                        if let Some((_, tx)) = p2.lock().expect("pending lock").remove(&x) {
+                        let mut p = p2.lock().expect("pending lock");
+                        // ZooKeeper answers a session's requests in the order sent.
+                        if p.order.pop_front() != Some(x) {
+                            violations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                        if let Some((_, tx)) = p.by_xid.remove(&x) {
                             let _ = tx.send((f, notified));
                         }
                     }
                 }
             }
             // Connection gone: fail everything outstanding.
-            p2.lock().expect("pending lock").clear();
+            let mut p = p2.lock().expect("pending lock");
+            p.by_xid.clear();
+            p.order.clear();
         });
         // Pings at a third of the session timeout keep the session alive.
         let ping_out = out_tx.clone();
@@ -161,6 +197,7 @@ impl Client {
             pending,
             events: ev_rx,
             last_zxid: last,
+            fifo_violations,
             tasks: vec![writer, reader, pinger],
         })
     }
@@ -192,22 +229,30 @@ impl Client {
         request: Request,
         timeout: Duration,
     ) -> Result<(ReplyFrame, u64), ClientError> {
+        self.send(request)?.wait(timeout).await
+    }
+
+    /// Sends a request without waiting for its reply, so that many can be in flight at once
+    /// (pipelining, as kazoo's async calls and Curator do).
+    pub fn send(&mut self, request: Request) -> Result<PendingReply, ClientError> {
         let xid = self.next_xid;
         self.next_xid += 1;
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .insert(xid, (request.op_code(), tx));
+        {
+            let mut p = self.pending.lock().expect("pending lock");
+            p.by_xid.insert(xid, (request.op_code(), tx));
+            p.order.push_back(xid);
+        }
         let f = RequestFrame { xid, request };
         self.out
             .send(encode_frame(&f.to_bytes()))
             .map_err(|_| ClientError::ConnectionLoss)?;
-        match tokio::time::timeout(timeout, rx).await {
-            Err(_) => Err(ClientError::Timeout),
-            Ok(Err(_)) => Err(ClientError::ConnectionLoss),
-            Ok(Ok(r)) => Ok(r),
-        }
+        Ok(PendingReply { rx })
+    }
+
+    /// Replies that arrived out of request order on this client's connection.
+    pub fn fifo_violations(&self) -> u64 {
+        self.fifo_violations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Like `call`, but a non-zero error code is an `Err`.

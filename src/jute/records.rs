@@ -126,6 +126,20 @@ jute_record! {
     }
 }
 
+impl From<SetWatches> for SetWatches2 {
+    /// The 3.5 form is the 3.6 form without persistent watches.
+    fn from(w: SetWatches) -> SetWatches2 {
+        SetWatches2 {
+            relative_zxid: w.relative_zxid,
+            data_watches: w.data_watches,
+            exist_watches: w.exist_watches,
+            child_watches: w.child_watches,
+            persistent_watches: vec![],
+            persistent_recursive_watches: vec![],
+        }
+    }
+}
+
 jute_record! {
     /// Header of every client request.
     pub struct RequestHeader { pub xid: i32, pub r#type: i32 }

@@ -9,7 +9,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Requests of one connection that may wait for replies at once (ZooKeeper's
+/// globalOutstandingLimit default): past it the connection is not read, so TCP pushes back
+/// on a client that pipelines without bound instead of the server buffering its requests.
+pub const MAX_OUTSTANDING: usize = 1000;
 
 const FOUR_LETTER: [&str; 10] = [
     "ruok", "srvr", "stat", "mntr", "conf", "isro", "envi", "cons", "wchs", "dump",
@@ -138,34 +143,45 @@ where
         return ConnEnd::Closed;
     }
     // Writer: replies and notifications in the order the node queued them.
-    let writer = tokio::spawn(async move {
+    let outstanding = Arc::new(Semaphore::new(MAX_OUTSTANDING));
+    let answered = outstanding.clone();
+    let mut writer = tokio::spawn(async move {
         while let Some(o) = out_rx.recv().await {
-            match o {
-                Out::Frame(b) => {
-                    if wr.write_all(&b).await.is_err() {
-                        break;
-                    }
-                    // Flush once the queue is drained (coalescing bursts).
-                    if out_rx.is_empty() && wr.flush().await.is_err() {
-                        break;
-                    }
-                }
+            let (b, reply) = match o {
+                Out::Reply(b) => (b, true),
+                Out::Frame(b) => (b, false),
                 Out::Close => break,
+            };
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+            if reply {
+                answered.add_permits(1);
+            }
+            // Flush once the queue is drained (coalescing bursts).
+            if out_rx.is_empty() && wr.flush().await.is_err() {
+                break;
             }
         }
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
     });
+    let mut writer_done = false;
     let end = loop {
-        // A client silent for a whole session timeout is gone (it pings every third).
-        let payload = match tokio::time::timeout(session_timeout, read_payload(&mut rd, None, cfg.max_buffer)).await {
-            Err(_) => break ConnEnd::Timeout,
-            Ok(Err(e)) => break e,
-            Ok(Ok(p)) => p,
+        // A client silent for a whole session timeout is gone (it pings every third). The
+        // writer ending (the node closed the connection) ends the reading too.
+        let read = tokio::time::timeout(session_timeout, read_payload(&mut rd, None, cfg.max_buffer));
+        let payload = tokio::select! {
+            r = read => match r {
+                Err(_) => break ConnEnd::Timeout,
+                Ok(Err(e)) => break e,
+                Ok(Ok(p)) => p,
+            },
+            _ = &mut writer => {
+                writer_done = true;
+                break ConnEnd::Closed;
+            }
         };
-        if writer.is_finished() {
-            break ConnEnd::Closed;
-        }
         let frame = match RequestFrame::from_bytes(&payload) {
             Ok(f) => f,
             Err(JuteError::UnknownOpCode(_)) => {
@@ -199,29 +215,33 @@ where
             let _ = out_tx.send(Out::Frame(encode_frame(&f.to_bytes())));
             continue;
         }
-        let closing = matches!(frame.request, Request::CloseSession);
-        let (dtx, drx) = oneshot::channel();
+        // Backpressure: wait for a free outstanding slot before handing the request over.
+        let permit = tokio::select! {
+            p = outstanding.acquire() => p.expect("the semaphore is never closed"),
+            _ = &mut writer => {
+                writer_done = true;
+                break ConnEnd::Closed;
+            }
+        };
+        permit.forget();
+        // One sender per connection: the node receives requests in the order read.
         if node
             .send(Event::Request {
                 conn,
                 xid: frame.xid,
                 req: frame.request,
-                done: dtx,
             })
             .is_err()
         {
             break ConnEnd::Closed;
         }
-        // FIFO: the next request is handed over only once this one is queued in order.
-        if drx.await.is_err() {
-            break ConnEnd::Closed;
-        }
-        if closing {
-            break ConnEnd::Closed;
-        }
+        // After closeSession the loop goes on: the node answers it, then closes the
+        // connection, which ends the writer (the client sees its reply, then EOF).
     };
     let _ = node.send(Event::Disconnect { conn });
     drop(out_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if !writer_done {
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    }
     end
 }

@@ -3,7 +3,6 @@
 pub mod config;
 pub mod conn;
 pub mod node;
-#[cfg(feature = "observer")]
 pub mod observer;
 pub mod peer;
 pub mod watch;

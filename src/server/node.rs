@@ -20,12 +20,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Whether the deliberately broken variant `name` is switched on (harness builds only).
-#[cfg(feature = "bug-injection")]
+#[cfg(madsim)]
 pub(crate) fn bug(name: &str) -> bool {
     std::env::var("ZRAFT_BUG").is_ok_and(|v| v == name)
 }
 
-#[cfg(not(feature = "bug-injection"))]
+#[cfg(not(madsim))]
 pub(crate) fn bug(_: &str) -> bool {
     false
 }
@@ -75,7 +75,11 @@ pub struct Proposal {
 /// A frame for a client connection's writer.
 #[derive(Debug)]
 pub enum Out {
+    /// The reply to one request: frees one of the connection's outstanding-request slots.
+    Reply(Vec<u8>),
+    /// Anything else the server sends (watch notifications).
     Frame(Vec<u8>),
+    /// Close the connection once what is queued before it is written.
     Close,
 }
 
@@ -98,11 +102,11 @@ pub enum Event {
         out: mpsc::UnboundedSender<Out>,
         reply: oneshot::Sender<Handshake>,
     },
+    /// A request, in the order the connection read it (one sender per connection keeps it).
     Request {
         conn: u64,
         xid: i32,
         req: Request,
-        done: oneshot::Sender<()>,
     },
     Ping {
         conn: u64,
@@ -124,6 +128,57 @@ struct Conn {
     auth: AuthIds,
     ip: String,
     received: u64,
+    /// Requests not answered yet, in arrival order: replies leave only from the front.
+    queue: VecDeque<Slot>,
+    /// Syncs in `queue`: writes behind one wait until it is answered.
+    syncs: usize,
+}
+
+impl Conn {
+    fn new(session: i64, out: mpsc::UnboundedSender<Out>, auth: AuthIds, ip: String) -> Conn {
+        Conn {
+            session,
+            out,
+            auth,
+            ip,
+            received: 0,
+            queue: VecDeque::new(),
+            syncs: 0,
+        }
+    }
+}
+
+/// One request of a connection on its way to a reply (ZooKeeper's CommitProcessor rule: a
+/// session's requests are answered in the order sent, each after the effects of the ones
+/// before it).
+enum Slot {
+    /// Not started: a request answered from the local tree, which runs only once everything
+    /// ahead of it is answered; or a write held behind a sync, so that a read after the sync
+    /// cannot see the write.
+    Held { xid: i32, req: Request },
+    /// A write or sync on its way through Raft, under this request id.
+    InFlight { req_id: u64, sync: bool },
+    /// Answered: the encoded reply, waiting for the replies ahead of it.
+    Done(Vec<u8>),
+}
+
+/// How a request travels.
+#[derive(PartialEq, Eq)]
+enum Path {
+    /// Through Raft (prepared by the leader, answered when applied).
+    Write,
+    /// A read index, answered once this node has applied up to it.
+    Sync,
+    /// From this node's tree and watch tables.
+    Local,
+}
+
+fn path_of(req: &Request) -> Path {
+    match req {
+        Request::Sync(_) => Path::Sync,
+        r if r.is_write() => Path::Write,
+        _ => Path::Local,
+    }
 }
 
 enum Waiting {
@@ -317,10 +372,9 @@ impl Node {
                 out,
                 reply,
             } => self.on_connect(conn, req, timeout, ip, out, reply),
-            Event::Request { conn, xid, req, done } => {
+            Event::Request { conn, xid, req } => {
                 self.stats.received += 1;
                 self.on_request(conn, xid, req);
-                let _ = done.send(());
             }
             Event::Ping { conn } => {
                 if let Some(c) = self.conns.get(&conn) {
@@ -385,16 +439,7 @@ impl Node {
         .collect();
         if req.session_id == 0 {
             let session = self.ids.next_id();
-            self.conns.insert(
-                conn,
-                Conn {
-                    session,
-                    out,
-                    auth,
-                    ip,
-                    received: 0,
-                },
-            );
+            self.conns.insert(conn, Conn::new(session, out, auth, ip));
             let req_id = self.new_req();
             self.waiting.insert(
                 req_id,
@@ -416,16 +461,10 @@ impl Node {
                         let _ = c.out.send(Out::Close);
                     }
                 }
-                self.conns.insert(
-                    conn,
-                    Conn {
-                        session: req.session_id,
-                        out,
-                        auth,
-                        ip,
-                        received: 0,
-                    },
-                );
+                // Watches belong to a connection: the client re-registers the ones it still
+                // wants with setWatches (an old one left here would fire a second time).
+                self.watches.drop_session(req.session_id);
+                self.conns.insert(conn, Conn::new(req.session_id, out, auth, ip));
                 self.touch(req.session_id);
                 let _ = reply.send(Handshake::Ok(ConnectResponse {
                     protocol_version: 0,
@@ -446,18 +485,23 @@ impl Node {
         self.next_req
     }
 
-    fn reply(&mut self, conn: u64, xid: i32, err: ErrorCode, response: Response) {
-        let zxid = self.tree.last_zxid();
+    /// Encodes a reply stamped with this node's last applied zxid (ZooKeeper's lastProcessedZxid).
+    fn frame(&self, xid: i32, err: ErrorCode, response: Response) -> Vec<u8> {
+        let f = ReplyFrame {
+            header: ReplyHeader {
+                xid,
+                zxid: self.tree.last_zxid(),
+                err: err.code(),
+            },
+            response,
+        };
+        encode_frame(&f.to_bytes())
+    }
+
+    /// Hands a reply to the connection's writer.
+    fn send_reply(&mut self, conn: u64, frame: Vec<u8>) {
         if let Some(c) = self.conns.get(&conn) {
-            let f = ReplyFrame {
-                header: ReplyHeader {
-                    xid,
-                    zxid,
-                    err: err.code(),
-                },
-                response,
-            };
-            let _ = c.out.send(Out::Frame(encode_frame(&f.to_bytes())));
+            let _ = c.out.send(Out::Reply(frame));
             self.stats.sent += 1;
         }
     }
@@ -467,55 +511,59 @@ impl Node {
         c.received += 1;
         let session = c.session;
         self.touch(session);
-        match req {
-            Request::Auth(a) => {
-                // Digest only (sasl is not supported); a failure closes the connection.
-                let ok = a.scheme == "digest" && digest_auth(&a.auth, None).is_ok();
-                if ok {
-                    let ids = digest_auth(&a.auth, self.cfg.super_digest.as_deref()).expect("checked");
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.auth.extend(ids);
-                    }
-                    self.reply(conn, xid::AUTH, ErrorCode::Ok, Response::Empty);
-                } else {
-                    self.reply(conn, xid::AUTH, ErrorCode::AuthFailed, Response::Empty);
-                    if let Some(c) = self.conns.get(&conn) {
-                        let _ = c.out.send(Out::Close);
-                    }
-                }
+        if let Request::Auth(a) = req {
+            // ZooKeeper authenticates in the connection's I/O thread, ahead of the pipeline:
+            // every later request of the connection carries the new identity.
+            self.on_auth(conn, a);
+            return;
+        }
+        let c = self.conns.get_mut(&conn).expect("looked up above");
+        match path_of(&req) {
+            Path::Local if c.queue.is_empty() || bug("read-ahead") => {
+                // Broken on purpose under "read-ahead": answered at once, ahead of the
+                // session's pending writes (zraft before FIFO order was enforced).
+                let f = self.execute_local(conn, session, xid, req);
+                self.send_reply(conn, f);
             }
-            Request::SetWatches(sw) => self.set_watches(
-                conn,
-                session,
-                sw.relative_zxid,
-                sw.data_watches,
-                sw.exist_watches,
-                sw.child_watches,
-                vec![],
-                vec![],
-            ),
-            Request::SetWatches2(sw) => self.set_watches(
-                conn,
-                session,
-                sw.relative_zxid,
-                sw.data_watches,
-                sw.exist_watches,
-                sw.child_watches,
-                sw.persistent_watches,
-                sw.persistent_recursive_watches,
-            ),
-            Request::AddWatch(a) => match AddWatchMode::try_from(a.mode) {
-                Ok(mode) => {
-                    self.watches.add_persistent(&a.path, session, mode);
-                    self.reply(conn, xid, ErrorCode::Ok, Response::AddWatch(ErrorResponse { err: 0 }));
+            Path::Local => c.queue.push_back(Slot::Held { xid, req }),
+            Path::Write if c.syncs > 0 => c.queue.push_back(Slot::Held { xid, req }),
+            Path::Write | Path::Sync => {
+                let slot = self.start(conn, session, xid, req);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if matches!(slot, Slot::InFlight { sync: true, .. }) {
+                        c.syncs += 1;
+                    }
+                    c.queue.push_back(slot);
                 }
-                Err(_) => self.reply(conn, xid, ErrorCode::BadArguments, Response::Empty),
-            },
-            Request::CheckWatches(r) => self.watch_query(conn, xid, session, &r.path, r.r#type, false),
-            Request::RemoveWatches(r) => self.watch_query(conn, xid, session, &r.path, r.r#type, true),
+                // A reply known at once (only in broken variants) may be first in line.
+                self.pump(conn);
+            }
+        }
+    }
+
+    /// Digest authentication (sasl is not supported); a failure closes the connection.
+    fn on_auth(&mut self, conn: u64, a: AuthPacket) {
+        let ok = a.scheme == "digest" && digest_auth(&a.auth, None).is_ok();
+        if ok {
+            let ids = digest_auth(&a.auth, self.cfg.super_digest.as_deref()).expect("checked");
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.auth.extend(ids);
+            }
+            let f = self.frame(xid::AUTH, ErrorCode::Ok, Response::Empty);
+            self.send_reply(conn, f);
+        } else {
+            let f = self.frame(xid::AUTH, ErrorCode::AuthFailed, Response::Empty);
+            self.send_reply(conn, f);
+            self.close_conn(conn);
+        }
+    }
+
+    /// Starts a write or a sync: the slot that stands for it in its connection's queue.
+    fn start(&mut self, conn: u64, session: i64, xid: i32, req: Request) -> Slot {
+        match req {
             Request::Sync(s) if bug("stale-sync") => {
                 // Broken on purpose: answers sync at once, without catching up to the leader.
-                self.reply(conn, xid, ErrorCode::Ok, Response::Sync(SyncResponse { path: s.path }));
+                Slot::Done(self.frame(xid, ErrorCode::Ok, Response::Sync(SyncResponse { path: s.path })))
             }
             Request::Sync(s) => {
                 let req_id = self.new_req();
@@ -531,20 +579,11 @@ impl Node {
                     // No leader: the sync waits for one (retried on ticks).
                     self.syncs_after_apply.push((u64::MAX, req_id));
                 }
+                Slot::InFlight { req_id, sync: true }
             }
             Request::SetData(r) if bug("early-ack") => {
                 // Broken on purpose: acknowledges a write before it is committed.
-                let auth = self
-                    .conns
-                    .get(&conn)
-                    .map(|c| c.auth.iter().cloned().collect())
-                    .unwrap_or_default();
-                self.reply(
-                    conn,
-                    xid,
-                    ErrorCode::Ok,
-                    Response::SetData(SetDataResponse { stat: Stat::default() }),
-                );
+                let auth = self.auth_of(conn);
                 let req_id = self.new_req();
                 self.submit(
                     req_id,
@@ -554,18 +593,112 @@ impl Node {
                         auth,
                     },
                 );
+                Slot::Done(self.frame(
+                    xid,
+                    ErrorCode::Ok,
+                    Response::SetData(SetDataResponse { stat: Stat::default() }),
+                ))
             }
-            r if r.is_write() => {
+            r => {
                 let close_after = matches!(r, Request::CloseSession);
-                let auth = self
-                    .conns
-                    .get(&conn)
-                    .map(|c| c.auth.iter().cloned().collect())
-                    .unwrap_or_default();
+                let auth = self.auth_of(conn);
                 let req_id = self.new_req();
                 self.waiting.insert(req_id, Waiting::Write { conn, xid, close_after });
                 self.submit(req_id, session, WriteOp::Request { req: r, auth });
+                Slot::InFlight { req_id, sync: false }
             }
+        }
+    }
+
+    fn auth_of(&self, conn: u64) -> Vec<Id> {
+        self.conns
+            .get(&conn)
+            .map(|c| c.auth.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A write or sync of `conn` got its reply: it leaves once everything ahead of it has.
+    fn finish(&mut self, conn: u64, req_id: u64, frame: Vec<u8>) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(i) = c
+            .queue
+            .iter()
+            .position(|s| matches!(s, Slot::InFlight { req_id: r, .. } if *r == req_id))
+        else {
+            return;
+        };
+        let was_sync = matches!(c.queue[i], Slot::InFlight { sync: true, .. });
+        c.queue[i] = Slot::Done(frame);
+        if was_sync {
+            c.syncs -= 1;
+            self.start_held_writes(conn);
+        }
+        self.pump(conn);
+    }
+
+    /// Starts the writes that waited behind a sync now answered, up to the next sync.
+    fn start_held_writes(&mut self, conn: u64) {
+        let mut i = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let session = c.session;
+            match c.queue.get_mut(i) {
+                None | Some(Slot::InFlight { sync: true, .. }) => return,
+                Some(slot) if matches!(&*slot, Slot::Held { req, .. } if path_of(req) != Path::Local) => {
+                    let placeholder = Slot::InFlight { req_id: 0, sync: false };
+                    let Slot::Held { xid, req } = std::mem::replace(slot, placeholder) else {
+                        unreachable!("matched Held")
+                    };
+                    let started = self.start(conn, session, xid, req);
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.queue[i] = started;
+                    }
+                }
+                Some(_) => {}
+            }
+            i += 1;
+        }
+    }
+
+    /// Sends the answered replies at the front of a connection's queue, running each local
+    /// request as it reaches the front (so it sees exactly the session's earlier writes).
+    fn pump(&mut self, conn: u64) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let session = c.session;
+            match c.queue.front() {
+                Some(Slot::Done(_)) => {
+                    let Some(Slot::Done(f)) = c.queue.pop_front() else {
+                        unreachable!("front is Done")
+                    };
+                    self.send_reply(conn, f);
+                }
+                Some(Slot::Held { req, .. }) if path_of(req) == Path::Local => {
+                    let Some(Slot::Held { xid, req }) = c.queue.pop_front() else {
+                        unreachable!("front is Held")
+                    };
+                    let f = self.execute_local(conn, session, xid, req);
+                    self.send_reply(conn, f);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Runs a request answered from this node's tree and watch tables; returns its reply.
+    fn execute_local(&mut self, conn: u64, session: i64, xid: i32, req: Request) -> Vec<u8> {
+        match req {
+            Request::SetWatches(sw) => self.set_watches(xid, session, sw.into()),
+            Request::SetWatches2(sw) => self.set_watches(xid, session, sw),
+            Request::AddWatch(a) => match AddWatchMode::try_from(a.mode) {
+                Ok(mode) => {
+                    self.watches.add_persistent(&a.path, session, mode);
+                    self.frame(xid, ErrorCode::Ok, Response::AddWatch(ErrorResponse { err: 0 }))
+                }
+                Err(_) => self.frame(xid, ErrorCode::BadArguments, Response::Empty),
+            },
+            Request::CheckWatches(r) => self.watch_query(xid, session, &r.path, r.r#type, false),
+            Request::RemoveWatches(r) => self.watch_query(xid, session, &r.path, r.r#type, true),
             r => {
                 let auth = self.conns.get(&conn).map(|c| c.auth.clone()).unwrap_or_default();
                 let result = self.tree.read(session, &auth, &r);
@@ -578,26 +711,33 @@ impl Node {
                     }
                 }
                 match result {
-                    Ok(resp) => self.reply(conn, xid, ErrorCode::Ok, resp),
-                    Err(e) => self.reply(conn, xid, e, Response::Empty),
+                    Ok(resp) => self.frame(xid, ErrorCode::Ok, resp),
+                    Err(e) => self.frame(xid, e, Response::Empty),
                 }
             }
         }
     }
 
-    /// checkWatches (`remove` false) and removeWatches: NoWatcher if there is none.
-    fn watch_query(&mut self, conn: u64, xid: i32, session: i64, path: &str, ty: i32, remove: bool) {
-        let found = WatcherType::try_from(ty)
-            .map(|t| {
-                if remove {
+    /// checkWatches (`remove` false) and removeWatches: NoWatcher if there is none. ZooKeeper
+    /// 3.8 knows only the Children, Data and Any kinds here; any other type fails with
+    /// MarshallingError and the connection stays open.
+    fn watch_query(&mut self, xid: i32, session: i64, path: &str, ty: i32, remove: bool) -> Vec<u8> {
+        let err = match WatcherType::try_from(ty) {
+            Ok(t @ (WatcherType::Children | WatcherType::Data | WatcherType::Any)) => {
+                let found = if remove {
                     self.watches.remove(path, t, session)
                 } else {
                     self.watches.contains(path, t, session)
+                };
+                if found {
+                    ErrorCode::Ok
+                } else {
+                    ErrorCode::NoWatcher
                 }
-            })
-            .unwrap_or(false);
-        let err = if found { ErrorCode::Ok } else { ErrorCode::NoWatcher };
-        self.reply(conn, xid, err, Response::Empty);
+            }
+            _ => ErrorCode::MarshallingError,
+        };
+        self.frame(xid, err, Response::Empty)
     }
 
     fn register_watch(&mut self, session: i64, r: &Request) {
@@ -610,54 +750,45 @@ impl Node {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn set_watches(
-        &mut self,
-        conn: u64,
-        session: i64,
-        rel: i64,
-        data: Vec<String>,
-        exist: Vec<String>,
-        child: Vec<String>,
-        persistent: Vec<String>,
-        recursive: Vec<String>,
-    ) {
+    fn set_watches(&mut self, xid: i32, session: i64, sw: SetWatches2) -> Vec<u8> {
+        let rel = sw.relative_zxid;
         // Re-register, and fire at once for changes the client missed (ZooKeeper's setWatches).
         let mut events = vec![];
-        for p in data {
+        for p in sw.data_watches {
             match self.tree.node(&p) {
                 None => events.push((EventType::NodeDeleted, p)),
                 Some(n) if n.stat.mzxid > rel => events.push((EventType::NodeDataChanged, p)),
                 Some(_) => self.watches.watch_data(&p, session),
             }
         }
-        for p in exist {
+        for p in sw.exist_watches {
             match self.tree.node(&p) {
                 Some(_) => events.push((EventType::NodeCreated, p)),
                 None => self.watches.watch_data(&p, session),
             }
         }
-        for p in child {
+        for p in sw.child_watches {
             match self.tree.node(&p) {
                 None => events.push((EventType::NodeDeleted, p)),
                 Some(n) if n.stat.pzxid > rel => events.push((EventType::NodeChildrenChanged, p)),
                 Some(_) => self.watches.watch_children(&p, session),
             }
         }
-        for p in persistent {
+        for p in sw.persistent_watches {
             self.watches.add_persistent(&p, session, AddWatchMode::Persistent);
         }
-        for p in recursive {
+        for p in sw.persistent_recursive_watches {
             self.watches
                 .add_persistent(&p, session, AddWatchMode::PersistentRecursive);
         }
         for (e, p) in events {
-            self.notify(session, e, &p, -1);
+            self.notify(session, e, &p);
         }
-        self.reply(conn, xid::SET_WATCHES, ErrorCode::Ok, Response::Empty);
+        self.frame(xid, ErrorCode::Ok, Response::Empty)
     }
 
-    fn notify(&mut self, session: i64, event: EventType, path: &str, zxid: i64) {
+    /// Sends a watch notification; its header zxid is -1, as ZooKeeper 3.8 sends it.
+    fn notify(&mut self, session: i64, event: EventType, path: &str) {
         if bug("lost-watch-events") {
             // Broken on purpose: watch notifications are never sent.
             return;
@@ -674,7 +805,7 @@ impl Node {
             let f = ReplyFrame {
                 header: ReplyHeader {
                     xid: xid::NOTIFICATION,
-                    zxid,
+                    zxid: -1,
                     err: 0,
                 },
                 response: Response::Notification(ev),
@@ -843,7 +974,7 @@ impl Node {
         self.role = role;
         self.leader = leader;
         if role == Role::Leader && !was_leader {
-            #[cfg(feature = "observer")]
+            #[cfg(madsim)]
             super::observer::report(super::observer::Observation::Leader {
                 node: self.id,
                 term: self.raft.term(),
@@ -951,7 +1082,8 @@ impl Node {
         self.syncs_after_apply.retain(|(i, _)| *i == u64::MAX || *i > applied);
         for r in done {
             if let Some(Waiting::Sync { conn, xid, path }) = self.waiting.remove(&r) {
-                self.reply(conn, xid, ErrorCode::Ok, Response::Sync(SyncResponse { path }));
+                let f = self.frame(xid, ErrorCode::Ok, Response::Sync(SyncResponse { path }));
+                self.finish(conn, r, f);
             }
         }
     }
@@ -967,7 +1099,7 @@ impl Node {
             return;
         }
         let (result, triggers) = self.tree.apply(&p.entry);
-        #[cfg(feature = "observer")]
+        #[cfg(madsim)]
         {
             let snap = snapshot::encode(&self.tree);
             let tree = crc32c::crc32c(&snap) as u64 | ((snap.len() as u64) << 32);
@@ -1002,7 +1134,7 @@ impl Node {
         }
         for t in &triggers {
             for (s, ev, path) in self.watches.fire(t) {
-                self.notify(s, ev, &path, p.entry.zxid);
+                self.notify(s, ev, &path);
             }
         }
         if p.origin != self.id {
@@ -1011,7 +1143,8 @@ impl Node {
         match self.waiting.remove(&p.req_id) {
             Some(Waiting::Write { conn, xid, close_after }) => {
                 let (err, resp) = result.reply();
-                self.reply(conn, xid, err, resp);
+                let f = self.frame(xid, err, resp);
+                self.finish(conn, p.req_id, f);
                 if close_after {
                     self.close_conn(conn);
                 }

@@ -1,5 +1,6 @@
-//! A test-only window into every node of a simulated run (cargo feature `observer`): each node
-//! reports leaderships and, for every applied entry, a hash of its tree. madsim runs a whole
+//! A test-only window into every node of a simulated run: each node reports leaderships and,
+//! for every applied entry, a hash of its tree. The reports are made only in `--cfg madsim`
+//! builds; the types exist everywhere so the harness's checkers build and test anywhere. madsim runs a whole
 //! simulation on one thread, so the record is thread-local: parallel runs do not mix.
 
 use std::cell::RefCell;

@@ -1,155 +1,191 @@
-//! Watches of the sessions connected to this server (ZooKeeper's WatchManager): one-shot
-//! data/exist/child watches and persistent (recursive) ones, fired by applied transactions.
+//! Watches of the sessions connected to this server, kept as ZooKeeper 3.8 keeps them: two
+//! managers (data and child), each mapping a path to its watchers with one mode per
+//! (watcher, path) — the last one registered. Clients see the consequences, so they are copied
+//! exactly: a watch registered twice fires once; a one-shot watch registered on a path that
+//! has a persistent one makes it one-shot; a deletion notifies a session once even when it
+//! watched both the data and the children; persistent watches sit in both managers, recursive
+//! ones only in the data manager (so they never see child-list changes).
 
 use crate::jute::{AddWatchMode, EventType, WatcherType};
 use crate::tree::path;
 use crate::tree::WatchTrigger;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Watch tables keyed by path; sessions are the watchers.
+/// How a watch fires (ZooKeeper's WatcherMode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Once, then it is gone.
+    Standard,
+    /// On every event at its path.
+    Persistent,
+    /// On every event at its path or below, except child-list changes.
+    Recursive,
+}
+
+/// One of ZooKeeper's two WatchManagers: path → session → mode.
+#[derive(Debug, Default)]
+struct Manager {
+    table: BTreeMap<String, BTreeMap<i64, Mode>>,
+    /// Recursive entries, so that ancestors are looked at only when some exist.
+    recursive: usize,
+}
+
+impl Manager {
+    fn add(&mut self, p: &str, s: i64, mode: Mode) {
+        let old = self.table.entry(p.to_string()).or_default().insert(s, mode);
+        self.recursive += usize::from(mode == Mode::Recursive);
+        self.recursive -= usize::from(old == Some(Mode::Recursive));
+    }
+
+    fn remove(&mut self, p: &str, s: i64) -> bool {
+        let Some(w) = self.table.get_mut(p) else { return false };
+        let Some(old) = w.remove(&s) else { return false };
+        if w.is_empty() {
+            self.table.remove(p);
+        }
+        self.recursive -= usize::from(old == Mode::Recursive);
+        true
+    }
+
+    /// The sessions an event at `p` notifies, removing the one-shot watches it uses up.
+    fn trigger(&mut self, p: &str, event: EventType) -> BTreeSet<i64> {
+        let mut fired = BTreeSet::new();
+        let mut cur = Some(p);
+        let mut at_parent = false;
+        while let Some(c) = cur {
+            if let Some(w) = self.table.get_mut(c) {
+                w.retain(|&s, mode| match mode {
+                    Mode::Recursive => {
+                        if event != EventType::NodeChildrenChanged {
+                            fired.insert(s);
+                        }
+                        true
+                    }
+                    _ if at_parent => true,
+                    Mode::Persistent => {
+                        fired.insert(s);
+                        true
+                    }
+                    Mode::Standard => {
+                        fired.insert(s);
+                        false
+                    }
+                });
+                if w.is_empty() {
+                    self.table.remove(c);
+                }
+            }
+            if self.recursive == 0 {
+                break;
+            }
+            at_parent = true;
+            cur = if c == "/" { None } else { path::parent(c) };
+        }
+        fired
+    }
+
+    /// ZooKeeper's containsWatcher: true if the path has any watcher at all (3.8 does not ask
+    /// whether it is this session's), or this session's mode there is recursive.
+    fn contains(&self, p: &str, s: i64) -> bool {
+        self.table.contains_key(p) || self.table.get(p).and_then(|w| w.get(&s)) == Some(&Mode::Recursive)
+    }
+
+    fn drop_session(&mut self, s: i64) {
+        let mut recursive = 0;
+        self.table.retain(|_, w| {
+            recursive += usize::from(w.remove(&s) == Some(Mode::Recursive));
+            !w.is_empty()
+        });
+        self.recursive -= recursive;
+    }
+
+    fn count(&self) -> usize {
+        self.table.values().map(|w| w.len()).sum()
+    }
+}
+
+/// The data and child watch managers of this server.
 #[derive(Debug, Default)]
 pub struct Watches {
-    data: BTreeMap<String, BTreeSet<i64>>,
-    child: BTreeMap<String, BTreeSet<i64>>,
-    persistent: BTreeMap<String, BTreeSet<i64>>,
-    recursive: BTreeMap<String, BTreeSet<i64>>,
-}
-
-fn add(m: &mut BTreeMap<String, BTreeSet<i64>>, p: &str, s: i64) {
-    m.entry(p.to_string()).or_default().insert(s);
-}
-
-fn take(m: &mut BTreeMap<String, BTreeSet<i64>>, p: &str) -> BTreeSet<i64> {
-    m.remove(p).unwrap_or_default()
-}
-
-fn has(m: &BTreeMap<String, BTreeSet<i64>>, p: &str, s: i64) -> bool {
-    m.get(p).is_some_and(|w| w.contains(&s))
-}
-
-fn remove(m: &mut BTreeMap<String, BTreeSet<i64>>, p: &str, s: i64) -> bool {
-    let Some(w) = m.get_mut(p) else { return false };
-    let r = w.remove(&s);
-    if w.is_empty() {
-        m.remove(p);
-    }
-    r
+    data: Manager,
+    child: Manager,
 }
 
 impl Watches {
-    /// A data watch (getData, or exists on any node).
+    /// A one-shot data watch (getData, or exists on any node).
     pub fn watch_data(&mut self, p: &str, s: i64) {
-        add(&mut self.data, p, s)
+        self.data.add(p, s, Mode::Standard)
     }
 
-    /// A child watch (getChildren).
+    /// A one-shot child watch (getChildren).
     pub fn watch_children(&mut self, p: &str, s: i64) {
-        add(&mut self.child, p, s)
+        self.child.add(p, s, Mode::Standard)
     }
 
-    /// addWatch.
+    /// addWatch: persistent watches go to both managers, recursive ones to the data manager.
     pub fn add_persistent(&mut self, p: &str, s: i64, mode: AddWatchMode) {
         match mode {
-            AddWatchMode::Persistent => add(&mut self.persistent, p, s),
-            AddWatchMode::PersistentRecursive => add(&mut self.recursive, p, s),
+            AddWatchMode::Persistent => {
+                self.child.add(p, s, Mode::Persistent);
+                self.data.add(p, s, Mode::Persistent);
+            }
+            AddWatchMode::PersistentRecursive => self.data.add(p, s, Mode::Recursive),
         }
     }
 
-    /// The (session, event) notifications a change fires, removing one-shot watches.
+    /// The (session, event, path) notifications a change fires, in order, each session at most
+    /// once (a deletion suppresses the child manager's copy for sessions the data manager
+    /// already notified, as ZooKeeper's DataTree.deleteNode does).
     pub fn fire(&mut self, t: &WatchTrigger) -> Vec<(i64, EventType, String)> {
-        let mut out: BTreeSet<(i64, i32, String)> = BTreeSet::new();
-        let mut push = |sessions: BTreeSet<i64>, e: EventType, p: &str| {
-            for s in sessions {
-                out.insert((s, e.code(), p.to_string()));
-            }
-        };
         let p = t.path.as_str();
-        match t.event {
-            EventType::NodeCreated | EventType::NodeDataChanged => {
-                push(take(&mut self.data, p), t.event, p);
-            }
+        let sessions = match t.event {
+            EventType::NodeCreated | EventType::NodeDataChanged => self.data.trigger(p, t.event),
             EventType::NodeDeleted => {
-                push(take(&mut self.data, p), t.event, p);
-                push(take(&mut self.child, p), t.event, p);
+                let mut s = self.data.trigger(p, t.event);
+                s.extend(self.child.trigger(p, t.event));
+                s
             }
-            EventType::NodeChildrenChanged => {
-                push(take(&mut self.child, p), t.event, p);
-            }
-            _ => {}
-        }
-        // Persistent watches on the path see every event; recursive ones on the path or any
-        // ancestor see all but child-list changes (those are implied).
-        if let Some(w) = self.persistent.get(p) {
-            push(w.clone(), t.event, p);
-        }
-        if t.event != EventType::NodeChildrenChanged {
-            let mut cur = Some(p);
-            while let Some(c) = cur {
-                if let Some(w) = self.recursive.get(c) {
-                    push(w.clone(), t.event, p);
-                }
-                cur = if c == "/" { None } else { path::parent(c) };
-            }
-        }
-        out.into_iter()
-            .map(|(s, e, p)| (s, EventType::try_from(e).expect("codes came from EventType"), p))
-            .collect()
+            EventType::NodeChildrenChanged => self.child.trigger(p, t.event),
+            _ => BTreeSet::new(),
+        };
+        sessions.into_iter().map(|s| (s, t.event, t.path.clone())).collect()
     }
 
-    /// checkWatches: whether `s` has a watch of `ty` on `p`.
+    /// checkWatches: whether a watch of `ty` that `s` could remove is on `p`.
     pub fn contains(&self, p: &str, ty: WatcherType, s: i64) -> bool {
         match ty {
-            WatcherType::Children => has(&self.child, p, s),
-            WatcherType::Data => has(&self.data, p, s),
-            WatcherType::Persistent => has(&self.persistent, p, s),
-            WatcherType::PersistentRecursive => has(&self.recursive, p, s),
-            WatcherType::Any => {
-                has(&self.child, p, s)
-                    || has(&self.data, p, s)
-                    || has(&self.persistent, p, s)
-                    || has(&self.recursive, p, s)
-            }
+            WatcherType::Children => self.child.contains(p, s),
+            WatcherType::Data => self.data.contains(p, s),
+            WatcherType::Any => self.child.contains(p, s) || self.data.contains(p, s),
+            // 3.8's DataTree.containsWatcher knows only the three classic kinds.
+            WatcherType::Persistent | WatcherType::PersistentRecursive => false,
         }
     }
 
-    /// removeWatches: removes and reports whether any was there.
+    /// removeWatches: removes `s`'s watch of `ty` on `p` and reports whether there was one.
     pub fn remove(&mut self, p: &str, ty: WatcherType, s: i64) -> bool {
         match ty {
-            WatcherType::Children => remove(&mut self.child, p, s),
-            WatcherType::Data => remove(&mut self.data, p, s),
-            WatcherType::Persistent => remove(&mut self.persistent, p, s),
-            WatcherType::PersistentRecursive => remove(&mut self.recursive, p, s),
+            WatcherType::Children => self.child.remove(p, s),
+            WatcherType::Data => self.data.remove(p, s),
             WatcherType::Any => {
-                let a = remove(&mut self.child, p, s);
-                let b = remove(&mut self.data, p, s);
-                let c = remove(&mut self.persistent, p, s);
-                let d = remove(&mut self.recursive, p, s);
-                a || b || c || d
+                let c = self.child.remove(p, s);
+                let d = self.data.remove(p, s);
+                c || d
             }
+            // As 3.8's DataTree.removeWatch: these kinds are removed only by Any.
+            WatcherType::Persistent | WatcherType::PersistentRecursive => false,
         }
     }
 
-    /// Drops every watch of a session (closed or moved away).
+    /// Drops every watch of a session (closed, or its connection gone).
     pub fn drop_session(&mut self, s: i64) {
-        for m in [
-            &mut self.data,
-            &mut self.child,
-            &mut self.persistent,
-            &mut self.recursive,
-        ] {
-            m.retain(|_, w| {
-                w.remove(&s);
-                !w.is_empty()
-            });
-        }
+        self.data.drop_session(s);
+        self.child.drop_session(s);
     }
 
-    /// Number of watches, for four-letter words.
+    /// Number of (session, path) watches in both managers, as `wchs` counts them.
     pub fn count(&self) -> usize {
-        [&self.data, &self.child, &self.persistent, &self.recursive]
-            .iter()
-            .map(|m| m.values().map(|w| w.len()).sum::<usize>())
-            .sum()
+        self.data.count() + self.child.count()
     }
 }
 
@@ -164,6 +200,10 @@ mod tests {
         }
     }
 
+    fn who(w: &mut Watches, e: EventType, p: &str) -> Vec<i64> {
+        w.fire(&trig(e, p)).iter().map(|f| f.0).collect()
+    }
+
     #[test]
     fn one_shot_and_persistent() {
         let mut w = Watches::default();
@@ -171,21 +211,122 @@ mod tests {
         w.watch_children("/", 2);
         w.add_persistent("/", 3, AddWatchMode::PersistentRecursive);
         w.add_persistent("/a", 4, AddWatchMode::Persistent);
-        let fired = w.fire(&trig(EventType::NodeDataChanged, "/a"));
-        assert_eq!(fired.iter().map(|f| f.0).collect::<Vec<_>>(), vec![1, 3, 4]);
+        assert_eq!(who(&mut w, EventType::NodeDataChanged, "/a"), vec![1, 3, 4]);
         // One-shot watch is gone, persistent ones stay.
-        let fired = w.fire(&trig(EventType::NodeDataChanged, "/a"));
-        assert_eq!(fired.iter().map(|f| f.0).collect::<Vec<_>>(), vec![3, 4]);
-        let fired = w.fire(&trig(EventType::NodeChildrenChanged, "/"));
+        assert_eq!(who(&mut w, EventType::NodeDataChanged, "/a"), vec![3, 4]);
         assert_eq!(
-            fired.iter().map(|f| f.0).collect::<Vec<_>>(),
+            who(&mut w, EventType::NodeChildrenChanged, "/"),
             vec![2],
             "recursive watches skip child events"
         );
-        assert!(w.contains("/a", WatcherType::Persistent, 4));
+        assert_eq!(who(&mut w, EventType::NodeChildrenChanged, "/a"), vec![4]);
+        assert!(w.contains("/a", WatcherType::Data, 4));
+        assert!(
+            !w.contains("/a", WatcherType::Persistent, 4),
+            "3.8 knows only the classic kinds here"
+        );
         assert!(w.remove("/a", WatcherType::Any, 4));
         assert!(!w.remove("/a", WatcherType::Any, 4));
         w.drop_session(3);
         assert_eq!(w.count(), 0);
+        assert_eq!(w.data.recursive, 0);
+    }
+
+    /// Each row: registrations by session 1, then events; the sessions each event notifies.
+    /// The expectations are what ZooKeeper 3.8.0 sent in the same situations (watchdiff runs).
+    #[test]
+    fn zookeeper_3_8_watch_table() {
+        type Reg = fn(&mut Watches);
+        type Row = (&'static str, Reg, Vec<(EventType, &'static str)>, Vec<usize>);
+        let rows: Vec<Row> = vec![
+            (
+                "same child watch twice: one event",
+                |w| {
+                    w.watch_children("/p", 1);
+                    w.watch_children("/p", 1)
+                },
+                vec![(EventType::NodeChildrenChanged, "/p")],
+                vec![1],
+            ),
+            (
+                "data and exists watch: one event",
+                |w| {
+                    w.watch_data("/p", 1);
+                    w.watch_data("/p", 1)
+                },
+                vec![(EventType::NodeDataChanged, "/p")],
+                vec![1],
+            ),
+            (
+                "data and child watch, node deleted: one event",
+                |w| {
+                    w.watch_data("/p", 1);
+                    w.watch_children("/p", 1)
+                },
+                vec![(EventType::NodeDeleted, "/p")],
+                vec![1],
+            ),
+            (
+                "persistent then one-shot data watch: the data side becomes one-shot",
+                |w| {
+                    w.add_persistent("/p", 1, AddWatchMode::Persistent);
+                    w.watch_data("/p", 1)
+                },
+                vec![
+                    (EventType::NodeDataChanged, "/p"),
+                    (EventType::NodeDataChanged, "/p"),
+                    (EventType::NodeChildrenChanged, "/p"),
+                ],
+                vec![1, 0, 1],
+            ),
+            (
+                "one-shot then persistent: persistent",
+                |w| {
+                    w.watch_data("/p", 1);
+                    w.add_persistent("/p", 1, AddWatchMode::Persistent)
+                },
+                vec![(EventType::NodeDataChanged, "/p"), (EventType::NodeDataChanged, "/p")],
+                vec![1, 1],
+            ),
+            (
+                "recursive on an ancestor and a data watch: one event",
+                |w| {
+                    w.add_persistent("/", 1, AddWatchMode::PersistentRecursive);
+                    w.watch_data("/p", 1)
+                },
+                vec![(EventType::NodeDataChanged, "/p"), (EventType::NodeCreated, "/p/q")],
+                vec![1, 1],
+            ),
+            (
+                "a one-shot watch on the recursive watch's own path makes it one-shot",
+                |w| {
+                    w.add_persistent("/p", 1, AddWatchMode::PersistentRecursive);
+                    w.watch_data("/p", 1)
+                },
+                vec![
+                    (EventType::NodeCreated, "/p/q"),
+                    (EventType::NodeDataChanged, "/p"),
+                    (EventType::NodeCreated, "/p/r"),
+                ],
+                vec![0, 1, 0],
+            ),
+        ];
+        for (name, reg, events, want) in rows {
+            let mut w = Watches::default();
+            reg(&mut w);
+            let got: Vec<usize> = events.iter().map(|(e, p)| w.fire(&trig(*e, p)).len()).collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn check_watches_is_true_when_anyone_watches_the_path() {
+        // ZooKeeper 3.8's containsWatcher only asks whether the path has watchers.
+        let mut w = Watches::default();
+        w.watch_data("/p", 1);
+        assert!(w.contains("/p", WatcherType::Data, 2));
+        assert!(!w.contains("/p", WatcherType::Children, 2));
+        assert!(!w.remove("/p", WatcherType::Data, 2), "removal is per session");
+        assert!(w.remove("/p", WatcherType::Data, 1));
     }
 }
