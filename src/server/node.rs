@@ -128,10 +128,13 @@ struct Conn {
     auth: AuthIds,
     ip: String,
     received: u64,
-    /// Requests not answered yet, in arrival order: replies leave only from the front.
-    queue: VecDeque<Slot>,
+    /// Requests not answered yet, in arrival order, with their arrival times: replies leave
+    /// only from the front.
+    queue: VecDeque<(tokio::time::Instant, Slot)>,
     /// Syncs in `queue`: writes behind one wait until it is answered.
     syncs: usize,
+    /// Replies sent on this connection.
+    sent: u64,
 }
 
 impl Conn {
@@ -144,6 +147,7 @@ impl Conn {
             received: 0,
             queue: VecDeque::new(),
             syncs: 0,
+            sent: 0,
         }
     }
 }
@@ -206,7 +210,41 @@ pub struct Stats {
     pub received: u64,
     pub sent: u64,
     pub applied: u64,
+    /// Requests answered through the queue, and their latency from arrival to reply.
+    pub answered: u64,
+    pub latency_total_ms: f64,
+    pub latency_min_ms: f64,
+    pub latency_max_ms: f64,
 }
+
+impl Stats {
+    /// Counts one request answered `d` after it arrived.
+    fn latency(&mut self, d: std::time::Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        self.latency_min_ms = if self.answered == 0 {
+            ms
+        } else {
+            self.latency_min_ms.min(ms)
+        };
+        self.latency_max_ms = self.latency_max_ms.max(ms);
+        self.latency_total_ms += ms;
+        self.answered += 1;
+    }
+
+    /// min/avg/max in milliseconds, as ZooKeeper prints them.
+    fn latency_line(&self) -> (f64, f64, f64) {
+        let avg = if self.answered == 0 {
+            0.0
+        } else {
+            self.latency_total_ms / self.answered as f64
+        };
+        (self.latency_min_ms, avg, self.latency_max_ms)
+    }
+}
+
+/// The version four-letter words report: the ZooKeeper release whose protocol and semantics
+/// zraft implements first (clients parse it, e.g. kazoo's server_version()), then zraft's own.
+pub const VERSION: &str = concat!("3.8.0-zraft-", env!("CARGO_PKG_VERSION"));
 
 /// Wall-clock milliseconds for transaction times.
 pub trait Clock: Send {
@@ -500,8 +538,9 @@ impl Node {
 
     /// Hands a reply to the connection's writer.
     fn send_reply(&mut self, conn: u64, frame: Vec<u8>) {
-        if let Some(c) = self.conns.get(&conn) {
+        if let Some(c) = self.conns.get_mut(&conn) {
             let _ = c.out.send(Out::Reply(frame));
+            c.sent += 1;
             self.stats.sent += 1;
         }
     }
@@ -517,6 +556,7 @@ impl Node {
             self.on_auth(conn, a);
             return;
         }
+        let now = tokio::time::Instant::now();
         let c = self.conns.get_mut(&conn).expect("looked up above");
         match path_of(&req) {
             Path::Local if c.queue.is_empty() || bug("read-ahead") => {
@@ -524,16 +564,17 @@ impl Node {
                 // session's pending writes (zraft before FIFO order was enforced).
                 let f = self.execute_local(conn, session, xid, req);
                 self.send_reply(conn, f);
+                self.stats.latency(std::time::Duration::ZERO);
             }
-            Path::Local => c.queue.push_back(Slot::Held { xid, req }),
-            Path::Write if c.syncs > 0 => c.queue.push_back(Slot::Held { xid, req }),
+            Path::Local => c.queue.push_back((now, Slot::Held { xid, req })),
+            Path::Write if c.syncs > 0 => c.queue.push_back((now, Slot::Held { xid, req })),
             Path::Write | Path::Sync => {
                 let slot = self.start(conn, session, xid, req);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if matches!(slot, Slot::InFlight { sync: true, .. }) {
                         c.syncs += 1;
                     }
-                    c.queue.push_back(slot);
+                    c.queue.push_back((now, slot));
                 }
                 // A reply known at once (only in broken variants) may be first in line.
                 self.pump(conn);
@@ -623,12 +664,12 @@ impl Node {
         let Some(i) = c
             .queue
             .iter()
-            .position(|s| matches!(s, Slot::InFlight { req_id: r, .. } if *r == req_id))
+            .position(|(_, s)| matches!(s, Slot::InFlight { req_id: r, .. } if *r == req_id))
         else {
             return;
         };
-        let was_sync = matches!(c.queue[i], Slot::InFlight { sync: true, .. });
-        c.queue[i] = Slot::Done(frame);
+        let was_sync = matches!(c.queue[i].1, Slot::InFlight { sync: true, .. });
+        c.queue[i].1 = Slot::Done(frame);
         if was_sync {
             c.syncs -= 1;
             self.start_held_writes(conn);
@@ -642,7 +683,7 @@ impl Node {
         loop {
             let Some(c) = self.conns.get_mut(&conn) else { return };
             let session = c.session;
-            match c.queue.get_mut(i) {
+            match c.queue.get_mut(i).map(|(_, s)| s) {
                 None | Some(Slot::InFlight { sync: true, .. }) => return,
                 Some(slot) if matches!(&*slot, Slot::Held { req, .. } if path_of(req) != Path::Local) => {
                     let placeholder = Slot::InFlight { req_id: 0, sync: false };
@@ -651,7 +692,7 @@ impl Node {
                     };
                     let started = self.start(conn, session, xid, req);
                     if let Some(c) = self.conns.get_mut(&conn) {
-                        c.queue[i] = started;
+                        c.queue[i].1 = started;
                     }
                 }
                 Some(_) => {}
@@ -666,15 +707,17 @@ impl Node {
         loop {
             let Some(c) = self.conns.get_mut(&conn) else { return };
             let session = c.session;
-            match c.queue.front() {
-                Some(Slot::Done(_)) => {
-                    let Some(Slot::Done(f)) = c.queue.pop_front() else {
+            let Some((at, slot)) = c.queue.front() else { return };
+            let at = *at;
+            match slot {
+                Slot::Done(_) => {
+                    let Some((_, Slot::Done(f))) = c.queue.pop_front() else {
                         unreachable!("front is Done")
                     };
                     self.send_reply(conn, f);
                 }
-                Some(Slot::Held { req, .. }) if path_of(req) == Path::Local => {
-                    let Some(Slot::Held { xid, req }) = c.queue.pop_front() else {
+                Slot::Held { req, .. } if path_of(req) == Path::Local => {
+                    let Some((_, Slot::Held { xid, req })) = c.queue.pop_front() else {
                         unreachable!("front is Held")
                     };
                     let f = self.execute_local(conn, session, xid, req);
@@ -682,6 +725,7 @@ impl Node {
                 }
                 _ => return,
             }
+            self.stats.latency(at.elapsed());
         }
     }
 
@@ -1205,37 +1249,93 @@ impl Node {
         }
     }
 
+    /// Requests of all connections waiting for their replies.
+    fn outstanding(&self) -> usize {
+        self.conns.values().map(|c| c.queue.len()).sum()
+    }
+
+    /// The `srvr` lines after the version (also the end of `stat`).
+    fn server_summary(&self) -> String {
+        let (min, avg, max) = self.stats.latency_line();
+        format!(
+            "Latency min/avg/max: {}/{:.4}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
+            min as u64,
+            avg,
+            max as u64,
+            self.stats.received,
+            self.stats.sent,
+            self.conns.len(),
+            self.outstanding(),
+            self.tree.last_zxid(),
+            self.mode(),
+            self.tree.node_count()
+        )
+    }
+
+    /// One `cons`/`stat` line per connection, in ZooKeeper's format.
+    fn client_lines(&self) -> String {
+        self.conns
+            .iter()
+            .map(|(id, c)| {
+                format!(
+                    " /{}[{}](queued={},recved={},sent={},sid=0x{:x})\n",
+                    c.ip,
+                    id,
+                    c.queue.len(),
+                    c.received,
+                    c.sent,
+                    c.session
+                )
+            })
+            .collect()
+    }
+
     fn four_letter(&self, cmd: &str) -> String {
-        let zxid = self.tree.last_zxid();
         match cmd {
             "ruok" => "imok".into(),
             "isro" => "rw".into(),
-            "srvr" | "stat" => format!(
-                "Zookeeper version: zraft-{}, built for ZooKeeper 3.8 clients\nLatency min/avg/max: 0/0/0\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
-                env!("CARGO_PKG_VERSION"),
-                self.stats.received,
-                self.stats.sent,
-                self.conns.len(),
-                self.waiting.len(),
-                zxid,
-                self.mode(),
-                self.tree.node_count()
+            "srvr" => format!("Zookeeper version: {VERSION}\n{}", self.server_summary()),
+            "stat" => format!(
+                "Zookeeper version: {VERSION}\nClients:\n{}\n{}",
+                self.client_lines(),
+                self.server_summary()
             ),
-            "mntr" => format!(
-                "zk_version\tzraft-{}\nzk_server_state\t{}\nzk_znode_count\t{}\nzk_watch_count\t{}\nzk_ephemerals_count\t{}\nzk_num_alive_connections\t{}\nzk_outstanding_requests\t{}\nzk_packets_received\t{}\nzk_packets_sent\t{}\nzk_raft_term\t{}\nzk_raft_commit_index\t{}\nzk_raft_applied_index\t{}\n",
-                env!("CARGO_PKG_VERSION"),
-                self.mode(),
-                self.tree.node_count(),
-                self.watches.count(),
-                self.tree.sessions().keys().map(|s| self.tree.ephemerals_of(*s).count()).sum::<usize>(),
-                self.conns.len(),
-                self.waiting.len(),
-                self.stats.received,
-                self.stats.sent,
-                self.raft.term(),
-                self.raft.committed(),
-                self.raft.applied()
-            ),
+            "mntr" => {
+                let (min, avg, max) = self.stats.latency_line();
+                let mut m = vec![
+                    ("zk_version", VERSION.to_string()),
+                    ("zk_server_state", self.mode().to_string()),
+                    ("zk_avg_latency", format!("{avg:.4}")),
+                    ("zk_max_latency", format!("{}", max as u64)),
+                    ("zk_min_latency", format!("{}", min as u64)),
+                    ("zk_packets_received", self.stats.received.to_string()),
+                    ("zk_packets_sent", self.stats.sent.to_string()),
+                    ("zk_num_alive_connections", self.conns.len().to_string()),
+                    ("zk_outstanding_requests", self.outstanding().to_string()),
+                    ("zk_znode_count", self.tree.node_count().to_string()),
+                    ("zk_watch_count", self.watches.count().to_string()),
+                    (
+                        "zk_ephemerals_count",
+                        self.tree
+                            .sessions()
+                            .keys()
+                            .map(|s| self.tree.ephemerals_of(*s).count())
+                            .sum::<usize>()
+                            .to_string(),
+                    ),
+                    ("zk_global_sessions", self.tree.sessions().len().to_string()),
+                    ("zk_uptime", self.mono_start.elapsed().as_millis().to_string()),
+                ];
+                if self.role == Role::Leader && !self.cfg.peers.is_empty() {
+                    m.push(("zk_followers", (self.cfg.peers.len() - 1).to_string()));
+                }
+                m.extend([
+                    ("zk_raft_term", self.raft.term().to_string()),
+                    ("zk_raft_commit_index", self.raft.committed().to_string()),
+                    ("zk_raft_applied_index", self.raft.applied().to_string()),
+                ]);
+                m.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
+            }
             "conf" => format!(
                 "clientPort={}\ndataDir={}\ndataLogDir={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nserverId={}\n",
                 self.cfg.client_port,
@@ -1247,12 +1347,13 @@ impl Node {
                 self.cfg.max_session_timeout_ms,
                 self.id
             ),
-            "envi" => format!("Environment:\nzookeeper.version=zraft-{}\nos.name={}\n", env!("CARGO_PKG_VERSION"), std::env::consts::OS),
-            "cons" => self
-                .conns
-                .iter()
-                .map(|(id, c)| format!(" /{}[{}](queued=0,recved={},sent=0,sid=0x{:x})\n", c.ip, id, c.received, c.session))
-                .collect(),
+            "envi" => format!(
+                "Environment:\nzookeeper.version={VERSION}\nzraft.version={}\nos.name={}\nos.arch={}\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+            "cons" => self.client_lines(),
             "wchs" => format!("{} connections watching paths\nTotal watches:{}\n", self.session_conn.len(), self.watches.count()),
             "dump" => {
                 let mut s = String::from("Sessions with Ephemerals:\n");

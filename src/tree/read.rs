@@ -8,6 +8,17 @@ impl DataTree {
     /// Answers a read request; `Err` is the reply's error code. Watch registration is the
     /// server's business, not the tree's.
     pub fn read(&self, session_id: i64, auth: &AuthIds, req: &Request) -> Result<Response, ErrorCode> {
+        // ZooKeeper 3.8 answers these reads of the empty path with MarshallingError.
+        if let Request::Exists(ExistsRequest { path, .. })
+        | Request::GetData(GetDataRequest { path, .. })
+        | Request::GetChildren(GetChildrenRequest { path, .. })
+        | Request::GetChildren2(GetChildren2Request { path, .. })
+        | Request::GetAcl(GetAclRequest { path }) = req
+        {
+            if path.is_empty() {
+                return Err(ErrorCode::MarshallingError);
+            }
+        }
         match req {
             Request::Exists(r) => {
                 if r.path.contains('\0') {
