@@ -148,7 +148,9 @@ impl DataTree {
 
     /// A node by path.
     pub fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        // ZooKeeper's DataTree keeps the root under "" as well as "/": a read of the empty
+        // path (length 0 on the wire) answers with the root. Writes reject "" before looking.
+        self.nodes.get(if path.is_empty() { "/" } else { path })
     }
 
     /// Number of znodes, system nodes included.

@@ -96,13 +96,6 @@ impl DataTree {
         let txn = match req {
             Request::Multi(m) => self.prepare_multi(pending, ctx, &m.ops),
             Request::CloseSession => self.prepare_close_session(pending, ctx),
-            // ZooKeeper 3.8 fails a create or delete of the empty path with MarshallingError
-            // (an exception past its path checks), still as a transaction that uses a zxid.
-            Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) if r.path.is_empty() => {
-                Txn::Error(ErrorCode::MarshallingError)
-            }
-            Request::CreateTtl(r) if r.path.is_empty() => Txn::Error(ErrorCode::MarshallingError),
-            Request::Delete(r) if r.path.is_empty() => Txn::Error(ErrorCode::MarshallingError),
             other => self.prepare_op(pending, ctx, other).unwrap_or_else(Txn::Error),
         };
         TxnEntry {

@@ -8,17 +8,6 @@ impl DataTree {
     /// Answers a read request; `Err` is the reply's error code. Watch registration is the
     /// server's business, not the tree's.
     pub fn read(&self, session_id: i64, auth: &AuthIds, req: &Request) -> Result<Response, ErrorCode> {
-        // ZooKeeper 3.8 answers these reads of the empty path with MarshallingError.
-        if let Request::Exists(ExistsRequest { path, .. })
-        | Request::GetData(GetDataRequest { path, .. })
-        | Request::GetChildren(GetChildrenRequest { path, .. })
-        | Request::GetChildren2(GetChildren2Request { path, .. })
-        | Request::GetAcl(GetAclRequest { path }) = req
-        {
-            if path.is_empty() {
-                return Err(ErrorCode::MarshallingError);
-            }
-        }
         match req {
             Request::Exists(r) => {
                 if r.path.contains('\0') {
@@ -111,5 +100,47 @@ impl DataTree {
         let n = self.node(path).ok_or(ErrorCode::NoNode)?;
         check_acl(&n.acl, perms::READ, auth)?;
         Ok((n.children.iter().cloned().collect(), n.stat()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads of the empty path answer with the root, as ZooKeeper 3.8 does (measured); a
+    /// relative path is simply not found.
+    #[test]
+    fn the_empty_path_reads_the_root() {
+        let t = DataTree::new();
+        let auth = AuthIds::new();
+        let root = t.read(
+            1,
+            &auth,
+            &Request::Exists(ExistsRequest {
+                path: "/".into(),
+                watch: false,
+            }),
+        );
+        let empty = t.read(
+            1,
+            &auth,
+            &Request::Exists(ExistsRequest {
+                path: "".into(),
+                watch: false,
+            }),
+        );
+        assert_eq!(root, empty);
+        let kids = |p: &str| {
+            t.read(
+                1,
+                &auth,
+                &Request::GetChildren(GetChildrenRequest {
+                    path: p.into(),
+                    watch: false,
+                }),
+            )
+        };
+        assert_eq!(kids(""), kids("/"));
+        assert_eq!(kids("zookeeper"), Err(ErrorCode::NoNode));
     }
 }
