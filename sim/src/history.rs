@@ -28,6 +28,9 @@ pub enum RegOp {
     LockAcquire,
     /// Lock recipe: multi [check(lock, -1), setData(key, value, version read after acquiring)].
     LockWrite { lock: String, value: u64 },
+    /// A reply came back out of request order on the client's connection (which the client
+    /// then dropped, as the Java client does on "Xid out of order").
+    OutOfOrder,
 }
 
 impl RegOp {
@@ -77,4 +80,8 @@ pub struct Op {
     pub outcome: Outcome,
     /// zxid in the reply's header (0 when there was no reply).
     pub zxid: i64,
+    /// The client's request order: ops of a client are recorded in the order it sent them
+    /// (pipelined ones share an invoke time, so only this orders them).
+    #[serde(default)]
+    pub seq: u64,
 }

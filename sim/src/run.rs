@@ -38,6 +38,10 @@ pub struct RunConfig {
     /// Each node's timer rate against true time (Raft ticks, session timeouts), in ppm.
     pub tick_drift_ppm: Vec<i64>,
     pub liveness_secs: u64,
+    /// Weight of pipelined batches among the register clients' operations.
+    pub pipeline_weight: u32,
+    /// Requests a pipelined batch sends before waiting for the first reply.
+    pub pipeline_depth: u32,
 }
 
 impl RunConfig {
@@ -72,6 +76,10 @@ impl RunConfig {
             events: s.nemesis.events.iter().map(|e| (e.at_ms, e.fault, e.heal)).collect(),
             tick_drift_ppm,
             liveness_secs: s.liveness_secs,
+            pipeline_weight: s.workload.pipeline,
+            pipeline_depth: r.gen_range(
+                s.workload.pipeline_depth[0]..=s.workload.pipeline_depth[1].max(s.workload.pipeline_depth[0]),
+            ),
         }
     }
 }
@@ -143,6 +151,16 @@ impl RunReport {
             .iter()
             .filter(|o| !matches!(o.op, RegOp::Connected | RegOp::WatchEvent))
             .count()
+    }
+
+    /// Register operations that went out pipelined: sent together with another one of the same
+    /// client (a batch shares its invoke time), so that a sweep shows the depth it reached.
+    pub fn pipelined(&self) -> usize {
+        let mut batches: std::collections::BTreeMap<(u32, u64), usize> = Default::default();
+        for o in self.history.iter().filter(|o| o.op.is_register() || o.op.is_read()) {
+            *batches.entry((o.client, o.invoke)).or_default() += 1;
+        }
+        batches.values().filter(|&&n| n > 1).sum()
     }
 
     /// Every checker's verdict, one per line, for reports.

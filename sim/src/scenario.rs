@@ -106,6 +106,17 @@ pub struct Workload {
     /// Clients running the lock recipe, besides the register clients.
     #[serde(default = "two")]
     pub lock_clients: u32,
+    /// Weight of pipelined batches (compare-and-sets, syncs and reads of one key sent without
+    /// waiting, as kazoo's async calls do).
+    #[serde(default = "one")]
+    pub pipeline: u32,
+    /// Range the batch depth (requests in flight) is drawn from, once per seed.
+    #[serde(default = "default_pipeline_depth")]
+    pub pipeline_depth: [u32; 2],
+}
+
+fn default_pipeline_depth() -> [u32; 2] {
+    [2, 16]
 }
 
 fn one() -> u32 {
@@ -124,6 +135,8 @@ impl Default for Workload {
             seq: 1,
             keys: 2,
             lock_clients: 2,
+            pipeline: 1,
+            pipeline_depth: default_pipeline_depth(),
         }
     }
 }

@@ -21,6 +21,8 @@ mod sim {
             ("lost-watch-events", "watch event"),
             ("no-expiry", "ephemeral"),
             ("stale-reconnect", "session guarantee"),
+            // A read answered ahead of its session's pending write (zraft before FIFO order).
+            ("read-ahead", "session guarantee"),
         ];
         for (bug, checker) in variants {
             std::env::set_var("ZRAFT_BUG", bug);

@@ -20,8 +20,9 @@ mod sim {
         let extra: Option<u64> = std::env::var("ZRAFT_SIM_SEEDS").ok().and_then(|v| v.parse().ok());
         let wall = std::time::Instant::now();
         let (mut seeds_run, mut sim_secs, mut ops, mut undecided) = (0u64, 0u64, 0usize, 0u64);
-        // (watches, ephemeral presences, fenced lock writes) checked: none may stay vacuous.
-        let mut checked = (0usize, 0usize, 0usize);
+        // (watches, ephemeral presences, fenced lock writes, pipelined ops) checked: none may
+        // stay vacuous.
+        let mut checked = (0usize, 0usize, 0usize, 0usize);
         for f in files {
             let path = f.to_str().unwrap().to_string();
             let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -56,12 +57,15 @@ mod sim {
                 checked.0 += r.watch.as_ref().copied().unwrap_or(0);
                 checked.1 += r.ephemeral.as_ref().copied().unwrap_or(0);
                 checked.2 += r.lock.as_ref().copied().unwrap_or(0);
+                checked.3 += r.pipelined();
                 eprintln!(
-                    "{} seed {seed}: {}+{} clients, {} ops ({:?} sequential creates, {:?} watches, {:?} ephemeral presences, {:?} fenced lock writes), raft (terms, applied compared) {:?}, {} nemesis events, recovered {:?} ms after heal, trace {:016x}",
+                    "{} seed {seed}: {}+{} clients, {} ops ({} pipelined at depth {}, {:?} sequential creates, {:?} watches, {:?} ephemeral presences, {:?} fenced lock writes), raft (terms, applied compared) {:?}, {} nemesis events, recovered {:?} ms after heal, trace {:016x}",
                     s.name,
                     r.cfg.clients,
                     r.cfg.lock_clients,
                     r.ops(),
+                    r.pipelined(),
+                    r.cfg.pipeline_depth,
                     r.sequential.as_ref().ok(),
                     r.watch.as_ref().ok(),
                     r.ephemeral.as_ref().ok(),
@@ -74,14 +78,15 @@ mod sim {
             }
         }
         eprintln!(
-            "sim: {seeds_run} seeds, {sim_secs} simulated s, {ops} ops checked ({} watches, {} ephemeral presences, {} fenced lock writes), {undecided} undecided, wall {:.1} s",
+            "sim: {seeds_run} seeds, {sim_secs} simulated s, {ops} ops checked ({} watches, {} ephemeral presences, {} fenced lock writes, {} pipelined), {undecided} undecided, wall {:.1} s",
             checked.0,
             checked.1,
             checked.2,
+            checked.3,
             wall.elapsed().as_secs_f64()
         );
         assert!(
-            checked.0 > 0 && checked.1 > 0 && checked.2 > 0,
+            checked.0 > 0 && checked.1 > 0 && checked.2 > 0 && checked.3 > 0,
             "a checker saw nothing to check: {checked:?}"
         );
         assert!(undecided * 20 <= seeds_run, "too many undecided seeds: {undecided}");

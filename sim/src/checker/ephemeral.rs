@@ -70,6 +70,7 @@ mod tests {
             complete: Some(t + 1),
             outcome,
             zxid: 0,
+            seq: 0,
         }
     }
 

@@ -211,6 +211,7 @@ mod tests {
             complete,
             outcome,
             zxid: 0,
+            seq: 0,
         }
     }
     fn read(c: u32, a: u64, b: u64, v: u64, ver: i32) -> Op {

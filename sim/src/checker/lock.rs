@@ -105,6 +105,7 @@ mod tests {
             complete: Some(1),
             outcome: Outcome::Created(lock.into()),
             zxid: 0,
+            seq: 0,
         }
     }
 
@@ -121,6 +122,7 @@ mod tests {
             complete: Some(3),
             outcome,
             zxid: 0,
+            seq: 0,
         }
     }
 

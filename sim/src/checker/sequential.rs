@@ -76,6 +76,7 @@ mod tests {
             complete: Some(t1),
             outcome: Outcome::Created(name.into()),
             zxid: 0,
+            seq: 0,
         }
     }
 

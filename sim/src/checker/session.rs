@@ -1,5 +1,7 @@
-//! ZooKeeper's session guarantees over a history, for every read (synced or plain): the zxids
-//! in a session's replies never go backwards, whichever server answers (single system image);
+//! ZooKeeper's session guarantees over a history, for every read (synced or plain), in the
+//! order the session sent its requests (pipelined or not): replies come back in that order
+//! (FIFO client order); the zxids in a session's replies never go backwards, whichever server
+//! answers (single system image);
 //! a session never reads an older version of a key than one it already saw (monotonic reads);
 //! every acknowledged write is visible to later reads of the same session (read-your-writes,
 //! checked through versions).
@@ -13,6 +15,7 @@ pub enum SessionViolation {
     ZxidWentBack { session: i64, before: Op, after: Op },
     MissedOwnWrite { session: i64, write: Op, read: Op },
     VersionWentBack { session: i64, before: Op, after: Op },
+    RepliesOutOfOrder { session: i64, seen: Op },
 }
 
 /// Checks per-session monotonic zxids and read-your-writes.
@@ -26,7 +29,8 @@ pub fn check(history: &[Op]) -> Result<usize, Box<SessionViolation>> {
     }
     let mut checked = 0;
     for (s, mut ops) in by_session {
-        ops.sort_by_key(|o| o.complete);
+        // Request order: a client records its operations in the order it sent them.
+        ops.sort_by_key(|o| (o.seq, o.complete));
         let mut last: Option<&Op> = None;
         // key -> version of our last acknowledged write to it (known only for CAS).
         let mut wrote: BTreeMap<&str, &Op> = BTreeMap::new();
@@ -47,6 +51,12 @@ pub fn check(history: &[Op]) -> Result<usize, Box<SessionViolation>> {
                 last = Some(o);
             }
             match (&o.op, &o.outcome) {
+                (RegOp::OutOfOrder, _) => {
+                    return Err(Box::new(SessionViolation::RepliesOutOfOrder {
+                        session: s,
+                        seen: o.clone(),
+                    }));
+                }
                 (RegOp::Cas { .. }, Outcome::Ok(_)) => {
                     wrote.insert(o.key.as_str(), o);
                 }
@@ -96,6 +106,7 @@ mod tests {
             complete: Some(t + 1),
             outcome,
             zxid,
+            seq: t,
         }
     }
 
@@ -136,6 +147,47 @@ mod tests {
         assert!(matches!(
             check(&went_back).map_err(|e| *e),
             Err(SessionViolation::VersionWentBack { .. })
+        ));
+    }
+
+    #[test]
+    fn pipelined_requests_are_checked_in_request_order() {
+        // Sent together (same invoke), recorded in request order: CAS v0, read, CAS v1, read.
+        let at = |seq: u64, op: RegOp, outcome: Outcome, zxid: i64| Op {
+            seq,
+            invoke: 0,
+            complete: Some(100),
+            ..super::tests::op(1, op, 0, outcome, zxid)
+        };
+        let good = [
+            at(1, RegOp::Cas { version: 0, value: 1 }, Outcome::Ok(None), 10),
+            at(2, RegOp::PlainRead, Outcome::Ok(Some((1, 1))), 10),
+            at(3, RegOp::Cas { version: 1, value: 2 }, Outcome::Ok(None), 11),
+            at(4, RegOp::PlainRead, Outcome::Ok(Some((2, 2))), 11),
+        ];
+        assert!(check(&good).is_ok());
+        // The read sent after the CAS was answered from before it (read-ahead).
+        let ahead = [
+            at(1, RegOp::Cas { version: 0, value: 1 }, Outcome::Ok(None), 10),
+            at(2, RegOp::PlainRead, Outcome::Ok(Some((0, 0))), 9),
+        ];
+        assert!(check(&ahead).is_err());
+        // The same read with the zxid of its own session's write: still missed the write.
+        let missed = [
+            at(1, RegOp::Cas { version: 0, value: 1 }, Outcome::Ok(None), 10),
+            at(2, RegOp::PlainRead, Outcome::Ok(Some((0, 0))), 10),
+        ];
+        assert!(matches!(
+            check(&missed).map_err(|e| *e),
+            Err(SessionViolation::MissedOwnWrite { .. })
+        ));
+        let out_of_order = [
+            at(1, RegOp::Cas { version: 0, value: 1 }, Outcome::Info, 0),
+            at(2, RegOp::OutOfOrder, Outcome::Ok(None), 0),
+        ];
+        assert!(matches!(
+            check(&out_of_order).map_err(|e| *e),
+            Err(SessionViolation::RepliesOutOfOrder { .. })
         ));
     }
 }

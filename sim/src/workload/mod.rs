@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zraft::client::{Client, ClientError};
-use zraft::jute::{ErrorCode, Request, Response};
+use zraft::jute::{ErrorCode, ReplyFrame, Request, Response};
 
 /// How long a client waits for any reply before calling the outcome unknown.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,12 +29,19 @@ pub struct Recorder {
     pub client: u32,
     start: madsim::time::Instant,
     history: Arc<Mutex<Vec<Op>>>,
+    /// The next `Op::seq` of this client (shared by its clones).
+    seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Recorder {
     /// A recorder for `client`, timing from `start`.
     pub fn new(client: u32, start: madsim::time::Instant, history: Arc<Mutex<Vec<Op>>>) -> Self {
-        Recorder { client, start, history }
+        Recorder {
+            client,
+            start,
+            history,
+            seq: Arc::default(),
+        }
     }
 
     /// Simulated nanoseconds since the workload started.
@@ -48,8 +55,10 @@ impl Recorder {
     }
 
     /// Records an operation invoked at `invoke` that ended with `outcome` now (`Info`: never).
+    /// A client records its operations in the order it sent them.
     pub fn push(&self, session: i64, key: &str, op: RegOp, invoke: u64, outcome: Outcome, zxid: i64) {
         let complete = (outcome != Outcome::Info).then(|| self.now());
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.history.lock().expect("history lock").push(Op {
             client: self.client,
             session,
@@ -59,6 +68,7 @@ impl Recorder {
             complete,
             outcome,
             zxid,
+            seq,
         });
     }
 
@@ -151,18 +161,8 @@ impl Conn {
         let Some(c) = self.client.as_mut() else {
             return (Err(ClientError::ConnectionLoss), 0);
         };
-        let r = match c.call_counted(request, REPLY_TIMEOUT).await {
-            Ok((f, before)) => {
-                self.take_events(before.saturating_sub(self.events_taken));
-                let zxid = f.header.zxid;
-                match ErrorCode::try_from(f.header.err) {
-                    Ok(ErrorCode::Ok) => (Ok(f.response), zxid),
-                    Ok(e) => (Err(ClientError::Server(e)), zxid),
-                    Err(_) => (Err(ClientError::Protocol(format!("error code {}", f.header.err))), zxid),
-                }
-            }
-            Err(e) => (Err(e), 0),
-        };
+        let reply = c.call_counted(request, REPLY_TIMEOUT).await;
+        let r = self.reply(reply);
         if let Some(c) = self.client.as_ref() {
             self.last_zxid = self.last_zxid.max(c.last_zxid());
         }
@@ -170,6 +170,55 @@ impl Conn {
             self.client = None;
         }
         r
+    }
+
+    /// Sends `requests` without waiting, then collects every reply in order, as a pipelining
+    /// client does (kazoo's async calls, Curator's background operations). Each result is what
+    /// `call` would give. A reply out of request order is recorded (`OutOfOrder`) and the
+    /// connection dropped, as real clients do.
+    pub async fn pipeline(&mut self, requests: Vec<Request>) -> Vec<(Result<Response, ClientError>, i64)> {
+        let n = requests.len();
+        let Some(c) = self.client.as_mut() else {
+            return (0..n).map(|_| (Err(ClientError::ConnectionLoss), 0)).collect();
+        };
+        let sent: Vec<_> = requests.into_iter().map(|r| c.send(r)).collect();
+        let mut out = Vec::with_capacity(n);
+        for s in sent {
+            let reply = match s {
+                Err(e) => Err(e),
+                Ok(p) => p.wait(REPLY_TIMEOUT).await,
+            };
+            let r = self.reply(reply);
+            out.push(r);
+        }
+        if let Some(c) = self.client.as_ref() {
+            self.last_zxid = self.last_zxid.max(c.last_zxid());
+            if c.fifo_violations() > 0 {
+                self.rec.observed(self.session.unwrap_or(0), "", RegOp::OutOfOrder);
+            }
+        }
+        if out
+            .iter()
+            .any(|(r, _)| matches!(r, Err(e) if !matches!(e, ClientError::Server(_))))
+        {
+            self.client = None;
+        }
+        out
+    }
+
+    /// A reply as `call` gives it, after recording the watch events that came before it.
+    fn reply(&mut self, reply: Result<(ReplyFrame, u64), ClientError>) -> (Result<Response, ClientError>, i64) {
+        let (f, before) = match reply {
+            Ok(r) => r,
+            Err(e) => return (Err(e), 0),
+        };
+        self.take_events(before.saturating_sub(self.events_taken));
+        let zxid = f.header.zxid;
+        match ErrorCode::try_from(f.header.err) {
+            Ok(ErrorCode::Ok) => (Ok(f.response), zxid),
+            Ok(e) => (Err(ClientError::Server(e)), zxid),
+            Err(_) => (Err(ClientError::Protocol(format!("error code {}", f.header.err))), zxid),
+        }
     }
 
     /// Takes and records up to `n` queued watch events.
@@ -219,8 +268,11 @@ pub async fn client(id: u32, cfg: RunConfig, rec: Recorder) {
         if conn.get(&mut rng).await.is_none() {
             continue;
         }
-        let pick = rng.gen_range(0..total);
-        if pick < cfg.weights[0] + cfg.weights[1] + cfg.weights[2] {
+        let pick = rng.gen_range(0..total + cfg.pipeline_weight);
+        if pick >= total {
+            regs.pipelined(cfg.pipeline_depth, &mut conn, &rec, &mut rng, cfg.keys)
+                .await;
+        } else if pick < cfg.weights[0] + cfg.weights[1] + cfg.weights[2] {
             let [r, w, _, _] = cfg.weights;
             let kind = if pick < r {
                 register::Kind::Read

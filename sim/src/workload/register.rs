@@ -126,3 +126,91 @@ impl Registers {
         rec.push(session, &key, op, invoke, outcome, zxid);
     }
 }
+
+impl Registers {
+    /// A pipelined batch on one key: after a plain read gives the version, `depth` requests
+    /// go out at once — compare-and-sets, each expecting the version the one before it makes,
+    /// with plain reads (sometimes behind a sync) between them — and only then are the replies
+    /// collected. Every read must see the compare-and-sets its session sent before it; the
+    /// replies must come back in order.
+    pub async fn pipelined(&mut self, depth: u32, conn: &mut Conn, rec: &Recorder, rng: &mut ChaCha8Rng, keys: u32) {
+        let key = format!("/k{}", rng.gen_range(0..keys));
+        let session = conn.session();
+        let invoke = rec.now();
+        let (r, zxid) = conn
+            .call(Request::GetData(GetDataRequest {
+                path: key.clone(),
+                watch: false,
+            }))
+            .await;
+        let Ok(Response::GetData(g)) = r else { return };
+        let mut version = g.stat.version;
+        rec.push(
+            session,
+            &key,
+            RegOp::PlainRead,
+            invoke,
+            Outcome::Ok(Some((parse(&g.data), version))),
+            zxid,
+        );
+        // What each request of the batch is, for recording its reply.
+        enum Sent {
+            Cas { version: i32, value: u64 },
+            Read { synced: bool },
+            Sync,
+        }
+        let mut sent = vec![];
+        let mut requests = vec![];
+        while (requests.len() as u32) < depth.max(2) {
+            if sent.is_empty() || rng.gen_bool(0.5) {
+                self.counter += 1;
+                let value = ((rec.client as u64) << 32) | self.counter;
+                requests.push(Request::SetData(SetDataRequest {
+                    path: key.clone(),
+                    data: Some(value.to_string().into_bytes()),
+                    version,
+                }));
+                sent.push(Sent::Cas { version, value });
+                version += 1;
+            } else {
+                let synced = rng.gen_bool(0.3);
+                if synced {
+                    requests.push(Request::Sync(SyncRequest { path: key.clone() }));
+                    sent.push(Sent::Sync);
+                }
+                requests.push(Request::GetData(GetDataRequest {
+                    path: key.clone(),
+                    watch: false,
+                }));
+                sent.push(Sent::Read { synced });
+            }
+        }
+        let invoke = rec.now();
+        let replies = conn.pipeline(requests).await;
+        let mut synced_ok = false;
+        for (what, (r, zxid)) in sent.into_iter().zip(replies) {
+            let outcome = match (&what, r) {
+                (Sent::Sync, r) => {
+                    synced_ok = r.is_ok();
+                    continue;
+                }
+                (Sent::Read { .. }, Ok(Response::GetData(g))) => Outcome::Ok(Some((parse(&g.data), g.stat.version))),
+                (Sent::Read { .. }, _) => continue,
+                (Sent::Cas { version, .. }, Ok(_)) => {
+                    self.versions.insert(key.clone(), version + 1);
+                    Outcome::Ok(None)
+                }
+                (Sent::Cas { .. }, Err(ClientError::Server(_))) => Outcome::Fail,
+                (Sent::Cas { .. }, Err(_)) => Outcome::Info,
+            };
+            let op = match what {
+                Sent::Cas { version, value } => RegOp::Cas { version, value },
+                // A read right behind a successful sync is linearizable; others promise less.
+                Sent::Read { synced: true } if synced_ok => RegOp::Read,
+                Sent::Read { .. } => RegOp::PlainRead,
+                Sent::Sync => unreachable!("skipped above"),
+            };
+            rec.push(session, &key, op, invoke, outcome, zxid);
+        }
+    }
+}
