@@ -1,5 +1,8 @@
 //! zraft: a ZooKeeper-compatible coordination service replicated with Raft.
 
+/// The load generator (a client tool: real time, never simulated).
+#[cfg(not(madsim))]
+pub mod bench;
 pub mod client;
 pub mod jute;
 pub mod raft;

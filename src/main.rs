@@ -37,6 +37,40 @@ enum Command {
     },
     /// Print the wire opcodes this build encodes and decodes.
     Opcodes,
+    /// Load generator (for zraft or real ZooKeeper): throughput and latency percentiles.
+    Bench {
+        /// Servers, comma-separated host:port; sessions are spread over them.
+        #[arg(long, default_value = "127.0.0.1:2181")]
+        hosts: String,
+        #[arg(long, default_value_t = 64)]
+        sessions: usize,
+        /// Requests each session keeps in flight (1: no pipelining).
+        #[arg(long, default_value_t = 1)]
+        depth: usize,
+        #[arg(long, value_enum, default_value = "set")]
+        load: zraft::bench::Load,
+        /// Percentage of reads in the mixed load.
+        #[arg(long, default_value_t = 90)]
+        read_pct: u32,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 1024)]
+        value_size: usize,
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+        /// Measured seconds (after the warm-up).
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Parent of the keys this run creates and uses.
+        #[arg(long, default_value = "/bench")]
+        root: String,
+        /// Append one CSV row (with this label) to this file.
+        #[arg(long)]
+        csv: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
 }
 
 fn load(config: Option<String>) -> Config {
@@ -78,7 +112,8 @@ fn serve(mut cfg: Config) {
         data = %cfg.data_dir,
         "zraft serving"
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Connections (framing, jute, replies) run on every core; the replica loop stays one task.
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -134,6 +169,69 @@ fn ensemble(nodes: u64, base_port: u16, dir: &str) {
     }
 }
 
+fn bench(s: zraft::bench::Settings, csv: Option<String>, label: String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let what = format!(
+        "{:?} sessions={} depth={} value={}B keys={}",
+        s.load, s.sessions, s.depth, s.value_size, s.keys
+    );
+    match rt.block_on(zraft::bench::run(s.clone())) {
+        Ok(o) => {
+            println!(
+                "{label} {what}: {:.0} ops/s ({} ops in {:.1}s, {} errors) latency p50 {:.2} ms p99 {:.2} ms p999 {:.2} ms max {:.2} ms",
+                o.rate(),
+                o.ops,
+                o.secs,
+                o.errors,
+                o.p50_us as f64 / 1000.0,
+                o.p99_us as f64 / 1000.0,
+                o.p999_us as f64 / 1000.0,
+                o.max_us as f64 / 1000.0
+            );
+            if let Some(path) = csv {
+                use std::io::Write;
+                let new = !std::path::Path::new(&path).exists();
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .unwrap_or_else(|e| {
+                        eprintln!("zraft: cannot write {path}: {e}");
+                        std::process::exit(2)
+                    });
+                if new {
+                    let _ = writeln!(
+                        f,
+                        "label,load,sessions,depth,value_size,ops_per_s,ops,errors,p50_ms,p99_ms,p999_ms,max_ms"
+                    );
+                }
+                let _ = writeln!(
+                    f,
+                    "{label},{:?},{},{},{},{:.0},{},{},{:.3},{:.3},{:.3},{:.3}",
+                    s.load,
+                    s.sessions,
+                    s.depth,
+                    s.value_size,
+                    o.rate(),
+                    o.ops,
+                    o.errors,
+                    o.p50_us as f64 / 1000.0,
+                    o.p99_us as f64 / 1000.0,
+                    o.p999_us as f64 / 1000.0,
+                    o.max_us as f64 / 1000.0
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!("zraft bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     init_logs();
     let cli = Cli::parse();
@@ -141,6 +239,35 @@ fn main() {
         Some(Command::Serve { config }) => serve(load(config)),
         None => serve(Config::default()),
         Some(Command::Ensemble { nodes, base_port, dir }) => ensemble(nodes, base_port, &dir),
+        Some(Command::Bench {
+            hosts,
+            sessions,
+            depth,
+            load,
+            read_pct,
+            value_size,
+            keys,
+            secs,
+            warmup,
+            root,
+            csv,
+            label,
+        }) => bench(
+            zraft::bench::Settings {
+                hosts: hosts.split(',').map(str::to_string).collect(),
+                sessions,
+                depth: depth.max(1),
+                load,
+                read_pct,
+                value_size,
+                keys: keys.max(1),
+                duration: std::time::Duration::from_secs_f64(secs),
+                warmup: std::time::Duration::from_secs_f64(warmup),
+                root,
+            },
+            csv,
+            label,
+        ),
         Some(Command::Opcodes) => {
             for op in zraft::jute::OpCode::ALL {
                 println!("{:>4} {:?}", op.code(), op);

@@ -220,9 +220,10 @@ fn fnv(h: u64, b: &[u8]) -> u64 {
 }
 
 /// Parents and registers every workload needs.
-fn initial_nodes(keys: u32) -> Vec<String> {
+fn initial_nodes(keys: u32, clients: u32) -> Vec<String> {
     (0..keys)
         .map(|k| format!("/k{k}"))
+        .chain((0..clients).map(workload::register::pipeline_key))
         .chain(workload::sequential::PARENTS.iter().map(|p| p.to_string()))
         .chain([workload::lock::LOCK.to_string(), workload::lock::DATA.to_string()])
         .collect()
@@ -335,7 +336,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
             .build();
         nodes.push(node);
     }
-    let initial = initial_nodes(cfg.keys);
+    let initial = initial_nodes(cfg.keys, cfg.clients);
     let setup = handle
         .create_node()
         .name("setup")

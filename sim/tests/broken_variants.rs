@@ -27,7 +27,7 @@ mod sim {
         for (bug, checker) in variants {
             std::env::set_var("ZRAFT_BUG", bug);
             let mut caught = None;
-            for seed in 0..20 {
+            for seed in 0..50 {
                 let r = run(RunConfig::new(&s, seed));
                 if let Some(why) = r.failure() {
                     caught = Some((seed, why));
@@ -36,7 +36,7 @@ mod sim {
             }
             std::env::remove_var("ZRAFT_BUG");
             let (seed, what) =
-                caught.unwrap_or_else(|| panic!("variant {bug} passed 20 seeds: the checkers are too weak"));
+                caught.unwrap_or_else(|| panic!("variant {bug} passed 50 seeds: the checkers are too weak"));
             eprintln!("variant {bug}: caught at seed {seed}: {}", &what[..what.len().min(160)]);
             assert!(
                 what.contains(checker),

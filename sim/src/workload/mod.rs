@@ -270,8 +270,7 @@ pub async fn client(id: u32, cfg: RunConfig, rec: Recorder) {
         }
         let pick = rng.gen_range(0..total + cfg.pipeline_weight);
         if pick >= total {
-            regs.pipelined(cfg.pipeline_depth, &mut conn, &rec, &mut rng, cfg.keys)
-                .await;
+            regs.pipelined(cfg.pipeline_depth, &mut conn, &rec, &mut rng).await;
         } else if pick < cfg.weights[0] + cfg.weights[1] + cfg.weights[2] {
             let [r, w, _, _] = cfg.weights;
             let kind = if pick < r {

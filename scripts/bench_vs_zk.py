@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""zraft against real ZooKeeper 3.8, same machine, same disk, same load generator, one run.
+
+Starts each server in turn (never two at once, so they do not compete for the 2 cores): real
+ZooKeeper standalone and as a 3-node ensemble (Debian's package, forceSync=yes, heap -Xmx2g,
+maxClientCnxns=0, admin.enableServer=false), then zraft as 1 and 3 nodes on 127.0.0.1.
+Runs the same matrix of loads against each with `zraft bench` and prints a table with
+throughput, p99 and zraft/ZooKeeper ratios; writes reports/bench/<stamp>.csv and .svg.
+
+Usage: scripts/bench_vs_zk.py [--zraft target/release/zraft] [--secs 8] [--nodes 1,3]
+       [--loads set,get,create-seq] [--depths 1,16] [--sessions 64] [--value-size 1024]
+"""
+import argparse
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JARS = ":".join(sorted(os.path.join("/usr/share/java", f) for f in os.listdir("/usr/share/java") if f.endswith(".jar"))) \
+    if os.path.isdir("/usr/share/java") else ""
+
+
+def ruok(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=1)
+        s.sendall(b"ruok")
+        ok = s.recv(4) == b"imok"
+        s.close()
+        return ok
+    except OSError:
+        return False
+
+
+def mode(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=1)
+        s.sendall(b"srvr")
+        out = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            out += b
+        s.close()
+        for line in out.decode().splitlines():
+            if line.startswith("Mode:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+class Cluster:
+    """n servers of one kind on 127.0.0.1, client ports base..base+n-1."""
+
+    def __init__(self, kind, n, base, root, zraft):
+        self.kind, self.n, self.base, self.procs = kind, n, base, []
+        self.dir = os.path.join(root, f"{kind}{n}")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        servers = "".join(f"server.{i}=127.0.0.1:{base + 100 + i}:{base + 200 + i}\n" for i in range(1, n + 1)) if n > 1 else ""
+        for i in range(1, n + 1):
+            d = os.path.join(self.dir, f"n{i}")
+            os.makedirs(d)
+            if n > 1:
+                open(os.path.join(d, "myid"), "w").write(f"{i}\n")
+            cfg = (f"tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={d}\nclientPort={base + i - 1}\n"
+                   f"clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n"
+                   f"4lw.commands.whitelist=*\nforceSync=yes\n{servers}")
+            open(os.path.join(d, "zoo.cfg"), "w").write(cfg)
+            log = open(os.path.join(d, "server.log"), "w")
+            if kind == "zk":
+                cmd = ["java", "-Xmx2g", "-Xms2g", f"-Dzookeeper.log.dir={d}", "-Dzookeeper.root.logger=WARN,CONSOLE",
+                       "-cp", JARS, "org.apache.zookeeper.server.quorum.QuorumPeerMain", os.path.join(d, "zoo.cfg")]
+            else:
+                cmd = [zraft, "serve", "--config", os.path.join(d, "zoo.cfg")]
+            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, env=dict(os.environ, ZRAFT_LOG="warn")))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            modes = [mode(base + i) for i in range(n)]
+            if all(modes) and (n == 1 or "leader" in modes):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{kind} x{n} did not start; see {self.dir}")
+
+    def hosts(self):
+        return ",".join(f"127.0.0.1:{self.base + i}" for i in range(self.n))
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        self.procs = []
+
+
+def bench(zraft, hosts, load, depth, a, secs, warmup, label, csv_path):
+    cmd = [zraft, "bench", "--hosts", hosts, "--load", load, "--depth", str(depth), "--sessions", str(a.sessions),
+           "--value-size", str(a.value_size), "--secs", str(secs), "--warmup", str(warmup),
+           "--root", f"/b-{label.replace(' ', '-')}-{load}-{depth}", "--csv", csv_path, "--label", label]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + warmup + 300)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench failed: {' '.join(cmd)}\n{out.stderr}")
+    print("   ", out.stdout.strip(), flush=True)
+    with open(csv_path) as f:
+        return list(csv.DictReader(f))[-1]
+
+
+def svg(rows, path):
+    """A grouped bar chart of ops/s: one group per (nodes, load, depth), ZooKeeper and zraft."""
+    groups = sorted({(r["nodes"], r["load"], r["depth"]) for r in rows})
+    w, h, bw = 120 * len(groups) + 80, 360, 40
+    top = max(float(r["ops_per_s"]) for r in rows) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+             f'<text x="10" y="16" font-size="13">ops/s, ZooKeeper 3.8 (grey) vs zraft (blue), same machine and run</text>']
+    for gi, g in enumerate(groups):
+        x0 = 60 + gi * 120
+        for ki, kind in enumerate(["zk", "zraft"]):
+            r = next((r for r in rows if (r["nodes"], r["load"], r["depth"]) == g and r["server"] == kind), None)
+            if not r:
+                continue
+            v = float(r["ops_per_s"])
+            bh = int((h - 90) * v / top)
+            x = x0 + ki * (bw + 4)
+            color = "#999" if kind == "zk" else "#2a6fdb"
+            parts.append(f'<rect x="{x}" y="{h - 50 - bh}" width="{bw}" height="{bh}" fill="{color}"/>')
+            parts.append(f'<text x="{x}" y="{h - 54 - bh}">{v / 1000:.1f}k</text>')
+        parts.append(f'<text x="{x0}" y="{h - 34}">{g[0]} node(s)</text>')
+        parts.append(f'<text x="{x0}" y="{h - 20}">{g[1]} d={g[2]}</text>')
+    parts.append("</svg>")
+    open(path, "w").write("\n".join(parts))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--zraft", default=os.path.join(REPO, "target/release/zraft"))
+    p.add_argument("--secs", type=float, default=8.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--zk-warmup", type=float, default=10.0, help="seconds of load on ZooKeeper before measuring (JIT)")
+    p.add_argument("--nodes", default="1,3")
+    p.add_argument("--loads", default="set,get,create-seq")
+    p.add_argument("--depths", default="1,16")
+    p.add_argument("--sessions", type=int, default=64)
+    p.add_argument("--value-size", type=int, default=1024)
+    p.add_argument("--dir", default=None, help="where the servers keep their data (default: a temp dir under target/)")
+    a = p.parse_args()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    os.makedirs(os.path.join(REPO, "reports/bench"), exist_ok=True)
+    csv_path = os.path.join(REPO, f"reports/bench/{stamp}.csv")
+    raw_csv = csv_path + ".raw"
+    root = a.dir or tempfile.mkdtemp(prefix="bench-", dir=os.path.join(REPO, "target"))
+    rows = []
+    for n in [int(x) for x in a.nodes.split(",")]:
+        for kind in ["zk", "zraft"]:
+            print(f"== {kind} x{n}", flush=True)
+            c = Cluster(kind, n, 25000 + 1000 * n, root, a.zraft)
+            try:
+                if kind == "zk" and a.zk_warmup > 0:
+                    bench(a.zraft, c.hosts(), "set", 16, a, a.zk_warmup, 0, "warmup", raw_csv)
+                for load in a.loads.split(","):
+                    for depth in [int(d) for d in a.depths.split(",")]:
+                        r = bench(a.zraft, c.hosts(), load, depth, a, a.secs, a.warmup, f"{kind}{n}", raw_csv)
+                        rows.append(dict(r, server=kind, nodes=str(n), load=load, depth=str(depth)))
+            finally:
+                c.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    with open(csv_path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=["server", "nodes", "load", "depth", "sessions", "value_size", "ops_per_s", "ops",
+                                           "errors", "p50_ms", "p99_ms", "p999_ms", "max_ms"], extrasaction="ignore")
+        wr.writeheader()
+        wr.writerows(rows)
+    os.remove(raw_csv)
+    svg(rows, csv_path.replace(".csv", ".svg"))
+    print()
+    print(f"{'nodes':>5} {'load':>10} {'depth':>5} | {'ZK ops/s':>9} {'p99 ms':>7} | {'zraft ops/s':>11} {'p99 ms':>7} | {'ratio':>5} {'p99 ratio':>9}")
+    for n, load, depth in sorted({(r["nodes"], r["load"], r["depth"]) for r in rows}):
+        z = next(r for r in rows if (r["nodes"], r["load"], r["depth"], r["server"]) == (n, load, depth, "zk"))
+        r = next(r for r in rows if (r["nodes"], r["load"], r["depth"], r["server"]) == (n, load, depth, "zraft"))
+        zo, ro = float(z["ops_per_s"]), float(r["ops_per_s"])
+        zp, rp = float(z["p99_ms"]), float(r["p99_ms"])
+        print(f"{n:>5} {load:>10} {depth:>5} | {zo:>9.0f} {zp:>7.2f} | {ro:>11.0f} {rp:>7.2f} | {ro / zo:>5.2f} {rp / zp if zp else 0:>9.2f}")
+    print(f"\ncsv: {csv_path}\nplot: {csv_path.replace('.csv', '.svg')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

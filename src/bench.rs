@@ -1,0 +1,244 @@
+//! `zraft bench`: a load generator speaking jute through the project's client, for zraft and for
+//! real ZooKeeper alike. Sessions pipeline requests up to a depth; throughput and latency
+//! percentiles come from an HDR histogram of every request's round trip.
+
+use crate::client::{Client, ClientError, PendingReply};
+use crate::jute::*;
+use hdrhistogram::Histogram;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What each request of a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Load {
+    /// setData on a random key.
+    Set,
+    /// getData on a random key.
+    Get,
+    /// create of a new persistent node.
+    Create,
+    /// create of a persistent-sequential node under one parent.
+    CreateSeq,
+    /// getData or setData, `read_pct` percent reads.
+    Mixed,
+    /// multi of two setData on random keys.
+    Multi,
+}
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Comma-separated host:port list; sessions are spread over it.
+    pub hosts: Vec<String>,
+    pub sessions: usize,
+    /// Requests each session keeps in flight.
+    pub depth: usize,
+    pub load: Load,
+    pub read_pct: u32,
+    pub value_size: usize,
+    pub keys: usize,
+    pub duration: Duration,
+    /// Warm-up before measuring (requests run, not counted).
+    pub warmup: Duration,
+    /// Root of the keys this run uses.
+    pub root: String,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ops: u64,
+    pub errors: u64,
+    pub secs: f64,
+    /// Latency percentiles in microseconds: p50, p99, p999, max.
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Outcome {
+    /// Requests per second.
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+}
+
+/// Why a run could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, ClientError),
+    #[error("setting up {0}: {1}")]
+    Setup(String, ClientError),
+}
+
+fn key(root: &str, i: usize) -> String {
+    format!("{root}/k{i:06}")
+}
+
+/// Creates the root and the keys (ignoring NodeExists), with one pipelined session.
+async fn prepare(s: &Settings) -> Result<(), BenchError> {
+    let mut c = Client::connect(&s.hosts[0], 30_000, None, 0)
+        .await
+        .map_err(|e| BenchError::Connect(s.hosts[0].clone(), e))?;
+    let value = vec![b'v'; s.value_size];
+    let mut paths = vec![s.root.clone(), format!("{}/seq", s.root), format!("{}/new", s.root)];
+    paths.extend((0..s.keys).map(|i| key(&s.root, i)));
+    for chunk in paths.chunks(256) {
+        let mut pend = vec![];
+        for p in chunk {
+            let req = Request::Create(CreateRequest {
+                path: p.clone(),
+                data: Some(value.clone()),
+                acl: crate::tree::acl::open_acl(),
+                flags: CreateMode::Persistent.code(),
+            });
+            pend.push(c.send(req).map_err(|e| BenchError::Setup(p.clone(), e))?);
+        }
+        for (p, r) in chunk.iter().zip(pend) {
+            let (f, _) = r
+                .wait(Duration::from_secs(60))
+                .await
+                .map_err(|e| BenchError::Setup(p.clone(), e))?;
+            if f.header.err != 0 && f.header.err != ErrorCode::NodeExists.code() {
+                return Err(BenchError::Setup(
+                    p.clone(),
+                    ClientError::Server(ErrorCode::try_from(f.header.err).unwrap_or(ErrorCode::SystemError)),
+                ));
+            }
+        }
+    }
+    let _ = c.close().await;
+    Ok(())
+}
+
+/// A small xorshift stream per session: the load is random but reproducible and cheap.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn request(s: &Settings, rng: &mut Rng, session: usize, counter: &mut u64, value: &[u8]) -> Request {
+    let k = key(&s.root, rng.below(s.keys));
+    let set = |path: String| {
+        Request::SetData(SetDataRequest {
+            path,
+            data: Some(value.to_vec()),
+            version: -1,
+        })
+    };
+    match s.load {
+        Load::Set => set(k),
+        Load::Get => Request::GetData(GetDataRequest { path: k, watch: false }),
+        Load::Mixed if (rng.below(100) as u32) < s.read_pct => {
+            Request::GetData(GetDataRequest { path: k, watch: false })
+        }
+        Load::Mixed => set(k),
+        Load::Create | Load::CreateSeq => {
+            *counter += 1;
+            let (path, mode) = match s.load {
+                Load::Create => (format!("{}/new/s{session}-{counter}", s.root), CreateMode::Persistent),
+                _ => (format!("{}/seq/n-", s.root), CreateMode::PersistentSequential),
+            };
+            Request::Create(CreateRequest {
+                path,
+                data: Some(value.to_vec()),
+                acl: crate::tree::acl::open_acl(),
+                flags: mode.code(),
+            })
+        }
+        Load::Multi => Request::Multi(MultiRequest {
+            ops: (0..2)
+                .map(|_| {
+                    MultiOp::SetData(SetDataRequest {
+                        path: key(&s.root, rng.below(s.keys)),
+                        data: Some(value.to_vec()),
+                        version: -1,
+                    })
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// One session: keeps `depth` requests in flight until the deadline; records latencies after
+/// the warm-up.
+async fn session(s: Arc<Settings>, idx: usize, start: Instant, hist: Arc<Mutex<Histogram<u64>>>) -> (u64, u64) {
+    let host = &s.hosts[idx % s.hosts.len()];
+    let Ok(mut c) = Client::connect(host, 30_000, None, 0).await else {
+        return (0, 1);
+    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (idx as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    let value = vec![b'x'; s.value_size];
+    let (mut counter, mut ops, mut errors) = (0u64, 0u64, 0u64);
+    let measure_from = start + s.warmup;
+    let end = measure_from + s.duration;
+    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut inflight: VecDeque<(Instant, PendingReply)> = VecDeque::new();
+    loop {
+        let now = Instant::now();
+        while now < end && inflight.len() < s.depth {
+            match c.send(request(&s, &mut rng, idx, &mut counter, &value)) {
+                Ok(p) => inflight.push_back((Instant::now(), p)),
+                Err(_) => return (ops, errors + 1),
+            }
+        }
+        let Some((sent, p)) = inflight.pop_front() else { break };
+        match p.wait(Duration::from_secs(60)).await {
+            Ok((f, _)) => {
+                let done = Instant::now();
+                if sent >= measure_from && done <= end {
+                    ops += 1;
+                    if f.header.err != 0 && s.load != Load::Create {
+                        errors += 1;
+                    }
+                    let _ = local.record((done - sent).as_micros().max(1) as u64);
+                }
+            }
+            Err(_) => return (ops, errors + 1),
+        }
+    }
+    hist.lock().expect("histogram lock").add(&local).expect("same bounds");
+    let _ = c.close().await;
+    (ops, errors)
+}
+
+/// Runs one load against `s.hosts` and measures it.
+pub async fn run(s: Settings) -> Result<Outcome, BenchError> {
+    prepare(&s).await?;
+    let s = Arc::new(s);
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+    ));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..s.sessions)
+        .map(|i| tokio::spawn(session(s.clone(), i, start, hist.clone())))
+        .collect();
+    let (mut ops, mut errors) = (0, 0);
+    for t in tasks {
+        let (o, e) = t.await.unwrap_or((0, 1));
+        ops += o;
+        errors += e;
+    }
+    let h = hist.lock().expect("histogram lock");
+    Ok(Outcome {
+        ops,
+        errors,
+        secs: s.duration.as_secs_f64(),
+        p50_us: h.value_at_quantile(0.50),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+    })
+}
