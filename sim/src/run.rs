@@ -42,6 +42,8 @@ pub struct RunConfig {
     pub pipeline_weight: u32,
     /// Requests a pipelined batch sends before waiting for the first reply.
     pub pipeline_depth: u32,
+    /// Each batch of disk writes and its fsync take between these many microseconds.
+    pub disk_latency_us: [u64; 2],
 }
 
 impl RunConfig {
@@ -80,6 +82,11 @@ impl RunConfig {
             pipeline_depth: r.gen_range(
                 s.workload.pipeline_depth[0]..=s.workload.pipeline_depth[1].max(s.workload.pipeline_depth[0]),
             ),
+            disk_latency_us: {
+                let [lo, hi] = s.nemesis.disk_latency_us;
+                let a = r.gen_range(lo..=hi.max(lo));
+                [a, r.gen_range(a..=hi.max(a))]
+            },
         }
     }
 }
@@ -309,6 +316,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
                 ..Faults::default()
             },
         );
+        disk.set_latency_us(cfg.disk_latency_us[0], cfg.disk_latency_us[1]);
         let clock = SkewClock::with_rate(cfg.tick_drift_ppm[id as usize - 1]);
         let exit = Exit::default();
         disks.push(disk.clone());

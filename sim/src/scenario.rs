@@ -69,6 +69,15 @@ pub struct Nemesis {
     /// drawn per node and seed.
     #[serde(default)]
     pub tick_drift_ppm: u32,
+    /// Bounds, in microseconds, of the disks' latency: each seed draws a range inside them,
+    /// and every batch of writes with its fsync then takes a time from that range (simulated),
+    /// during which a crash loses the batch.
+    #[serde(default = "default_disk_latency")]
+    pub disk_latency_us: [u64; 2],
+}
+
+fn default_disk_latency() -> [u64; 2] {
+    [0, 10_000]
 }
 
 impl Default for Nemesis {
@@ -79,6 +88,7 @@ impl Default for Nemesis {
             swarm: false,
             events: vec![],
             tick_drift_ppm: 0,
+            disk_latency_us: default_disk_latency(),
         }
     }
 }

@@ -2,11 +2,14 @@
 //! `transfer_leader`, `propose_conf_change` and `compact`; outputs come out in `Ready` batches.
 //!
 //! Contract with the runtime, per `Ready`: persist the snapshot, the entries (truncating any
-//! stored suffix from the first entry's index) and the hard state; then send the messages;
-//! then apply the committed entries; then call `advance`. Nothing else may be called between
-//! `ready` and `advance`. Because every message leaves after persistence, a vote or an append
-//! ack is never sent for state that could still be lost, and the leader counts its own log
-//! only once it is durable.
+//! stored suffix from the first entry's index) and the hard state, in the order the `Ready`s
+//! came; apply the committed entries; send the messages. Either synchronously — persist, send,
+//! apply, then `advance` — or asynchronously: hand the persistence to storage, apply and call
+//! `on_applied`, send at once only a leader's replication messages (`Message::may_precede_
+//! persistence`), and send the rest once storage reports the `Ready` durable, then call
+//! `on_persisted`; further `Ready`s may be taken meanwhile. Either way a vote or an append ack
+//! never leaves for state that could still be lost, and the leader counts its own log only
+//! once it is durable.
 
 use super::log::RaftLog;
 use super::message::*;
@@ -482,41 +485,67 @@ impl Raft {
     pub fn has_ready(&self) -> bool {
         !self.msgs.is_empty()
             || self.hard_state() != self.prev_hard_state
-            || self.log.stable < self.log.last_index()
+            || self.log.handed < self.log.last_index()
             || self.log.applied < self.log.committed
             || self.pending_snapshot.is_some()
             || !self.read_states.is_empty()
     }
 
-    /// Takes the next batch of work.
+    /// Takes the next batch of work. Its entries and hard state count as handed to storage:
+    /// the next `Ready` carries only what came after.
     pub fn ready(&mut self) -> Ready {
         let hs = self.hard_state();
-        Ready {
+        let rd = Ready {
             hard_state: (hs != self.prev_hard_state).then_some(hs),
             snapshot: self.pending_snapshot.take(),
             entries: self.log.unstable(),
             messages: std::mem::take(&mut self.msgs),
             committed: self.log.to_apply(),
             read_states: std::mem::take(&mut self.read_states),
+        };
+        self.prev_hard_state = hs;
+        if let Some(last) = rd.entries.last() {
+            self.log.handed = last.index;
+        }
+        rd
+    }
+
+    /// Confirms that a `Ready` was persisted, sent and applied (the synchronous contract).
+    pub fn advance(&mut self, rd: &Ready) {
+        if let Some(last) = rd.committed.last() {
+            self.on_applied(last.index);
+        }
+        if let Some(last) = rd.entries.last() {
+            self.on_persisted(last.index, last.term);
+        } else if self.role == Role::Leader && self.maybe_commit() {
+            self.bcast_append(true);
         }
     }
 
-    /// Confirms that a `Ready` was persisted, sent and applied.
-    pub fn advance(&mut self, rd: &Ready) {
-        if let Some(hs) = rd.hard_state {
-            self.prev_hard_state = hs;
-        }
-        if let Some(last) = rd.entries.last() {
-            if self.log.term(last.index) == Some(last.term) {
-                self.log.stable = self.log.stable.max(last.index);
-            }
-        }
-        if let Some(last) = rd.committed.last() {
-            self.log.applied = self.log.applied.max(last.index);
+    /// Storage reports durable every entry up to `index`, whose term was `term` when it was
+    /// handed over (a later truncation makes the report stale for that suffix: ignored).
+    pub fn on_persisted(&mut self, index: u64, term: u64) {
+        if self.log.term(index) == Some(term) {
+            assert!(
+                index <= self.log.handed,
+                "persisted {index} beyond handed {}",
+                self.log.handed
+            );
+            self.log.stable = self.log.stable.max(index);
         }
         if self.role == Role::Leader && self.maybe_commit() {
             self.bcast_append(true);
         }
+    }
+
+    /// The runtime applied every committed entry up to `index`.
+    pub fn on_applied(&mut self, index: u64) {
+        assert!(
+            index <= self.log.committed,
+            "applied {index} beyond commit {}",
+            self.log.committed
+        );
+        self.log.applied = self.log.applied.max(index);
     }
 
     // ---- roles -----------------------------------------------------------------------------

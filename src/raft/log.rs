@@ -2,7 +2,8 @@
 
 use super::message::{Entry, Snapshot, SnapshotMeta};
 
-/// Entries after the last snapshot; `stable` marks what storage has confirmed.
+/// Entries after the last snapshot; `handed` marks what was given to storage, `stable` what
+/// storage has confirmed durable (stable ≤ handed ≤ last index).
 #[derive(Debug, Clone)]
 pub struct RaftLog {
     snap_index: u64,
@@ -14,6 +15,8 @@ pub struct RaftLog {
     pub applied: u64,
     /// Highest index persisted.
     pub stable: u64,
+    /// Highest index handed to storage in a `Ready` (durable or not yet).
+    pub handed: u64,
 }
 
 impl RaftLog {
@@ -31,6 +34,7 @@ impl RaftLog {
             committed: committed.max(meta.index),
             applied: meta.index,
             stable: last,
+            handed: last,
         }
     }
 
@@ -123,6 +127,7 @@ impl RaftLog {
                     assert!(e.index > self.committed, "truncating committed entry {}", e.index);
                     self.entries.truncate((e.index - self.snap_index - 1) as usize);
                     self.stable = self.stable.min(e.index - 1);
+                    self.handed = self.handed.min(e.index - 1);
                     self.entries.push(e.clone());
                 }
                 None => self.entries.push(e.clone()),
@@ -144,9 +149,9 @@ impl RaftLog {
         }
     }
 
-    /// Entries not yet persisted.
+    /// Entries not yet handed to storage.
     pub fn unstable(&self) -> Vec<Entry> {
-        self.slice(self.stable + 1, self.last_index(), usize::MAX)
+        self.slice(self.handed + 1, self.last_index(), usize::MAX)
     }
 
     /// Committed entries not yet handed out for applying.
@@ -188,11 +193,13 @@ impl RaftLog {
             // Storage replaces its whole log with the snapshot.
             self.entries.clear();
             self.stable = m.index;
+            self.handed = m.index;
         }
         self.snap_index = m.index;
         self.snap_term = m.term;
         self.committed = self.committed.max(m.index);
         self.applied = self.applied.max(m.index);
         self.stable = self.stable.max(m.index);
+        self.handed = self.handed.max(m.index);
     }
 }

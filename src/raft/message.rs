@@ -136,6 +136,19 @@ pub struct Message {
     pub body: Body,
 }
 
+impl Message {
+    /// Whether this message may leave before the `Ready` that produced it is durable: a
+    /// leader's replication (Raft §10.2.1: the leader writes its log in parallel with sending
+    /// it; it counts itself only once durable). Votes, acknowledgements and everything else
+    /// speak for persisted state and wait.
+    pub fn may_precede_persistence(&self) -> bool {
+        matches!(
+            self.body,
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } | Body::TimeoutNow
+        )
+    }
+}
+
 /// Message payloads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {

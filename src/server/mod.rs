@@ -5,6 +5,7 @@ pub mod conn;
 pub mod node;
 pub mod observer;
 pub mod peer;
+pub mod persist;
 pub mod watch;
 
 use config::{socket_addr, Config};
@@ -73,7 +74,7 @@ pub async fn run_with_clock(
             }
         }
     });
-    let node_task = tokio::spawn(node.run(rx));
+    let node_task = tokio::spawn(node.run(rx, tx.clone()));
     let next_conn = Arc::new(AtomicU64::new(1));
     let per_ip: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
     let accept = async {

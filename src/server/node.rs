@@ -1,11 +1,13 @@
-//! The replica: one task that owns Raft, storage, the tree, sessions and watches, and handles
-//! every event in order (client requests, peer messages, ticks). Writes go to the leader,
+//! The replica: one task that owns Raft, the tree, sessions and watches, and handles every
+//! event in order (client requests, peer messages, ticks, storage completions); storage is
+//! the WAL stage's (`persist`), which makes each Raft `Ready` durable while this loop goes on. Writes go to the leader,
 //! which prepares them (PrepRequestProcessor) and proposes the transaction; every node
 //! persists (SyncRequestProcessor), applies committed transactions to its tree and answers
 //! its own clients (FinalRequestProcessor). Reads are answered from the local tree.
 
 use super::config::Config;
 use super::peer::Peers;
+use super::persist::{self, Job};
 use super::watch::Watches;
 use crate::jute::*;
 use crate::raft::{self, ConfState, EntryKind, Message, NodeId, Raft, Role};
@@ -53,8 +55,7 @@ pub enum PeerMsg {
     Raft(Message),
     /// A write for the leader to prepare and propose; `origin` answers the client.
     Forward {
-        origin: NodeId,
-        req_id: u64,
+        origin: Origin,
         session: i64,
         op: WriteOp,
     },
@@ -64,11 +65,21 @@ pub enum PeerMsg {
     },
 }
 
+/// Who answers a proposal once it is applied: a request of one incarnation of one node. The
+/// incarnation (`boot`) matters: request ids start over when a server restarts, and an entry
+/// its previous incarnation proposed may commit afterwards; it must not answer the new
+/// incarnation's request that happens to have the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub node: NodeId,
+    pub boot: u64,
+    pub req_id: u64,
+}
+
 /// What a committed Raft entry carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Proposal {
-    pub origin: NodeId,
-    pub req_id: u64,
+    pub origin: Origin,
     pub entry: TxnEntry,
 }
 
@@ -116,6 +127,8 @@ pub enum Event {
     },
     Peer(PeerMsg),
     Tick,
+    /// The WAL stage made every `Ready` up to this id durable (None: only compaction work).
+    Persisted(Result<Option<u64>, StorageError>),
     FourLetter {
         cmd: String,
         reply: oneshot::Sender<String>,
@@ -280,7 +293,16 @@ pub struct Node {
     cfg: Config,
     id: NodeId,
     raft: Raft,
-    storage: Storage<Box<dyn Disk>>,
+    /// Until `run` hands it to the WAL stage.
+    storage: Option<Storage<Box<dyn Disk>>>,
+    /// The WAL stage's queue (set by `run`).
+    wal: Option<mpsc::UnboundedSender<Job>>,
+    /// Ids of `Ready`s handed to the WAL stage.
+    next_ready: u64,
+    /// This incarnation (see `Origin`).
+    boot: u64,
+    /// `Ready`s handed to the WAL stage and not yet durable, oldest first.
+    unpersisted: VecDeque<Unpersisted>,
     tree: DataTree,
     pending: Pending,
     peers: Peers,
@@ -307,6 +329,14 @@ pub struct Node {
     mono_start: tokio::time::Instant,
     /// The clock's rate, fixed at start so the monotonic clock never jumps.
     rate_ppm: i64,
+}
+
+/// A `Ready` on its way to disk: what to tell Raft, and the messages that must wait for it.
+struct Unpersisted {
+    id: u64,
+    /// Its last entry (index, term).
+    last: Option<(u64, u64)>,
+    held: Vec<Message>,
 }
 
 /// Why the node stopped.
@@ -351,10 +381,20 @@ impl Node {
         let raft = Raft::new(rcfg, rec);
         let applied_zxid = Arc::new(AtomicI64::new(tree.last_zxid()));
         let now = clock.now_ms();
+        // Distinct for every start of this node: a restart takes longer than a millisecond,
+        // and the log only grows between starts (the seed separates nodes).
+        let boot = (now as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ raft.last_index().rotate_left(40) ^ seed;
+        // Broken on purpose under "reused-req-ids": every incarnation looks the same (zraft
+        // before boot ids), so a previous life's proposals answer this one's requests.
+        let boot = if bug("reused-req-ids") { 0 } else { boot };
         let node = Node {
             id,
             raft,
-            storage,
+            storage: Some(storage),
+            wal: None,
+            next_ready: 0,
+            boot,
+            unpersisted: VecDeque::new(),
             tree,
             pending: Pending::new(),
             peers,
@@ -385,17 +425,34 @@ impl Node {
         Ok((node, applied_zxid))
     }
 
-    /// Runs the loop until the event channel closes or storage fails.
-    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Result<(), NodeError> {
+    /// Runs the loop until the event channel closes or storage fails; `events_tx` is the
+    /// loop's own queue, which the WAL stage reports to.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        events_tx: mpsc::UnboundedSender<Event>,
+    ) -> Result<(), NodeError> {
+        let storage = self.storage.take().expect("run is called once");
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        tokio::spawn(persist::run(storage, jobs_rx, events_tx));
+        self.wal = Some(jobs_tx);
         // Apply what the log already holds before serving anything.
         self.process_ready()?;
         while let Some(ev) = events.recv().await {
-            self.handle(ev);
-            // Everything that queued up meanwhile goes into the same Ready: one fsync for all.
+            self.dispatch(ev)?;
+            // Everything that queued up meanwhile goes into the same Ready: one WAL job.
             while let Ok(ev) = events.try_recv() {
-                self.handle(ev);
+                self.dispatch(ev)?;
             }
             self.process_ready()?;
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, ev: Event) -> Result<(), NodeError> {
+        match ev {
+            Event::Persisted(r) => self.on_persisted(r?),
+            other => self.handle(other),
         }
         Ok(())
     }
@@ -430,6 +487,7 @@ impl Node {
             }
             Event::Peer(m) => self.on_peer(m),
             Event::Tick => self.on_tick(),
+            Event::Persisted(_) => unreachable!("dispatched before handle"),
             Event::FourLetter { cmd, reply } => {
                 let _ = reply.send(self.four_letter(&cmd));
             }
@@ -616,7 +674,7 @@ impl Node {
                         path: s.path,
                     },
                 );
-                if self.raft.read_index(req_id.to_be_bytes().to_vec()).is_err() {
+                if self.raft.read_index(self.read_ctx(req_id)).is_err() {
                     // No leader: the sync waits for one (retried on ticks).
                     self.syncs_after_apply.push((u64::MAX, req_id));
                 }
@@ -649,6 +707,11 @@ impl Node {
                 Slot::InFlight { req_id, sync: false }
             }
         }
+    }
+
+    /// A read-index context naming this incarnation's request.
+    fn read_ctx(&self, req_id: u64) -> Vec<u8> {
+        [self.boot.to_be_bytes(), req_id.to_be_bytes()].concat()
     }
 
     fn auth_of(&self, conn: u64) -> Vec<Id> {
@@ -862,25 +925,32 @@ impl Node {
 
     /// Routes a write to the leader (here or remote), or queues it until one is known.
     fn submit(&mut self, req_id: u64, session: i64, op: WriteOp) {
+        let origin = self.origin(req_id);
         if self.role == Role::Leader && self.leader_ready {
-            self.propose(self.id, req_id, session, op);
+            self.propose(origin, session, op);
         } else if let Some(l) = self.leader.filter(|&l| l != self.id) {
-            self.peers.send(
-                l,
-                &PeerMsg::Forward {
-                    origin: self.id,
-                    req_id,
-                    session,
-                    op,
-                },
-            );
+            self.peers.send(l, &PeerMsg::Forward { origin, session, op });
         } else {
             self.queued.push_back((req_id, session, op));
         }
     }
 
+    /// This incarnation's request `req_id`.
+    fn origin(&self, req_id: u64) -> Origin {
+        Origin {
+            node: self.id,
+            boot: self.boot,
+            req_id,
+        }
+    }
+
+    /// Whether a proposal answers a request of this incarnation.
+    fn mine(&self, o: &Origin) -> bool {
+        o.node == self.id && o.boot == self.boot
+    }
+
     /// Leader: prepare and propose.
-    fn propose(&mut self, origin: NodeId, req_id: u64, session: i64, op: WriteOp) {
+    fn propose(&mut self, origin: Origin, session: i64, op: WriteOp) {
         self.zxid_counter += 1;
         let zxid = ((self.raft.term() as i64) << 32) | self.zxid_counter;
         let now = self.now();
@@ -901,14 +971,14 @@ impl Node {
             WriteOp::CreateSession { timeout } => self.tree.prepare_create_session(&mut self.pending, &ctx, *timeout),
             WriteOp::Expire => self.tree.prepare(&mut self.pending, &ctx, &Request::CloseSession),
         };
-        let data = bincode::serde::encode_to_vec(Proposal { origin, req_id, entry }, bincode::config::standard())
+        let data = bincode::serde::encode_to_vec(Proposal { origin, entry }, bincode::config::standard())
             .expect("proposals encode");
         if self.raft.propose(data).is_err() {
             // Lost leadership between checks: forget prepared state, retry via the new leader.
             self.pending = Pending::new();
             self.leader_ready = false;
-            if origin == self.id {
-                self.queued.push_back((req_id, session, op));
+            if self.mine(&origin) {
+                self.queued.push_back((origin.req_id, session, op));
             }
         }
     }
@@ -917,24 +987,11 @@ impl Node {
         match m {
             PeerMsg::Hello { .. } => {}
             PeerMsg::Raft(msg) => self.raft.step(msg),
-            PeerMsg::Forward {
-                origin,
-                req_id,
-                session,
-                op,
-            } => {
+            PeerMsg::Forward { origin, session, op } => {
                 if self.role == Role::Leader && self.leader_ready {
-                    self.propose(origin, req_id, session, op);
+                    self.propose(origin, session, op);
                 } else if let Some(l) = self.leader.filter(|&l| l != self.id) {
-                    self.peers.send(
-                        l,
-                        &PeerMsg::Forward {
-                            origin,
-                            req_id,
-                            session,
-                            op,
-                        },
-                    );
+                    self.peers.send(l, &PeerMsg::Forward { origin, session, op });
                 }
                 // Otherwise dropped: the origin closes the client's connection on the
                 // leader change and the client retries.
@@ -961,8 +1018,7 @@ impl Node {
             for path in self.tree.reap_candidates(now) {
                 let req_id = self.new_req();
                 self.propose(
-                    self.id,
-                    req_id,
+                    self.origin(req_id),
                     0,
                     WriteOp::Request {
                         req: Request::DeleteContainer(path),
@@ -975,7 +1031,7 @@ impl Node {
             for s in self.tracker.expired(mono) {
                 if self.expiring.insert(s) {
                     let req_id = self.new_req();
-                    self.propose(self.id, req_id, s, WriteOp::Expire);
+                    self.propose(self.origin(req_id), s, WriteOp::Expire);
                 }
             }
         } else if let Some(l) = self.leader.filter(|&l| l != self.id) {
@@ -999,7 +1055,7 @@ impl Node {
         if !retry.is_empty() && self.leader.is_some() {
             self.syncs_after_apply.retain(|(i, _)| *i != u64::MAX);
             for r in retry {
-                if self.raft.read_index(r.to_be_bytes().to_vec()).is_err() {
+                if self.raft.read_index(self.read_ctx(r)).is_err() {
                     self.syncs_after_apply.push((u64::MAX, r));
                 }
             }
@@ -1079,40 +1135,90 @@ impl Node {
 
     // ---- Ready: persist, send, apply --------------------------------------------------------
 
+    /// Takes every Ready: hands its persistence to the WAL stage, sends a leader's replication
+    /// at once and holds every other message until the Ready is durable, applies what is
+    /// committed.
     fn process_ready(&mut self) -> Result<(), NodeError> {
         while self.raft.has_ready() {
             let rd = self.raft.ready();
             if let Some(s) = &rd.snapshot {
-                self.storage.save_snapshot(s)?;
                 self.tree = snapshot::decode(&s.data)?;
                 self.pending = Pending::new();
                 self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
             }
-            self.storage.append(&rd.entries)?;
-            if let Some(hs) = rd.hard_state {
-                self.storage.set_hard_state(hs);
+            let mut held = vec![];
+            for m in rd.messages {
+                // Broken on purpose under "ack-before-fsync": everything leaves at once, so a
+                // follower acknowledges appends (and grants votes) before they are durable.
+                if m.may_precede_persistence() || bug("ack-before-fsync") {
+                    self.peers.send(m.to, &PeerMsg::Raft(m));
+                } else {
+                    held.push(m);
+                }
             }
-            self.storage.sync()?;
-            for m in &rd.messages {
-                self.peers.send(m.to, &PeerMsg::Raft(m.clone()));
+            if rd.snapshot.is_some() || !rd.entries.is_empty() || rd.hard_state.is_some() {
+                self.next_ready += 1;
+                let id = self.next_ready;
+                self.unpersisted.push_back(Unpersisted {
+                    id,
+                    last: rd.entries.last().map(|e| (e.index, e.term)),
+                    held,
+                });
+                self.wal_job(Job::Ready {
+                    id,
+                    snapshot: rd.snapshot,
+                    entries: rd.entries,
+                    hard_state: rd.hard_state,
+                });
+            } else if let Some(u) = self.unpersisted.back_mut() {
+                // Messages may speak for state an earlier Ready still persists.
+                u.held.extend(held);
+            } else {
+                for m in held {
+                    self.peers.send(m.to, &PeerMsg::Raft(m));
+                }
             }
             for e in &rd.committed {
                 self.apply(e);
             }
-            for rs in &rd.read_states {
-                let req_id = u64::from_be_bytes(rs.ctx.as_slice().try_into().unwrap_or([0; 8]));
-                self.syncs_after_apply.push((rs.index, req_id));
+            if let Some(last) = rd.committed.last() {
+                self.raft.on_applied(last.index);
             }
-            self.raft.advance(&rd);
+            for rs in &rd.read_states {
+                // An answer to a previous incarnation's read index is not ours to use.
+                if rs.ctx.len() == 16 && rs.ctx[..8] == self.boot.to_be_bytes() {
+                    let req_id = u64::from_be_bytes(rs.ctx[8..].try_into().expect("8 bytes"));
+                    self.syncs_after_apply.push((rs.index, req_id));
+                }
+            }
             self.finish_syncs();
             self.observe_role();
             if self.role == Role::Leader && !self.leader_ready && self.raft.applied() >= self.term_start {
                 self.leader_ready = true;
                 self.flush_queue();
             }
-            self.maybe_compact()?;
+            self.maybe_compact();
         }
         Ok(())
+    }
+
+    fn wal_job(&mut self, job: Job) {
+        // The stage only goes away after reporting a storage error, which stops this loop.
+        let _ = self.wal.as_ref().expect("run started the WAL stage").send(job);
+    }
+
+    /// The WAL stage made the Readys up to `upto` durable: Raft learns it, held messages leave.
+    fn on_persisted(&mut self, upto: Option<u64>) {
+        let Some(upto) = upto else { return };
+        while self.unpersisted.front().is_some_and(|u| u.id <= upto) {
+            let u = self.unpersisted.pop_front().expect("checked");
+            if let Some((index, term)) = u.last {
+                self.raft.on_persisted(index, term);
+            }
+            for m in u.held {
+                self.peers.send(m.to, &PeerMsg::Raft(m));
+            }
+        }
     }
 
     fn finish_syncs(&mut self) {
@@ -1169,7 +1275,9 @@ impl Node {
                 // A session closed elsewhere (expiry) ends its connection here too.
                 if let Some(conn) = self.session_conn.remove(&session) {
                     self.watches.drop_session(session);
-                    if p.origin != self.id || !matches!(self.waiting.get(&p.req_id), Some(Waiting::Write { .. })) {
+                    if !self.mine(&p.origin)
+                        || !matches!(self.waiting.get(&p.origin.req_id), Some(Waiting::Write { .. }))
+                    {
                         self.close_conn(conn);
                     }
                 }
@@ -1181,14 +1289,15 @@ impl Node {
                 self.notify(s, ev, &path);
             }
         }
-        if p.origin != self.id {
+        if !self.mine(&p.origin) {
             return;
         }
-        match self.waiting.remove(&p.req_id) {
+        let req_id = p.origin.req_id;
+        match self.waiting.remove(&req_id) {
             Some(Waiting::Write { conn, xid, close_after }) => {
                 let (err, resp) = result.reply();
                 let f = self.frame(xid, err, resp);
-                self.finish(conn, p.req_id, f);
+                self.finish(conn, req_id, f);
                 if close_after {
                     self.close_conn(conn);
                 }
@@ -1217,22 +1326,21 @@ impl Node {
                 }
             }
             Some(other) => {
-                self.waiting.insert(p.req_id, other);
+                self.waiting.insert(req_id, other);
             }
             None => {}
         }
     }
 
-    fn maybe_compact(&mut self) -> Result<(), NodeError> {
+    fn maybe_compact(&mut self) {
         let applied = self.raft.applied();
         if applied < self.raft.snapshot_meta().index + SNAPSHOT_EVERY {
-            return Ok(());
+            return;
         }
         let data = snapshot::encode(&self.tree);
         if let Ok(meta) = self.raft.compact(applied, data.clone()) {
-            self.storage.save_snapshot(&raft::Snapshot { meta, data })?;
+            self.wal_job(Job::Compact(raft::Snapshot { meta, data }));
         }
-        Ok(())
     }
 
     // ---- four-letter words ------------------------------------------------------------------

@@ -42,6 +42,12 @@ pub trait Disk: Send {
     fn sync_dir(&mut self, dir: &str) -> DiskResult<()>;
     /// Creates a directory and its parents.
     fn create_dir(&mut self, dir: &str) -> DiskResult<()>;
+    /// How long the next batch of writes and its fsync take beyond the calls themselves: zero
+    /// for a real disk (its calls take real time); a simulated disk makes it simulated time,
+    /// so that a crash can land between a write being handed over and it being durable.
+    fn latency(&mut self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 fn dir_of(path: &str) -> &str {
@@ -185,6 +191,8 @@ struct SimState {
     rng: Option<ChaCha8Rng>,
     faults: Faults,
     stats: SimStats,
+    /// Range of each batch's latency, in microseconds (none if the upper bound is 0).
+    latency_us: (u64, u64),
 }
 
 /// What a simulated disk has done, for test reports.
@@ -218,6 +226,11 @@ impl SimDisk {
         SimDisk {
             state: Arc::new(Mutex::new(st)),
         }
+    }
+
+    /// Makes every batch of writes take between `lo` and `hi` microseconds of simulated time.
+    pub fn set_latency_us(&self, lo: u64, hi: u64) {
+        self.state.lock().expect("sim disk lock").latency_us = (lo.min(hi), hi.max(lo));
     }
 
     /// Changes the fault rates (e.g. none during recovery checks).
@@ -324,6 +337,16 @@ impl SimDisk {
 }
 
 impl Disk for SimDisk {
+    fn latency(&mut self) -> std::time::Duration {
+        let mut st = self.state.lock().expect("sim disk lock");
+        let (lo, hi) = st.latency_us;
+        if hi == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let us = st.rng.as_mut().expect("seeded").gen_range(lo..=hi);
+        std::time::Duration::from_micros(us)
+    }
+
     fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
         self.with(dir, |st| {
             let prefix = format!("{dir}/");
@@ -457,5 +480,8 @@ impl<T: Disk + ?Sized> Disk for Box<T> {
     }
     fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
         (**self).create_dir(dir)
+    }
+    fn latency(&mut self) -> std::time::Duration {
+        (**self).latency()
     }
 }
