@@ -11,7 +11,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use zraft::raft::*;
 
 const IDS: [NodeId; 5] = [1, 2, 3, 4, 5];
@@ -44,6 +44,58 @@ struct Node {
     sm: Sm,
     votes: BTreeMap<u64, NodeId>,
     last_commit: u64,
+    /// Asynchronous persistence: Readys handed to storage, oldest first (lost in a crash).
+    inflight: VecDeque<Job>,
+}
+
+/// What one Ready asked storage to persist, and the messages that wait for it.
+struct Job {
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+    hs: Option<HardState>,
+    held: Vec<Message>,
+}
+
+/// Writes a Ready's persistent part to a node's disk; Err if it casts a second vote in a term.
+fn write_disk(
+    node: &mut Node,
+    id: NodeId,
+    snapshot: Option<&Snapshot>,
+    entries: &[Entry],
+    hs: Option<HardState>,
+) -> Result<(), String> {
+    if let Some(s) = snapshot {
+        let keep = node
+            .disk
+            .entries
+            .iter()
+            .any(|e| e.index == s.meta.index && e.term == s.meta.term);
+        if keep {
+            node.disk.entries.retain(|e| e.index > s.meta.index);
+        } else {
+            node.disk.entries.clear();
+        }
+        node.disk.snapshot = s.clone();
+    }
+    if let Some(first) = entries.first() {
+        node.disk.entries.retain(|e| e.index < first.index);
+        node.disk.entries.extend(entries.iter().cloned());
+    }
+    if let Some(hs) = hs {
+        if hs.vote != 0 {
+            if let Some(v) = node.votes.get(&hs.term) {
+                if *v != hs.vote {
+                    return Err(format!(
+                        "node {id} voted twice in term {}: {v} then {}",
+                        hs.term, hs.vote
+                    ));
+                }
+            }
+            node.votes.insert(hs.term, hs.vote);
+        }
+        node.disk.hs = hs;
+    }
+    Ok(())
 }
 
 struct World {
@@ -67,6 +119,9 @@ struct World {
     drop_rate: f64,
     dup_rate: f64,
     crash_in_ready: f64,
+    /// This schedule persists asynchronously (the runtime contract the server uses): Readys
+    /// pile up in flight and become durable at random later steps.
+    async_persist: bool,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -75,6 +130,9 @@ struct Stats {
     delivered: u64,
     dropped: u64,
     crashes: u64,
+    /// Readys handed to storage asynchronously, and how many of them became durable.
+    async_readys: u64,
+    async_persisted: u64,
     partitions: u64,
     committed: u64,
     snapshots_sent: u64,
@@ -129,6 +187,7 @@ impl World {
                     sm: Sm::default(),
                     votes: BTreeMap::new(),
                     last_commit: 0,
+                    inflight: VecDeque::new(),
                 },
             );
         }
@@ -151,6 +210,7 @@ impl World {
             drop_rate,
             dup_rate,
             crash_in_ready: 0.003,
+            async_persist: seed % 2 == 1,
         }
     }
 
@@ -180,41 +240,37 @@ impl World {
                 // Crash point: the node dies before persisting or sending anything of this Ready.
                 if self.crash_in_ready > 0.0 && self.rng.gen_bool(self.crash_in_ready) {
                     self.nodes.get_mut(&id).unwrap().raft = None;
+                    self.nodes.get_mut(&id).unwrap().inflight.clear();
                     self.stats.crashes += 1;
                     continue;
                 }
-                // Persist: snapshot, entries (truncating), hard state.
                 if let Some(s) = &rd.snapshot {
-                    let keep = node
-                        .disk
-                        .entries
-                        .iter()
-                        .any(|e| e.index == s.meta.index && e.term == s.meta.term);
-                    if keep {
-                        node.disk.entries.retain(|e| e.index > s.meta.index);
-                    } else {
-                        node.disk.entries.clear();
-                    }
-                    node.disk.snapshot = s.clone();
                     node.sm = decode_sm(&s.data);
                 }
-                if let Some(first) = rd.entries.first() {
-                    node.disk.entries.retain(|e| e.index < first.index);
-                    node.disk.entries.extend(rd.entries.iter().cloned());
-                }
-                if let Some(hs) = rd.hard_state {
-                    if hs.vote != 0 {
-                        if let Some(v) = node.votes.get(&hs.term) {
-                            if *v != hs.vote {
-                                let msg = format!("node {id} voted twice in term {}: {v} then {}", hs.term, hs.vote);
-                                self.fail(msg);
-                            }
-                        }
-                        node.votes.insert(hs.term, hs.vote);
+                if self.async_persist {
+                    // Hand the persistence over; only a leader's replication leaves now.
+                    let (early, held): (Vec<Message>, Vec<Message>) =
+                        rd.messages.iter().cloned().partition(|m| m.may_precede_persistence());
+                    self.net.extend(early);
+                    if rd.snapshot.is_some() || !rd.entries.is_empty() || rd.hard_state.is_some() {
+                        node.inflight.push_back(Job {
+                            snapshot: rd.snapshot.clone(),
+                            entries: rd.entries.clone(),
+                            hs: rd.hard_state,
+                            held,
+                        });
+                    } else if let Some(j) = node.inflight.back_mut() {
+                        j.held.extend(held);
+                    } else {
+                        self.net.extend(held);
                     }
-                    node.disk.hs = hs;
+                    self.stats.async_readys += 1;
+                } else {
+                    if let Err(msg) = write_disk(node, id, rd.snapshot.as_ref(), &rd.entries, rd.hard_state) {
+                        self.fail(msg);
+                    }
+                    self.net.extend(rd.messages.iter().cloned());
                 }
-                self.net.extend(rd.messages.iter().cloned());
                 // Apply.
                 let mut applied = vec![];
                 for e in &rd.committed {
@@ -259,13 +315,48 @@ impl World {
                     self.stats.reads_ok += 1;
                 }
                 let node = self.nodes.get_mut(&id).unwrap();
-                node.raft.as_mut().unwrap().advance(&rd);
+                let raft = node.raft.as_mut().unwrap();
+                if self.async_persist {
+                    if let Some(last) = rd.committed.last() {
+                        raft.on_applied(last.index);
+                    }
+                } else {
+                    raft.advance(&rd);
+                }
             }
             if !any {
                 break;
             }
         }
         self.check();
+    }
+
+    /// Storage of `id` finishes its oldest in-flight Ready: it is on disk, Raft learns it, the
+    /// messages that waited for it leave.
+    fn persist_one(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let Some(job) = node.inflight.pop_front() else { return };
+        if let Err(msg) = write_disk(node, id, job.snapshot.as_ref(), &job.entries, job.hs) {
+            self.fail(msg);
+        }
+        if let Some(last) = job.entries.last() {
+            node.raft
+                .as_mut()
+                .expect("a node with jobs in flight is up")
+                .on_persisted(last.index, last.term);
+        }
+        self.net.extend(job.held);
+        self.stats.async_persisted += 1;
+    }
+
+    /// Finishes every in-flight Ready (a healed world's storage catches up).
+    fn persist_all(&mut self) {
+        for id in IDS {
+            while !self.nodes[&id].inflight.is_empty() {
+                self.persist_one(id);
+            }
+        }
+        self.drain();
     }
 
     fn check(&mut self) {
@@ -403,6 +494,12 @@ impl World {
                 .collect();
             eprintln!("step {} action {k} | {}", self.steps, st.join(" "));
         }
+        if self.async_persist && self.rng.gen_bool(0.4) {
+            let id = IDS[self.rng.gen_range(0..IDS.len())];
+            for _ in 0..self.rng.gen_range(1..3) {
+                self.persist_one(id);
+            }
+        }
         match k {
             0..=599 => {
                 for _ in 0..self.rng.gen_range(1..5) {
@@ -434,6 +531,8 @@ impl World {
                 let node = self.nodes.get_mut(&id).unwrap();
                 if node.raft.is_some() {
                     node.raft = None;
+                    // What storage had not finished is lost with the node.
+                    node.inflight.clear();
                     self.stats.crashes += 1;
                 } else {
                     let d = &node.disk;
@@ -498,6 +597,17 @@ impl World {
                     if index > r.snapshot_meta().index && node.sm.index == index {
                         let data = encode_sm(node.sm);
                         let meta = r.compact(index, data.clone()).expect("compaction at applied index");
+                        if self.async_persist {
+                            // As the server's WAL stage: after the Readys handed before it
+                            // (a follower may apply entries before its own copy is durable).
+                            node.inflight.push_back(Job {
+                                snapshot: Some(Snapshot { meta, data }),
+                                entries: vec![],
+                                hs: None,
+                                held: vec![],
+                            });
+                            return;
+                        }
                         let keep = node
                             .disk
                             .entries
@@ -561,9 +671,12 @@ impl World {
             for id in IDS {
                 self.nodes.get_mut(&id).unwrap().raft.as_mut().unwrap().tick();
             }
+            self.drain();
+            self.persist_all();
             while !self.net.is_empty() {
                 self.deliver_one();
                 self.drain();
+                self.persist_all();
             }
             if round.is_multiple_of(5) {
                 if let Some(l) = self.leader() {
@@ -645,6 +758,8 @@ fn randomized_schedules() {
         total.delivered += s.delivered;
         total.dropped += s.dropped;
         total.crashes += s.crashes;
+        total.async_readys += s.async_readys;
+        total.async_persisted += s.async_persisted;
         total.partitions += s.partitions;
         total.committed += s.committed;
         total.snapshots_sent += s.snapshots_sent;
@@ -656,4 +771,8 @@ fn randomized_schedules() {
     eprintln!("raft model: {n} schedules, nodes 3-5 voters of 5; totals {total:?}");
     assert!(total.committed > n * 10, "schedules commit too little: {total:?}");
     assert!(total.snapshots_sent > 0 && total.reads_ok > 0 && total.conf_changes > 0 && total.crashes > 0);
+    assert!(
+        total.async_persisted > 0 && total.async_readys > total.async_persisted,
+        "asynchronous persistence was not exercised (or never lost anything in a crash): {total:?}"
+    );
 }

@@ -44,6 +44,8 @@ pub struct RunConfig {
     pub pipeline_depth: u32,
     /// Each batch of disk writes and its fsync take between these many microseconds.
     pub disk_latency_us: [u64; 2],
+    /// The servers' snapCount.
+    pub snap_count: u64,
 }
 
 impl RunConfig {
@@ -87,6 +89,7 @@ impl RunConfig {
                 let a = r.gen_range(lo..=hi.max(lo));
                 [a, r.gen_range(a..=hi.max(a))]
             },
+            snap_count: r.gen_range(s.snap_count[0]..=s.snap_count[1].max(s.snap_count[0])),
         }
     }
 }
@@ -108,6 +111,8 @@ pub struct RunReport {
     pub lock: Result<usize, Box<lock::LockViolation>>,
     /// Raft invariants across nodes: (terms with a leader, applied indices compared).
     pub raft: Result<(usize, usize), Box<raft::RaftViolation>>,
+    /// Snapshots the servers reported: (taken for compaction, installed from a leader).
+    pub snapshots: (usize, usize),
     /// Simulated milliseconds from the final heal to the first successful write (None: never).
     pub recovery_ms: Option<u64>,
     /// Hash of the history and nemesis trace: equal seeds must give equal hashes.
@@ -201,7 +206,7 @@ impl RunReport {
 }
 
 /// The server configuration of node `id` of `nodes`.
-fn server_config(id: u64, nodes: u64) -> Config {
+fn server_config(id: u64, nodes: u64, snap_count: u64) -> Config {
     Config {
         my_id: id,
         data_dir: format!("/data/{id}"),
@@ -218,6 +223,7 @@ fn server_config(id: u64, nodes: u64) -> Config {
         min_session_timeout_ms: 2000,
         max_session_timeout_ms: 20000,
         container_check_ms: 1000,
+        snap_count,
         ..Config::default()
     }
 }
@@ -322,7 +328,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         disks.push(disk.clone());
         clocks.push(clock.clone());
         exits.push(exit.clone());
-        let (n, seed) = (cfg.nodes, cfg.seed);
+        let (n, seed, snap_count) = (cfg.nodes, cfg.seed, cfg.snap_count);
         let node = handle
             .create_node()
             .name(format!("zraft-{id}"))
@@ -330,9 +336,13 @@ async fn scenario(cfg: RunConfig) -> Outputs {
             .init(move || {
                 let (disk, clock, exit) = (disk.clone(), clock.clone(), exit.clone());
                 async move {
-                    let r =
-                        zraft::server::run_with_clock(server_config(id, n), Box::new(disk), Box::new(clock), seed ^ id)
-                            .await;
+                    let r = zraft::server::run_with_clock(
+                        server_config(id, n, snap_count),
+                        Box::new(disk),
+                        Box::new(clock),
+                        seed ^ id,
+                    )
+                    .await;
                     // The real binary exits here; the nemesis plays the supervisor.
                     let why = match r {
                         Ok(()) => "stopped".to_string(),
@@ -433,6 +443,11 @@ pub fn run(cfg: RunConfig) -> RunReport {
     let history = out.history;
     let observed = zraft::server::observer::take();
     let raft = raft::check(&observed);
+    let snapshots = observed.iter().fold((0, 0), |(t, i), o| match o {
+        zraft::server::observer::Observation::Snapshot { installed: false, .. } => (t + 1, i),
+        zraft::server::observer::Observation::Snapshot { installed: true, .. } => (t, i + 1),
+        _ => (t, i),
+    });
     // The trace: every client operation, every nemesis event, and what every server did
     // (leaders, and applied indices with their tree hashes) in order.
     let mut h = 0xcbf2_9ce4_8422_2325;
@@ -453,6 +468,7 @@ pub fn run(cfg: RunConfig) -> RunReport {
         ephemeral: ephemeral::check(&history, &out.leftover),
         lock: lock::check(&history),
         raft,
+        snapshots,
         recovery_ms: out.recovery_ms,
         trace_hash: h,
         cfg,

@@ -175,6 +175,14 @@ pub struct Scenario {
     /// Simulated seconds after healing within which operations must succeed again.
     #[serde(default = "liveness")]
     pub liveness_secs: u64,
+    /// The servers' `snapCount` (entries between snapshots), as a range each seed draws from:
+    /// small, so that every run compacts its log and restarted nodes install snapshots.
+    #[serde(default = "snap_count")]
+    pub snap_count: [u64; 2],
+}
+
+fn snap_count() -> [u64; 2] {
+    [200, 2000]
 }
 
 fn three() -> u64 {

@@ -23,6 +23,8 @@ mod sim {
         // (watches, ephemeral presences, fenced lock writes, pipelined ops) checked: none may
         // stay vacuous.
         let mut checked = (0usize, 0usize, 0usize, 0usize);
+        // Snapshots taken for compaction and installed from a leader.
+        let mut snapshots = (0usize, 0usize);
         for f in files {
             let path = f.to_str().unwrap().to_string();
             let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -58,6 +60,8 @@ mod sim {
                 checked.1 += r.ephemeral.as_ref().copied().unwrap_or(0);
                 checked.2 += r.lock.as_ref().copied().unwrap_or(0);
                 checked.3 += r.pipelined();
+                snapshots.0 += r.snapshots.0;
+                snapshots.1 += r.snapshots.1;
                 eprintln!(
                     "{} seed {seed}: {}+{} clients, {} ops ({} pipelined at depth {}, {:?} sequential creates, {:?} watches, {:?} ephemeral presences, {:?} fenced lock writes), raft (terms, applied compared) {:?}, {} nemesis events, recovered {:?} ms after heal, trace {:016x}",
                     s.name,
@@ -78,16 +82,22 @@ mod sim {
             }
         }
         eprintln!(
-            "sim: {seeds_run} seeds, {sim_secs} simulated s, {ops} ops checked ({} watches, {} ephemeral presences, {} fenced lock writes, {} pipelined), {undecided} undecided, wall {:.1} s",
+            "sim: {seeds_run} seeds, {sim_secs} simulated s, {ops} ops checked ({} watches, {} ephemeral presences, {} fenced lock writes, {} pipelined), snapshots {} taken / {} installed, {undecided} undecided, wall {:.1} s",
             checked.0,
             checked.1,
             checked.2,
             checked.3,
+            snapshots.0,
+            snapshots.1,
             wall.elapsed().as_secs_f64()
         );
         assert!(
             checked.0 > 0 && checked.1 > 0 && checked.2 > 0 && checked.3 > 0,
             "a checker saw nothing to check: {checked:?}"
+        );
+        assert!(
+            snapshots.0 > 0 && snapshots.1 > 0,
+            "no snapshot was taken or installed: {snapshots:?}"
         );
         assert!(undecided * 20 <= seeds_run, "too many undecided seeds: {undecided}");
     }

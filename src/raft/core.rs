@@ -361,21 +361,27 @@ impl Raft {
     /// Records a state-machine snapshot the runtime took at `index` (≤ applied) and compacts
     /// the log up to it. The snapshot is what lagging followers will be sent.
     pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<SnapshotMeta, RaftError> {
-        if index > self.log.applied || index < self.log.snap_index() {
-            return Err(RaftError::BadSnapshotIndex(index));
-        }
-        let term = self.log.term(index).ok_or(RaftError::BadSnapshotIndex(index))?;
-        let meta = SnapshotMeta {
-            index,
-            term,
-            conf: self.conf_at(index),
-        };
+        let meta = self.snapshot_meta_at(index)?;
         self.snapshot = Snapshot {
             meta: meta.clone(),
             data,
         };
         self.log.compact(index);
         Ok(meta)
+    }
+
+    /// What a snapshot of the state after applying `index` would say of itself (for a runtime
+    /// that writes the snapshot first and compacts once it is durable).
+    pub fn snapshot_meta_at(&self, index: u64) -> Result<SnapshotMeta, RaftError> {
+        if index > self.log.applied || index < self.log.snap_index() {
+            return Err(RaftError::BadSnapshotIndex(index));
+        }
+        let term = self.log.term(index).ok_or(RaftError::BadSnapshotIndex(index))?;
+        Ok(SnapshotMeta {
+            index,
+            term,
+            conf: self.conf_at(index),
+        })
     }
 
     /// Handles a message from a peer. Anything malformed or stale is ignored, never a panic.

@@ -48,6 +48,9 @@ pub struct Config {
     /// How often the leader deletes empty containers and expired TTL nodes
     /// (`znode.container.checkIntervalMs`, ZooKeeper's default one minute).
     pub container_check_ms: u64,
+    /// Fewest applied entries between snapshots (zoo.cfg `snapCount`, ZooKeeper's default
+    /// 100,000); a snapshot also waits for as many entries as the tree has nodes.
+    pub snap_count: u64,
     /// The super user's digest (`super:<base64 sha1>`), as ZooKeeper's
     /// `DigestAuthenticationProvider.superDigest` system property; `zraft` reads it from
     /// ZRAFT_SUPER_DIGEST.
@@ -79,6 +82,7 @@ impl Default for Config {
             autopurge_purge_interval_h: 0,
             raft_tick_ms: 200,
             container_check_ms: 60_000,
+            snap_count: 100_000,
             super_digest: None,
             unknown_keys: vec![],
         }
@@ -140,6 +144,7 @@ impl Config {
                 "autopurge.snapRetainCount" => c.autopurge_snap_retain_count = num(file, k, v)?,
                 "autopurge.purgeInterval" => c.autopurge_purge_interval_h = num(file, k, v)?,
                 "znode.container.checkIntervalMs" => c.container_check_ms = num(file, k, v)?,
+                "snapCount" => c.snap_count = num::<u64>(file, k, v)?.max(1),
                 "admin.enableServer" | "standaloneEnabled" | "reconfigEnabled" | "maxSessionTimeoutMs" => {}
                 key if key.starts_with("server.") => {
                     let id: u64 = num(file, k, &key["server.".len()..])?;

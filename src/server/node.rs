@@ -32,9 +32,6 @@ pub(crate) fn bug(_: &str) -> bool {
     false
 }
 
-/// Raft entries between log compactions (ZooKeeper's snapCount order of magnitude).
-const SNAPSHOT_EVERY: u64 = 20_000;
-
 /// A write as it travels to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WriteOp {
@@ -129,6 +126,8 @@ pub enum Event {
     Tick,
     /// The WAL stage made every `Ready` up to this id durable (None: only compaction work).
     Persisted(Result<Option<u64>, StorageError>),
+    /// A snapshot for log compaction is durable: Raft may drop the log before it.
+    Snapshotted(raft::Snapshot),
     FourLetter {
         cmd: String,
         reply: oneshot::Sender<String>,
@@ -301,6 +300,8 @@ pub struct Node {
     next_ready: u64,
     /// This incarnation (see `Origin`).
     boot: u64,
+    /// A snapshot for compaction is on its way through the WAL stage.
+    snapshotting: bool,
     /// `Ready`s handed to the WAL stage and not yet durable, oldest first.
     unpersisted: VecDeque<Unpersisted>,
     tree: DataTree,
@@ -394,6 +395,7 @@ impl Node {
             wal: None,
             next_ready: 0,
             boot,
+            snapshotting: false,
             unpersisted: VecDeque::new(),
             tree,
             pending: Pending::new(),
@@ -488,6 +490,20 @@ impl Node {
             Event::Peer(m) => self.on_peer(m),
             Event::Tick => self.on_tick(),
             Event::Persisted(_) => unreachable!("dispatched before handle"),
+            Event::Snapshotted(s) => {
+                self.snapshotting = false;
+                let index = s.meta.index;
+                // Refused only if a newer snapshot was installed from the leader meanwhile.
+                let _compacted = self.raft.compact(index, s.data).is_ok();
+                #[cfg(madsim)]
+                if _compacted {
+                    super::observer::report(super::observer::Observation::Snapshot {
+                        node: self.id,
+                        index,
+                        installed: false,
+                    });
+                }
+            }
             Event::FourLetter { cmd, reply } => {
                 let _ = reply.send(self.four_letter(&cmd));
             }
@@ -1145,6 +1161,12 @@ impl Node {
                 self.tree = snapshot::decode(&s.data)?;
                 self.pending = Pending::new();
                 self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
+                #[cfg(madsim)]
+                super::observer::report(super::observer::Observation::Snapshot {
+                    node: self.id,
+                    index: s.meta.index,
+                    installed: true,
+                });
             }
             let mut held = vec![];
             for m in rd.messages {
@@ -1334,12 +1356,20 @@ impl Node {
 
     fn maybe_compact(&mut self) {
         let applied = self.raft.applied();
-        if applied < self.raft.snapshot_meta().index + SNAPSHOT_EVERY {
+        // At least `snap_count` entries, and at least as many as the tree has nodes: writing
+        // a snapshot then costs a bounded amount per entry however large the tree grows
+        // (a fixed interval makes loading a big tree quadratic).
+        let due = self.raft.snapshot_meta().index + self.cfg.snap_count.max(self.tree.node_count() as u64);
+        if self.snapshotting || applied < due {
             return;
         }
-        let data = snapshot::encode(&self.tree);
-        if let Ok(meta) = self.raft.compact(applied, data.clone()) {
-            self.wal_job(Job::Compact(raft::Snapshot { meta, data }));
+        if let Ok(meta) = self.raft.snapshot_meta_at(applied) {
+            self.snapshotting = true;
+            // A copy is a consistent view at `applied`; the WAL stage encodes and writes it.
+            self.wal_job(Job::Snapshot {
+                meta,
+                tree: Box::new(self.tree.clone()),
+            });
         }
     }
 

@@ -10,6 +10,9 @@ use std::cell::RefCell;
 pub enum Observation {
     /// `node` was leader in `term`.
     Leader { node: u64, term: u64 },
+    /// `node` made a snapshot at `index` durable and compacted its log up to it; or, with
+    /// `installed`, took one from the leader.
+    Snapshot { node: u64, index: u64, installed: bool },
     /// `node` applied `index` (of `term`) and its tree then hashed to `tree`.
     Applied {
         node: u64,

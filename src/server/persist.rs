@@ -4,8 +4,9 @@
 //! Completion comes back to the loop as `Event::Persisted` with the last `Ready` id covered.
 
 use super::node::Event;
-use crate::raft::{Entry, HardState, Snapshot};
+use crate::raft::{Entry, HardState, Snapshot, SnapshotMeta};
 use crate::storage::{Disk, Storage, StorageError};
+use crate::tree::{snapshot, DataTree};
 use tokio::sync::mpsc;
 
 /// Work for the WAL stage, in the order the replica loop produced it.
@@ -18,9 +19,11 @@ pub enum Job {
         entries: Vec<Entry>,
         hard_state: Option<HardState>,
     },
-    /// A snapshot of the local tree for log compaction (its index is applied, so durable in
-    /// the jobs before it).
-    Compact(Snapshot),
+    /// A snapshot of the local tree for log compaction, taken from a copy so that encoding,
+    /// checksumming and writing it happen here and not on the replica loop (its index is
+    /// applied, so the entries up to it are in the jobs before it). Reported back with
+    /// `Event::Snapshotted` once durable; only then does Raft drop the log before it.
+    Snapshot { meta: SnapshotMeta, tree: Box<DataTree> },
 }
 
 /// Runs storage work where blocking is allowed: the blocking pool in real builds. Under madsim
@@ -37,7 +40,9 @@ async fn blocking<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-fn persist(storage: &mut Storage<Box<dyn Disk>>, batch: Vec<Job>) -> Result<(), StorageError> {
+/// Writes a batch; the snapshots it took for compaction.
+fn persist(storage: &mut Storage<Box<dyn Disk>>, batch: Vec<Job>) -> Result<Vec<Snapshot>, StorageError> {
+    let mut taken = vec![];
     for job in batch {
         match job {
             Job::Ready {
@@ -54,10 +59,18 @@ fn persist(storage: &mut Storage<Box<dyn Disk>>, batch: Vec<Job>) -> Result<(), 
                     storage.set_hard_state(hs);
                 }
             }
-            Job::Compact(s) => storage.save_snapshot(&s)?,
+            Job::Snapshot { meta, tree } => {
+                let s = Snapshot {
+                    meta,
+                    data: snapshot::encode(&tree),
+                };
+                storage.save_snapshot(&s)?;
+                taken.push(s);
+            }
         }
     }
-    storage.sync()
+    storage.sync()?;
+    Ok(taken)
 }
 
 /// Persists jobs until the replica loop goes away or storage fails (then it reports the error
@@ -76,7 +89,7 @@ pub async fn run(
             .iter()
             .filter_map(|j| match j {
                 Job::Ready { id, .. } => Some(*id),
-                Job::Compact(_) => None,
+                Job::Snapshot { .. } => None,
             })
             .max();
         // A simulated disk takes simulated time (drawn per seed): a crash meanwhile loses the
@@ -91,9 +104,16 @@ pub async fn run(
         })
         .await;
         storage = s;
+        let (taken, result) = match result {
+            Ok(taken) => (taken, Ok(upto)),
+            Err(e) => (vec![], Err(e)),
+        };
         let failed = result.is_err();
-        if events.send(Event::Persisted(result.map(|()| upto))).is_err() || failed {
+        if events.send(Event::Persisted(result)).is_err() || failed {
             return;
+        }
+        for s in taken {
+            let _ = events.send(Event::Snapshotted(s));
         }
     }
 }
