@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::free_port;
+use common::{connect, free_port};
 use std::time::Duration;
-use zraft::client::{Client, PendingReply};
+use zraft::client::PendingReply;
 use zraft::jute::*;
 use zraft::server::config::Config;
 use zraft::storage::RealDisk;
@@ -43,16 +43,6 @@ where
     });
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-async fn connect(addr: &str) -> Client {
-    for _ in 0..200 {
-        if let Ok(c) = Client::connect(addr, 10_000, None, 0).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("server at {addr} accepts no clients");
 }
 
 fn set(path: &str, data: &[u8]) -> Request {

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::free_port;
+use common::{connect, free_port};
 use std::time::Duration;
-use zraft::client::Client;
 use zraft::jute::*;
 use zraft::server::config::Config;
 use zraft::storage::RealDisk;
@@ -35,15 +34,7 @@ fn single_node_serves_and_recovers() {
         let (cfg, dir2, addr2) = (config(&dir, port), dir.clone(), addr.clone());
         rt.block_on(async move {
             let server = tokio::spawn(zraft::server::run(cfg, Box::new(RealDisk::new()), 1));
-            let mut c = None;
-            for _ in 0..100 {
-                if let Ok(cl) = Client::connect(&addr2, 10_000, None, 0).await {
-                    c = Some(cl);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let mut c = c.expect("server accepts clients");
+            let mut c = connect(&addr2).await;
             if round == 0 {
                 assert_eq!(c.create("/a", b"hello", CreateMode::Persistent).await.unwrap(), "/a");
                 let (data, stat) = c.get("/a").await.unwrap();
@@ -132,15 +123,7 @@ fn snapshots_compact_the_log_and_survive_restart() {
         let addr2 = addr.clone();
         rt.block_on(async move {
             let server = tokio::spawn(zraft::server::run(cfg, Box::new(RealDisk::new()), 1));
-            let mut c = None;
-            for _ in 0..100 {
-                if let Ok(cl) = Client::connect(&addr2, 10_000, None, 0).await {
-                    c = Some(cl);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let mut c = c.expect("server accepts clients");
+            let mut c = connect(&addr2).await;
             if round == 0 {
                 let mut pending = vec![];
                 for i in 0..600 {
