@@ -11,6 +11,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError, NodeExistsError, BadVersionError, SessionExpiredError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import recipes  # noqa: E402
 import zkdiff  # noqa: E402
 
 BIN = os.path.abspath(sys.argv[1])
@@ -421,6 +422,16 @@ def main():
         def kazoo_pipelining_single_node():
             pipelining([single[0].hosts()] * 2, int(os.environ.get("ZRAFT_PIPELINE_ROUNDS", "1000")))
 
+        for i, recipe in enumerate(recipes.ALL):
+            def run_recipe(recipe=recipe, i=i):
+                hosts = [s.hosts() for s in trio]
+                try:
+                    print("      " + recipe(hosts, f"/recipe{i}"))
+                finally:
+                    recipes.stop_all()
+            run_recipe.__name__ = f"kazoo_recipe_{recipe.__name__}_three_nodes"
+            test(run_recipe)
+
         @test
         def kazoo_single_node():
             zk = client(single[0].hosts())
@@ -490,9 +501,10 @@ def main():
         subprocess.run([f"{REPO}/scripts/real-zk.sh", "stop", realzk], timeout=60)
     passed = sum(1 for _, ok in RESULTS if ok)
     failed = len(RESULTS) - passed
-    print(f"integration: {passed} passed, {failed} failed")
+    print(f"integration: {passed} passed, {failed} failed", flush=True)
     shutil.rmtree(ROOT, ignore_errors=True)
-    sys.exit(1 if failed else 0)
+    # A client thread a failed test left behind must not keep the process (and CI) waiting.
+    os._exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
