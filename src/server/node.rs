@@ -1161,6 +1161,15 @@ impl Node {
                 self.tree = snapshot::decode(&s.data)?;
                 self.pending = Pending::new();
                 self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
+                // Installing a snapshot skips the transactions it covers, and with them their
+                // effects on this server's clients: sessions closed meanwhile, watches that
+                // should have fired. As a ZooKeeper follower that syncs from a snapshot, serve
+                // none of the old connections: clients reconnect, re-send their watches
+                // (changes they missed fire at once) or learn that their session expired.
+                let conns: Vec<u64> = self.conns.keys().copied().collect();
+                for conn in conns {
+                    self.close_conn(conn);
+                }
                 #[cfg(madsim)]
                 super::observer::report(super::observer::Observation::Snapshot {
                     node: self.id,
