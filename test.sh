@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every zraft test on a fresh machine: installs what the tests need (clippy/rustfmt,
-# kazoo 2.11 in .venv, Debian's zookeeper package for zkCli.sh), then formatting, clippy,
+# kazoo 2.11 in .venv, Debian's zookeeper and zookeeper-bin packages for the real server,
+# zkCli.sh and the C client), then formatting, clippy,
 # cargo test for the whole workspace, the simulation build (cargo sim-test, --cfg madsim),
 # and the real-client integration tests.
 #   ZRAFT_GARBAGE_FRAMES, ZRAFT_RAFT_SCHEDULES, ZRAFT_CRASH_POINTS, PROPTEST_CASES: see README
@@ -24,11 +25,12 @@ if [ "${ZRAFT_SKIP_INTEGRATION:-0}" != 1 ]; then
     python3 -m venv .venv
     .venv/bin/pip install -q kazoo==2.11.0
   fi
-  if [ ! -x /usr/share/zookeeper/bin/zkCli.sh ]; then
+  # zookeeper: the real server and zkCli.sh; zookeeper-bin: the C client (cli_mt).
+  if [ ! -x /usr/share/zookeeper/bin/zkCli.sh ] || [ ! -x /usr/lib/zookeeper/bin/cli_mt ]; then
     if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper zookeeper-bin >/dev/null
     else
-      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper zookeeper-bin >/dev/null
     fi
   fi
   cargo build --bin zraft
