@@ -34,7 +34,10 @@ fn entry(index: u64, term: u64, rng: &mut ChaCha8Rng) -> Entry {
 }
 
 fn opts() -> WalOptions {
-    WalOptions { segment_bytes: 4096 }
+    WalOptions {
+        segment_bytes: 4096,
+        ..WalOptions::default()
+    }
 }
 
 /// The model: what storage has durably (after the last successful sync) and what it was

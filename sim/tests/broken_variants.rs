@@ -22,11 +22,17 @@ mod sim {
             // A read answered ahead of its session's pending write (zraft before FIFO order).
             ("read-ahead", "minority-partition", &["session guarantee"]),
             // A follower acknowledges appends before they are durable; the simulated disk's
-            // latency leaves a window in which a crash loses what was acknowledged.
+            // latency leaves a window in which a crash loses what was acknowledged. Restarts
+            // expose it best (200 seeds: rolling-restarts 6 caught, swarm 2, kill-cluster 4).
             (
                 "ack-before-fsync",
-                "swarm",
-                &["Raft invariant", "not linearizable", "session guarantee"],
+                "rolling-restarts",
+                &[
+                    "Raft invariant",
+                    "not linearizable",
+                    "session guarantee",
+                    "sequential names",
+                ],
             ),
         ];
         for (bug, scenario, checkers) in variants {

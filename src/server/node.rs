@@ -366,7 +366,12 @@ impl Node {
             c.learners = cfg.peers.iter().filter(|p| p.observer).map(|p| p.id).collect();
             c
         };
-        let (storage, rec, report) = Storage::open(disk, &cfg.log_dir(), conf, WalOptions::default())?;
+        let opts = WalOptions {
+            // The WAL stage deletes compaction's garbage in a task of its own.
+            defer_deletes: true,
+            ..WalOptions::default()
+        };
+        let (storage, rec, report) = Storage::open(disk, &cfg.log_dir(), conf, opts)?;
         if let Some((file, off)) = &report.truncated {
             tracing::warn!(%file, offset = off, "recovery cut a torn log tail");
         }

@@ -5,7 +5,7 @@
 
 use super::node::Event;
 use crate::raft::{Entry, HardState, Snapshot, SnapshotMeta};
-use crate::storage::{Disk, Storage, StorageError};
+use crate::storage::{delete_files, Disk, Storage, StorageError};
 use crate::tree::{snapshot, DataTree};
 use tokio::sync::mpsc;
 
@@ -104,6 +104,27 @@ pub async fn run(
         })
         .await;
         storage = s;
+        // What a compaction made obsolete is deleted by another task, so that no write waits
+        // for large files to be unlinked (deleting 64 MiB segments stalled every queued write
+        // by 25-45 ms per snapshot). Left over after a crash, such files are ignored.
+        let garbage = storage.take_garbage();
+        if !garbage.is_empty() {
+            let dir = storage.dir().to_string();
+            match storage.disk().detached() {
+                Some(mut side) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = blocking(move || delete_files(&mut *side, &dir, garbage)).await {
+                            tracing::warn!("deleting obsolete log files: {e}");
+                        }
+                    });
+                }
+                None => {
+                    if let Err(e) = storage.delete(garbage) {
+                        tracing::warn!("deleting obsolete log files: {e}");
+                    }
+                }
+            }
+        }
         let (taken, result) = match result {
             Ok(taken) => (taken, Ok(upto)),
             Err(e) => (vec![], Err(e)),

@@ -48,6 +48,13 @@ pub trait Disk: Send {
     fn latency(&mut self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+    /// Another handle to the same disk that another task may use at the same time (to delete
+    /// obsolete files off the write path); None if there is no such thing.
+    fn detached(&self) -> Option<Box<dyn Disk>> {
+        None
+    }
+    /// Drops whatever this handle keeps open for `path` (before another handle deletes it).
+    fn forget(&mut self, _path: &str) {}
 }
 
 fn dir_of(path: &str) -> &str {
@@ -95,6 +102,15 @@ impl RealDisk {
 }
 
 impl Disk for RealDisk {
+    fn detached(&self) -> Option<Box<dyn Disk>> {
+        Some(Box::new(RealDisk::new()))
+    }
+
+    fn forget(&mut self, path: &str) {
+        // An open descriptor would keep a deleted file's space until the process ends.
+        self.open.remove(path);
+    }
+
     fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(dir).map_err(|e| Self::io(dir, e))? {
@@ -337,6 +353,11 @@ impl SimDisk {
 }
 
 impl Disk for SimDisk {
+    fn detached(&self) -> Option<Box<dyn Disk>> {
+        // Clones share the disk.
+        Some(Box::new(self.clone()))
+    }
+
     fn latency(&mut self) -> std::time::Duration {
         let mut st = self.state.lock().expect("sim disk lock");
         let (lo, hi) = st.latency_us;
@@ -483,5 +504,11 @@ impl<T: Disk + ?Sized> Disk for Box<T> {
     }
     fn latency(&mut self) -> std::time::Duration {
         (**self).latency()
+    }
+    fn detached(&self) -> Option<Box<dyn Disk>> {
+        (**self).detached()
+    }
+    fn forget(&mut self, path: &str) {
+        (**self).forget(path)
     }
 }

@@ -74,12 +74,16 @@ struct Segment {
 pub struct WalOptions {
     /// Start a new segment once the current one exceeds this.
     pub segment_bytes: u64,
+    /// Leave the files a compaction makes obsolete for `take_garbage` (the caller deletes
+    /// them off the write path) instead of deleting them inside `save_snapshot`.
+    pub defer_deletes: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: 64 << 20,
+            defer_deletes: false,
         }
     }
 }
@@ -101,6 +105,26 @@ pub struct Storage<D: Disk> {
     /// Offsets (in the current segment) of entries in `pending`, relative to its start.
     pending_offsets: Vec<(u64, u64)>,
     synced_len: u64,
+    /// Files a compaction made obsolete (old segments, old snapshots), not yet deleted:
+    /// recovery ignores them (entries at or below the snapshot are skipped, the newest
+    /// snapshot wins), so deleting them can wait and happen off the write path.
+    garbage: Vec<String>,
+}
+
+/// Deletes files of `dir` durably (a file already gone is fine): a compaction's garbage.
+pub fn delete_files<D: Disk + ?Sized>(disk: &mut D, dir: &str, paths: Vec<String>) -> StorageResult<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    for p in paths {
+        match disk.remove(&p) {
+            // Another deleter (or a crash's recovery) got there first.
+            Ok(()) | Err(DiskError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    disk.sync_dir(dir)?;
+    Ok(())
 }
 
 fn crc(b: &[u8]) -> u32 {
@@ -232,6 +256,7 @@ impl<D: Disk> Storage<D> {
             pending: vec![],
             pending_offsets: vec![],
             synced_len: 0,
+            garbage: vec![],
         };
         if fresh {
             let boot = Snapshot {
@@ -548,10 +573,10 @@ impl<D: Disk> Storage<D> {
             self.new_segment(snap.meta.index + 1)?;
             self.write_hard_state_now()?;
         } else {
-            // Remove whole segments that end at or before the snapshot.
+            // Whole segments that end at or before the snapshot are garbage now.
             while self.segments.len() > 1 && self.segments[1].first_index <= snap.meta.index + 1 {
                 let s = self.segments.remove(0);
-                self.disk.remove(&s.path)?;
+                self.garbage.push(s.path);
                 self.offsets.retain(|_, (seg, _)| *seg != 0);
                 for v in self.offsets.values_mut() {
                     v.0 -= 1;
@@ -563,11 +588,29 @@ impl<D: Disk> Storage<D> {
         // Older snapshot files are no longer needed.
         for n in self.disk.list(&self.dir)? {
             if n.starts_with("snap-") && n.ends_with(".snap") && n != snap_name(snap.meta.index) {
-                self.disk.remove(&format!("{}/{n}", self.dir))?;
+                self.garbage.push(format!("{}/{n}", self.dir));
             }
         }
-        self.disk.sync_dir(&self.dir)?;
+        if !matches || !self.opts.defer_deletes {
+            // A divergent log is gone for good before anything is appended after it.
+            let g = self.take_garbage();
+            self.delete(g)?;
+        }
         Ok(())
+    }
+
+    /// Files made obsolete by compaction, for `delete` (now, or elsewhere through a detached
+    /// disk handle, off the write path).
+    pub fn take_garbage(&mut self) -> Vec<String> {
+        for p in &self.garbage {
+            self.disk.forget(p);
+        }
+        std::mem::take(&mut self.garbage)
+    }
+
+    /// Deletes files durably (a file already gone is fine).
+    pub fn delete(&mut self, paths: Vec<String>) -> StorageResult<()> {
+        delete_files(&mut self.disk, &self.dir, paths)
     }
 
     fn write_snapshot_file(&mut self, snap: &Snapshot) -> StorageResult<()> {
@@ -634,6 +677,11 @@ impl<D: Disk> Storage<D> {
             report.reread += 1;
         }
         Err(last_err)
+    }
+
+    /// The directory the log and snapshots are in.
+    pub fn dir(&self) -> &str {
+        &self.dir
     }
 
     /// The disk, e.g. to inspect a simulated one.
