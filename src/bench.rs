@@ -58,10 +58,45 @@ pub struct Outcome {
     pub max_us: u64,
 }
 
+/// The columns of `Outcome::csv_row`.
+pub const CSV_HEADER: &str = "label,load,sessions,depth,value_size,ops_per_s,ops,errors,p50_ms,p99_ms,p999_ms,max_ms";
+
 impl Outcome {
     /// Requests per second.
     pub fn rate(&self) -> f64 {
         self.ops as f64 / self.secs
+    }
+
+    /// p50, p99, p999 and max latency in milliseconds.
+    pub fn latencies_ms(&self) -> [f64; 4] {
+        [self.p50_us, self.p99_us, self.p999_us, self.max_us].map(|us| us as f64 / 1000.0)
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        let [p50, p99, p999, max] = self.latencies_ms();
+        format!(
+            "{:.0} ops/s ({} ops in {:.1}s, {} errors) latency p50 {p50:.2} ms p99 {p99:.2} ms p999 {p999:.2} ms max {max:.2} ms",
+            self.rate(),
+            self.ops,
+            self.secs,
+            self.errors
+        )
+    }
+
+    /// One CSV row (columns: `CSV_HEADER`) for the run `s`, labelled `label`.
+    pub fn csv_row(&self, label: &str, s: &Settings) -> String {
+        let [p50, p99, p999, max] = self.latencies_ms();
+        format!(
+            "{label},{:?},{},{},{},{:.0},{},{},{p50:.3},{p99:.3},{p999:.3},{max:.3}",
+            s.load,
+            s.sessions,
+            s.depth,
+            s.value_size,
+            self.rate(),
+            self.ops,
+            self.errors
+        )
     }
 }
 

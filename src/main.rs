@@ -180,17 +180,7 @@ fn bench(s: zraft::bench::Settings, csv: Option<String>, label: String) {
     );
     match rt.block_on(zraft::bench::run(s.clone())) {
         Ok(o) => {
-            println!(
-                "{label} {what}: {:.0} ops/s ({} ops in {:.1}s, {} errors) latency p50 {:.2} ms p99 {:.2} ms p999 {:.2} ms max {:.2} ms",
-                o.rate(),
-                o.ops,
-                o.secs,
-                o.errors,
-                o.p50_us as f64 / 1000.0,
-                o.p99_us as f64 / 1000.0,
-                o.p999_us as f64 / 1000.0,
-                o.max_us as f64 / 1000.0
-            );
+            println!("{label} {what}: {}", o.summary());
             if let Some(path) = csv {
                 use std::io::Write;
                 let new = !std::path::Path::new(&path).exists();
@@ -203,26 +193,9 @@ fn bench(s: zraft::bench::Settings, csv: Option<String>, label: String) {
                         std::process::exit(2)
                     });
                 if new {
-                    let _ = writeln!(
-                        f,
-                        "label,load,sessions,depth,value_size,ops_per_s,ops,errors,p50_ms,p99_ms,p999_ms,max_ms"
-                    );
+                    let _ = writeln!(f, "{}", zraft::bench::CSV_HEADER);
                 }
-                let _ = writeln!(
-                    f,
-                    "{label},{:?},{},{},{},{:.0},{},{},{:.3},{:.3},{:.3},{:.3}",
-                    s.load,
-                    s.sessions,
-                    s.depth,
-                    s.value_size,
-                    o.rate(),
-                    o.ops,
-                    o.errors,
-                    o.p50_us as f64 / 1000.0,
-                    o.p99_us as f64 / 1000.0,
-                    o.p999_us as f64 / 1000.0,
-                    o.max_us as f64 / 1000.0
-                );
+                let _ = writeln!(f, "{}", o.csv_row(&label, &s));
             }
         }
         Err(e) => {
