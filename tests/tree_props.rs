@@ -409,3 +409,44 @@ fn containers_and_ttl_nodes_are_reaped_as_zookeeper_does() {
     assert_eq!(r.err(), ErrorCode::Ok);
     assert!(tree.node("/c").is_none());
 }
+
+/// createTTL's flags and ttl, as ZooKeeper 3.8.0 answers them (measured with difftest), except
+/// a non-TTL mode with a negative ttl: ZooKeeper accepts it and then cannot apply it (its
+/// server stops, and stops again when it replays its log); zraft answers BadArguments.
+#[test]
+fn create_ttl_flags_and_ttl() {
+    let auth = AuthIds::new();
+    let rows: [(i32, i64, ErrorCode); 10] = [
+        (5, 3_600_000, ErrorCode::Ok),
+        (6, 1, ErrorCode::Ok),
+        (5, 0, ErrorCode::BadArguments),
+        (5, -5, ErrorCode::BadArguments),
+        (5, 1 << 40, ErrorCode::BadArguments),
+        (0, 0, ErrorCode::BadArguments),
+        (0, 3_600_000, ErrorCode::BadArguments),
+        (0, -5, ErrorCode::BadArguments),
+        (1, -5, ErrorCode::BadArguments),
+        (4, -5, ErrorCode::BadArguments),
+    ];
+    for (i, (flags, ttl, want)) in rows.into_iter().enumerate() {
+        let mut tree = DataTree::new();
+        let mut pending = Pending::new();
+        let ctx = PrepareCtx {
+            session_id: 7,
+            auth: &auth,
+            zxid: 1,
+            time: 1000,
+            config: TreeConfig::default(),
+        };
+        let req = Request::CreateTtl(CreateTtlRequest {
+            path: "/t".into(),
+            data: None,
+            acl: zraft::tree::acl::open_acl(),
+            flags,
+            ttl,
+        });
+        let e = tree.prepare(&mut pending, &ctx, &req);
+        let (r, _) = tree.apply(&e);
+        assert_eq!(r.err(), want, "row {i}: flags {flags} ttl {ttl}");
+    }
+}

@@ -289,7 +289,10 @@ impl DataTree {
         }
         if mode.is_ttl() {
             ttl_owner(ttl).ok_or(ErrorCode::BadArguments)?;
-        } else if ttl >= 0 {
+        } else if ttl >= 0 || op == OpCode::CreateTtl {
+            // createTTL with a mode that has no TTL: ZooKeeper 3.8.0 lets a negative ttl
+            // through and its log then holds a transaction that stops it (found by difftest);
+            // zraft refuses the request, as ZooKeeper does for any other ttl.
             return Err(ErrorCode::BadArguments);
         }
         if mode.is_ephemeral() && !pending.session_alive(self, ctx.session_id) {
