@@ -13,7 +13,7 @@ use crate::jute::*;
 use crate::raft::{self, ConfState, EntryKind, Message, NodeId, Raft, Role};
 use crate::session::{password, SessionIds, SessionTracker};
 use crate::storage::{Disk, Storage, StorageError, WalOptions};
-use crate::tree::acl::digest_auth;
+use crate::tree::acl::{check_acl, digest_auth};
 use crate::tree::{snapshot, AuthIds, DataTree, Pending, PrepareCtx, TreeConfig, Txn, TxnEntry, TxnResult};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -176,6 +176,10 @@ enum Slot {
     InFlight { req_id: u64, sync: bool },
     /// Answered: the encoded reply, waiting for the replies ahead of it.
     Done(Vec<u8>),
+    /// A sync that has caught up, waiting for the replies ahead of it. Its reply is encoded
+    /// when sent, so that its zxid covers the session's writes answered before it (as
+    /// ZooKeeper's, processed in order after them).
+    Synced { xid: i32, path: String },
 }
 
 /// How a request travels.
@@ -669,10 +673,9 @@ impl Node {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.auth.extend(ids);
             }
-            let f = self.frame(xid::AUTH, ErrorCode::Ok, Response::Empty);
-            self.send_reply(conn, f);
+            self.send_reply(conn, auth_reply(ErrorCode::Ok));
         } else {
-            let f = self.frame(xid::AUTH, ErrorCode::AuthFailed, Response::Empty);
+            let f = auth_reply(ErrorCode::AuthFailed);
             self.send_reply(conn, f);
             self.close_conn(conn);
         }
@@ -743,7 +746,8 @@ impl Node {
     }
 
     /// A write or sync of `conn` got its reply: it leaves once everything ahead of it has.
-    fn finish(&mut self, conn: u64, req_id: u64, frame: Vec<u8>) {
+    fn finish(&mut self, conn: u64, req_id: u64, answered: Slot) {
+        debug_assert!(matches!(answered, Slot::Done(_) | Slot::Synced { .. }));
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(i) = c
             .queue
@@ -753,7 +757,7 @@ impl Node {
             return;
         };
         let was_sync = matches!(c.queue[i].1, Slot::InFlight { sync: true, .. });
-        c.queue[i].1 = Slot::Done(frame);
+        c.queue[i].1 = answered;
         if was_sync {
             c.syncs -= 1;
             self.start_held_writes(conn);
@@ -798,6 +802,13 @@ impl Node {
                     let Some((_, Slot::Done(f))) = c.queue.pop_front() else {
                         unreachable!("front is Done")
                     };
+                    self.send_reply(conn, f);
+                }
+                Slot::Synced { .. } => {
+                    let Some((_, Slot::Synced { xid, path })) = c.queue.pop_front() else {
+                        unreachable!("front is Synced")
+                    };
+                    let f = self.frame(xid, ErrorCode::Ok, Response::Sync(SyncResponse { path }));
                     self.send_reply(conn, f);
                 }
                 Slot::Held { req, .. } if path_of(req) == Path::Local => {
@@ -851,6 +862,9 @@ impl Node {
     /// MarshallingError and the connection stays open.
     fn watch_query(&mut self, xid: i32, session: i64, path: &str, ty: i32, remove: bool) -> Vec<u8> {
         let err = match WatcherType::try_from(ty) {
+            // ZooKeeper 3.8.0's containsWatcher computes the path's parent eagerly and throws on
+            // a non-empty path without a '/' (measured: "x" fails, "a/b", "" and "/a/" do not).
+            Ok(_) if !remove && !path.is_empty() && !path.contains('/') => ErrorCode::MarshallingError,
             Ok(t @ (WatcherType::Children | WatcherType::Data | WatcherType::Any)) => {
                 let found = if remove {
                     self.watches.remove(path, t, session)
@@ -913,6 +927,14 @@ impl Node {
             self.notify(session, e, &p);
         }
         self.frame(xid, ErrorCode::Ok, Response::Empty)
+    }
+
+    /// Whether a session's connection here has READ on a node with this ACL.
+    fn may_read(&self, session: i64, acl: &[Acl]) -> bool {
+        let Some(c) = self.session_conn.get(&session).and_then(|c| self.conns.get(c)) else {
+            return false;
+        };
+        check_acl(acl, perms::READ, &c.auth).is_ok()
     }
 
     /// Sends a watch notification; its header zxid is -1, as ZooKeeper 3.8 sends it.
@@ -1268,8 +1290,7 @@ impl Node {
         self.syncs_after_apply.retain(|(i, _)| *i == u64::MAX || *i > applied);
         for r in done {
             if let Some(Waiting::Sync { conn, xid, path }) = self.waiting.remove(&r) {
-                let f = self.frame(xid, ErrorCode::Ok, Response::Sync(SyncResponse { path }));
-                self.finish(conn, r, f);
+                self.finish(conn, r, Slot::Synced { xid, path });
             }
         }
     }
@@ -1299,6 +1320,17 @@ impl Node {
         self.pending.applied(p.entry.zxid);
         self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
         self.stats.applied += 1;
+        // Watches fire before a closing session's connection goes: ZooKeeper tells a session
+        // of its own ephemerals' deletion before it answers closeSession.
+        for t in &triggers {
+            for (s, ev, path) in self.watches.fire(t) {
+                // The watch is used up either way; a session that may not read the node
+                // is not told (ZooKeeper 3.8 checks READ per watcher when it notifies).
+                if self.may_read(s, &t.acl) {
+                    self.notify(s, ev, &path);
+                }
+            }
+        }
         let session = p.entry.session_id;
         match (&p.entry.txn, &result) {
             (Txn::CreateSession { timeout }, _) => {
@@ -1320,11 +1352,6 @@ impl Node {
             }
             _ => {}
         }
-        for t in &triggers {
-            for (s, ev, path) in self.watches.fire(t) {
-                self.notify(s, ev, &path);
-            }
-        }
         if !self.mine(&p.origin) {
             return;
         }
@@ -1333,7 +1360,7 @@ impl Node {
             Some(Waiting::Write { conn, xid, close_after }) => {
                 let (err, resp) = result.reply();
                 let f = self.frame(xid, err, resp);
-                self.finish(conn, req_id, f);
+                self.finish(conn, req_id, Slot::Done(f));
                 if close_after {
                     self.close_conn(conn);
                 }
@@ -1523,6 +1550,20 @@ impl Node {
             _ => String::new(),
         }
     }
+}
+
+/// The answer to an auth packet: ZooKeeper's connection thread writes it with zxid 0, not the
+/// last processed zxid (it is answered outside the request pipeline).
+fn auth_reply(err: ErrorCode) -> Vec<u8> {
+    let f = ReplyFrame {
+        header: ReplyHeader {
+            xid: xid::AUTH,
+            zxid: 0,
+            err: err.code(),
+        },
+        response: Response::Empty,
+    };
+    encode_frame(&f.to_bytes())
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! (watcher, path) — the last one registered. Clients see the consequences, so they are copied
 //! exactly: a watch registered twice fires once; a one-shot watch registered on a path that
 //! has a persistent one makes it one-shot; a deletion notifies a session once even when it
-//! watched both the data and the children; persistent watches sit in both managers, recursive
-//! ones only in the data manager (so they never see child-list changes).
+//! watched both the data and the children; persistent and recursive watches sit in both
+//! managers (recursive ones never fire for child-list changes, so in the child manager they
+//! fire only for deletions: that shows once a one-shot data watch replaced the data side).
 
 use crate::jute::{AddWatchMode, EventType, WatcherType};
 use crate::tree::path;
@@ -122,15 +123,15 @@ impl Watches {
         self.child.add(p, s, Mode::Standard)
     }
 
-    /// addWatch: persistent watches go to both managers, recursive ones to the data manager.
+    /// addWatch: both kinds go to both managers, as ZooKeeper 3.8.0's DataTree.addWatch
+    /// does (measured: checkWatches of children answers OK for a recursive watch).
     pub fn add_persistent(&mut self, p: &str, s: i64, mode: AddWatchMode) {
-        match mode {
-            AddWatchMode::Persistent => {
-                self.child.add(p, s, Mode::Persistent);
-                self.data.add(p, s, Mode::Persistent);
-            }
-            AddWatchMode::PersistentRecursive => self.data.add(p, s, Mode::Recursive),
-        }
+        let mode = match mode {
+            AddWatchMode::Persistent => Mode::Persistent,
+            AddWatchMode::PersistentRecursive => Mode::Recursive,
+        };
+        self.child.add(p, s, mode);
+        self.data.add(p, s, mode);
     }
 
     /// The (session, event, path) notifications a change fires, in order, each session at most
@@ -197,6 +198,7 @@ mod tests {
         WatchTrigger {
             event: e,
             path: p.into(),
+            acl: vec![],
         }
     }
 
@@ -229,7 +231,7 @@ mod tests {
         assert!(!w.remove("/a", WatcherType::Any, 4));
         w.drop_session(3);
         assert_eq!(w.count(), 0);
-        assert_eq!(w.data.recursive, 0);
+        assert_eq!(w.data.recursive + w.child.recursive, 0);
     }
 
     /// Each row: registrations by session 1, then events; the sessions each event notifies.
@@ -309,6 +311,41 @@ mod tests {
                     (EventType::NodeCreated, "/p/r"),
                 ],
                 vec![0, 1, 0],
+            ),
+            (
+                "...but its child-manager side still reports a deletion below it",
+                |w| {
+                    w.add_persistent("/p", 1, AddWatchMode::PersistentRecursive);
+                    w.watch_data("/p", 1)
+                },
+                vec![(EventType::NodeCreated, "/p/q"), (EventType::NodeDeleted, "/p/q")],
+                vec![0, 1],
+            ),
+            (
+                "recursive watch with its data side removed: deletions below still fire",
+                |w| {
+                    w.add_persistent("/p", 1, AddWatchMode::PersistentRecursive);
+                    assert!(w.remove("/p", WatcherType::Data, 1));
+                },
+                vec![
+                    (EventType::NodeCreated, "/p/q"),
+                    (EventType::NodeDataChanged, "/p"),
+                    (EventType::NodeDeleted, "/p/q"),
+                ],
+                vec![0, 0, 1],
+            ),
+            (
+                "recursive watch with its child side removed: all but child-list changes fire",
+                |w| {
+                    w.add_persistent("/p", 1, AddWatchMode::PersistentRecursive);
+                    assert!(w.remove("/p", WatcherType::Children, 1));
+                },
+                vec![
+                    (EventType::NodeDeleted, "/p/q"),
+                    (EventType::NodeChildrenChanged, "/p"),
+                    (EventType::NodeDataChanged, "/p"),
+                ],
+                vec![1, 0, 1],
             ),
         ];
         for (name, reg, events, want) in rows {

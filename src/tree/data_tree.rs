@@ -246,6 +246,7 @@ impl DataTree {
                 };
                 let stat = node.stat();
                 self.nodes.insert(path.clone(), node);
+                let parent_acl = self.nodes.get(&parent_path).map(|n| n.acl.clone()).unwrap_or_default();
                 if owner_kind(*ephemeral_owner) == OwnerKind::Session {
                     self.ephemerals
                         .entry(*ephemeral_owner)
@@ -255,10 +256,12 @@ impl DataTree {
                 triggers.push(WatchTrigger {
                     event: EventType::NodeCreated,
                     path: path.clone(),
+                    acl: acl.clone(),
                 });
                 triggers.push(WatchTrigger {
                     event: EventType::NodeChildrenChanged,
                     path: parent_path,
+                    acl: parent_acl,
                 });
                 TxnResult::Created {
                     op: *op,
@@ -278,6 +281,7 @@ impl DataTree {
                 triggers.push(WatchTrigger {
                     event: EventType::NodeDataChanged,
                     path: path.clone(),
+                    acl: n.acl.clone(),
                 });
                 TxnResult::DataSet(n.stat())
             }
@@ -337,6 +341,7 @@ impl DataTree {
             return TxnResult::Error(ErrorCode::NoNode);
         };
         parent.children.remove(path::name(path));
+        let parent_acl = parent.acl.clone();
         // Deletes move pzxid but not the stored cversion, which counts creates only.
         if zxid > parent.stat.pzxid {
             parent.stat.pzxid = zxid;
@@ -354,10 +359,12 @@ impl DataTree {
         triggers.push(WatchTrigger {
             event: EventType::NodeDeleted,
             path: path.to_string(),
+            acl: node.acl,
         });
         triggers.push(WatchTrigger {
             event: EventType::NodeChildrenChanged,
             path: parent_path,
+            acl: parent_acl,
         });
         TxnResult::Deleted
     }
