@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Starts (or stops) a real ZooKeeper 3.8 from Debian's `zookeeper` package, for fixtures and
-# comparison runs. Usage: scripts/real-zk.sh start PORT DIR | stop DIR
-# TTL nodes need extendedTypesEnabled; the super digest is "super:secret".
+# comparison runs: one standalone server, or an ensemble of N servers on localhost.
+# Usage: scripts/real-zk.sh start PORT DIR            standalone, client port PORT
+#        scripts/real-zk.sh ensemble N PORT DIR       servers 1..N, client ports PORT..PORT+N-1
+#        scripts/real-zk.sh stop DIR
+# TTL nodes need extendedTypesEnabled; the super digest is "super:secret"; containers are not
+# reaped during a run (a comparison must not race the reaper).
 set -euo pipefail
-cmd=$1
-case "$cmd" in
-start)
-  port=$2; dir=$3
-  rm -rf "$dir"; mkdir -p "$dir/data"
+cp_jars() { ls /usr/share/java/*.jar | tr '\n' ':'; }
+
+# start_one DIR PORT [SERVER_LINES MYID]
+start_one() {
+  local dir=$1 port=$2 servers=${3:-} myid=${4:-}
+  mkdir -p "$dir/data"
   cat > "$dir/zoo.cfg" <<CFG
 tickTime=2000
+initLimit=10
+syncLimit=5
 dataDir=$dir/data
 clientPort=$port
 clientPortAddress=127.0.0.1
@@ -17,27 +24,65 @@ admin.enableServer=false
 maxClientCnxns=0
 4lw.commands.whitelist=*
 CFG
-  super=$(java -cp "$(ls /usr/share/java/*.jar | tr '\n' ':')" \
-    org.apache.zookeeper.server.auth.DigestAuthenticationProvider super:secret 2>/dev/null | sed 's/.*->//')
+  if [ -n "$servers" ]; then
+    printf '%s\n' "$servers" >> "$dir/zoo.cfg"
+    echo "$myid" > "$dir/data/myid"
+  fi
   nohup java -Dzookeeper.extendedTypesEnabled=true -Dznode.container.checkIntervalMs=3600000 \
-    -Dzookeeper.DigestAuthenticationProvider.superDigest="$super" \
+    -Dzookeeper.DigestAuthenticationProvider.superDigest="$SUPER" \
     -Dzookeeper.log.dir="$dir" -Dzookeeper.root.logger=INFO,CONSOLE \
-    -cp "$(ls /usr/share/java/*.jar | tr '\n' ':')" \
-    org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" > "$dir/zk.log" 2>&1 &
+    -cp "$(cp_jars)" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" > "$dir/zk.log" 2>&1 &
   echo $! > "$dir/pid"
-  for _ in $(seq 1 100); do
-    if python3 - "$port" <<'PY' 2>/dev/null; then exit 0; fi
+}
+
+# wait_mode PORT: until the server answers srvr with a serving mode.
+wait_serving() {
+  for _ in $(seq 1 150); do
+    if python3 - "$1" <<'PY' 2>/dev/null; then return 0; fi
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-s.sendall(b"ruok"); assert s.recv(4) == b"imok"
+s.sendall(b"srvr")
+out = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    out += b
+assert b"Mode: " in out
 PY
     sleep 0.2
   done
-  echo "real ZooKeeper did not start; see $dir/zk.log" >&2; exit 1
+  return 1
+}
+
+cmd=$1
+case "$cmd" in
+start|ensemble)
+  if [ "$cmd" = start ]; then n=1; port=$2; dir=$3; else n=$2; port=$3; dir=$4; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  SUPER=$(java -cp "$(cp_jars)" org.apache.zookeeper.server.auth.DigestAuthenticationProvider super:secret 2>/dev/null | sed 's/.*->//')
+  if [ "$n" = 1 ]; then
+    start_one "$dir" "$port"
+  else
+    servers=""
+    for i in $(seq 1 "$n"); do
+      servers+="server.$i=127.0.0.1:$((port + 100 + i)):$((port + 200 + i))"$'\n'
+    done
+    for i in $(seq 1 "$n"); do
+      start_one "$dir/s$i" $((port + i - 1)) "$servers" "$i"
+    done
+  fi
+  for i in $(seq 1 "$n"); do
+    if ! wait_serving $((port + i - 1)); then
+      echo "real ZooKeeper did not start; see $dir/**/zk.log" >&2; exit 1
+    fi
+  done
   ;;
 stop)
   dir=$2
-  [ -f "$dir/pid" ] && kill "$(cat "$dir/pid")" 2>/dev/null || true
+  for p in "$dir"/pid "$dir"/s*/pid; do
+    [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
+  done
   ;;
-*) echo "usage: $0 start PORT DIR | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start PORT DIR | ensemble N PORT DIR | stop DIR" >&2; exit 2 ;;
 esac

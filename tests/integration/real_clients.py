@@ -11,6 +11,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError, NodeExistsError, BadVersionError, SessionExpiredError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import difftest  # noqa: E402
 import recipes  # noqa: E402
 import zkdiff  # noqa: E402
 
@@ -18,6 +19,7 @@ BIN = os.path.abspath(sys.argv[1])
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REAL_ZK_PORT = 24081
+REAL_ZK3_PORT = 24091
 ROOT = tempfile.mkdtemp(prefix="zraft-it-")
 RESULTS = []
 
@@ -27,7 +29,9 @@ class Server:
         self.sid, self.port, self.data, self.proc = sid, port, data, None
         os.makedirs(data, exist_ok=True)
         lines = [f"tickTime=2000", f"dataDir={data}", f"clientPort={port}", "clientPortAddress=127.0.0.1",
-                 "maxClientCnxns=0", "4lw.commands.whitelist=*"]
+                 "maxClientCnxns=0", "4lw.commands.whitelist=*",
+                 # As scripts/real-zk.sh sets it for the reference: no reaping mid-comparison.
+                 "znode.container.checkIntervalMs=3600000"]
         for i, pp in peers.items():
             lines.append(f"server.{i}=127.0.0.1:{pp}:{pp + 1000}")
         if peers:
@@ -403,6 +407,14 @@ def real_zookeeper():
     return d
 
 
+def real_zookeeper_ensemble():
+    """A 3-server real ZooKeeper 3.8 ensemble: the reference for 3-node zraft (watch tables
+    are per server, so checkWatches answers depend on where sessions are)."""
+    d = f"{ROOT}/realzk3"
+    subprocess.run([f"{REPO}/scripts/real-zk.sh", "ensemble", "3", str(REAL_ZK3_PORT), d], check=True, timeout=120)
+    return d
+
+
 def differential(reference, hosts, what):
     got = zkdiff.collect(hosts)
     d = zkdiff.diff(reference, got)
@@ -419,6 +431,7 @@ def main():
     single = ensemble(1, 24181)
     trio = ensemble(3, 24281)
     realzk = real_zookeeper()
+    realzk3 = real_zookeeper_ensemble()
     reference = zkdiff.collect(f"127.0.0.1:{REAL_ZK_PORT}")
     try:
         @test
@@ -430,6 +443,42 @@ def main():
             follower = next(s for s in trio if mode(s.port) == "follower")
             differential(reference, follower.hosts(), "3 nodes through a follower")
             differential(reference, leader_of(trio).hosts(), "3 nodes through the leader")
+
+        diff_seeds = difftest.seeds_arg(os.environ.get("ZRAFT_DIFF_SEEDS", "0..10"))
+        diff_ops = int(os.environ.get("ZRAFT_DIFF_OPS", "300"))
+        zk_hosts = f"127.0.0.1:{REAL_ZK_PORT}"
+
+        def random_programs(candidate, what, reference=zk_hosts):
+            found, n, cov = difftest.compare(reference, candidate, diff_seeds, diff_ops,
+                                             log=lambda m: print("      " + m.replace("\n", "\n      ")))
+            kinds = sorted({k[0] for k in cov if k[0] not in ("event", "reconnect")})
+            events = sum(v for k, v in cov.items() if k[0] == "event")
+            errors = sorted({k[1] for k in cov if k[0] not in ("event", "reconnect") and k[1] != "OK"})
+            print(f"      difftest: {len(diff_seeds)} seeds x {diff_ops} ops = {n} requests on {what}: "
+                  f"{len(found)} divergences; {len(kinds)} request kinds, {events} watch events, "
+                  f"{cov[('reconnect', 'setWatches2')]} reconnects with setWatches2, errors seen: {' '.join(errors)}")
+            assert len(kinds) >= 20, f"the programs exercised only {kinds}"
+            assert not found, f"{len(found)} sessions diverged from ZooKeeper 3.8 on {what}"
+
+        @test
+        def difftest_random_programs_single_node():
+            random_programs(single[0].hosts(), "1 node")
+
+        @test
+        def difftest_random_programs_three_nodes():
+            zk3 = ",".join(f"127.0.0.1:{REAL_ZK3_PORT + i}" for i in range(3))
+            random_programs(",".join(s.hosts() for s in trio), "3 nodes against a 3-server ZooKeeper "
+                            "(sessions spread, reconnects move)", reference=zk3)
+
+        @test
+        def difftest_reports_a_deliberate_difference():
+            # A proxy that loses one watch notification in front of zraft must be reported.
+            proxy = difftest.DropFirstNotification(single[0].hosts())
+            found, _, _ = difftest.compare(zk_hosts, proxy.addr, range(0, 1), diff_ops, log=lambda m: None)
+            assert proxy.dropped == 1, "the program produced no notification to drop"
+            assert found and any("event" in x[4] + x[5] for x in found), found
+            print(f"      a dropped notification is reported: {found[0][1]} line {found[0][2]}: "
+                  f"zookeeper {found[0][4]!r}, candidate {found[0][5]!r}")
 
         @test
         def c_client_cli_mt_three_nodes_as_zookeeper():
@@ -532,6 +581,7 @@ def main():
         for s in single + trio:
             s.kill9()
         subprocess.run([f"{REPO}/scripts/real-zk.sh", "stop", realzk], timeout=60)
+        subprocess.run([f"{REPO}/scripts/real-zk.sh", "stop", realzk3], timeout=60)
     passed = sum(1 for _, ok in RESULTS if ok)
     failed = len(RESULTS) - passed
     print(f"integration: {passed} passed, {failed} failed", flush=True)
