@@ -31,11 +31,7 @@ where
         raft_tick_ms: 20,
         ..Config::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async move {
         let server = tokio::spawn(zraft::server::run(cfg, Box::new(RealDisk::new()), 1));
         f(format!("127.0.0.1:{port}")).await;

@@ -26,6 +26,36 @@ pub struct Peer {
     pub observer: bool,
 }
 
+/// Whether TLS clients must present a certificate (`ssl.clientAuth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A certificate signed by the trust store is required (ZooKeeper's default).
+    Need,
+    /// A certificate is verified if the client presents one.
+    Want,
+    /// No certificate is asked for.
+    None,
+}
+
+/// TLS on the client port: `secureClientPort` and the `ssl.*` keys, PEM files only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub port: u16,
+    pub address: String,
+    /// `ssl.keyStore.location`: the server's certificate chain and private key (PEM).
+    pub key_store: String,
+    /// `ssl.trustStore.location`: the CA certificates client certificates are checked against.
+    pub trust_store: Option<String>,
+    pub client_auth: ClientAuth,
+}
+
+impl TlsConfig {
+    /// The address TLS clients connect to.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+}
+
 /// The settings zraft uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -36,6 +66,11 @@ pub struct Config {
     pub data_log_dir: Option<String>,
     pub client_port: u16,
     pub client_port_address: String,
+    /// Whether the plaintext client port is open: `clientPort` was given, or no
+    /// `secureClientPort` (ZooKeeper opens only the secure one when only it is configured).
+    pub plain_client_port: bool,
+    /// TLS on `secureClientPort`, if configured.
+    pub tls: Option<TlsConfig>,
     pub my_id: u64,
     pub peers: Vec<Peer>,
     pub max_client_cnxns: u32,
@@ -71,6 +106,8 @@ impl Default for Config {
             data_log_dir: None,
             client_port: 2181,
             client_port_address: "0.0.0.0".into(),
+            plain_client_port: true,
+            tls: None,
             my_id: 1,
             peers: vec![],
             max_client_cnxns: 60,
@@ -121,6 +158,11 @@ impl Config {
         }
         let mut min_set = None;
         let mut max_set = None;
+        let mut secure_port = None;
+        let mut secure_address = None;
+        let mut key_store = None;
+        let mut trust_store = None;
+        let mut client_auth = ClientAuth::Need;
         for (k, v) in &kv {
             match k.as_str() {
                 "tickTime" => c.tick_time_ms = num(file, k, v)?,
@@ -145,6 +187,31 @@ impl Config {
                 "autopurge.purgeInterval" => c.autopurge_purge_interval_h = num(file, k, v)?,
                 "znode.container.checkIntervalMs" => c.container_check_ms = num(file, k, v)?,
                 "snapCount" => c.snap_count = num::<u64>(file, k, v)?.max(1),
+                "secureClientPort" => secure_port = Some(num::<u16>(file, k, v)?),
+                "secureClientPortAddress" => secure_address = Some(v.clone()),
+                "ssl.keyStore.location" => key_store = Some(v.clone()),
+                "ssl.trustStore.location" => trust_store = Some(v.clone()),
+                "ssl.keyStore.type" | "ssl.trustStore.type" => pem_only(file, k, v)?,
+                // An encrypted PEM key would need its password; zraft reads unencrypted keys.
+                "ssl.keyStore.password" if !v.is_empty() => {
+                    return Err(invalid(
+                        file,
+                        k,
+                        "encrypted private keys are not supported: give an unencrypted PEM key",
+                    ))
+                }
+                // A PEM trust store holds only certificates: its password protects nothing.
+                "ssl.keyStore.password" | "ssl.trustStore.password" => {}
+                "ssl.clientAuth" => {
+                    client_auth = match v.to_ascii_lowercase().as_str() {
+                        "need" => ClientAuth::Need,
+                        "want" => ClientAuth::Want,
+                        "none" => ClientAuth::None,
+                        _ => return Err(invalid(file, k, "expected need, want or none")),
+                    }
+                }
+                // TLS needs the Netty factory in ZooKeeper; zraft has one connection layer.
+                "serverCnxnFactory" => {}
                 "admin.enableServer" | "standaloneEnabled" | "reconfigEnabled" | "maxSessionTimeoutMs" => {}
                 key if key.starts_with("server.") => {
                     let id: u64 = num(file, k, &key["server.".len()..])?;
@@ -193,6 +260,32 @@ impl Config {
         if c.client_port_address.parse::<std::net::IpAddr>().is_err() && c.client_port_address != "localhost" {
             return Err(invalid(file, "clientPortAddress", "not an IP address"));
         }
+        if let Some(port) = secure_port {
+            let key_store = key_store.ok_or_else(|| ConfigError::Missing {
+                file: file.into(),
+                key: "ssl.keyStore.location".into(),
+            })?;
+            if client_auth != ClientAuth::None && trust_store.is_none() {
+                return Err(invalid(
+                    file,
+                    "ssl.clientAuth",
+                    "need and want (need is the default) check client certificates against \
+                     ssl.trustStore.location, which is missing; set ssl.clientAuth=none to ask for none",
+                ));
+            }
+            let address = secure_address.unwrap_or_else(|| c.client_port_address.clone());
+            if socket_addr(&format!("{address}:{port}")).is_none() {
+                return Err(invalid(file, "secureClientPortAddress", "not an IP address"));
+            }
+            c.plain_client_port = kv.contains_key("clientPort");
+            c.tls = Some(TlsConfig {
+                port,
+                address,
+                key_store,
+                trust_store,
+                client_auth,
+            });
+        }
         Ok(c)
     }
 
@@ -216,6 +309,20 @@ impl Config {
     /// Whether this server answers four-letter word `w`.
     pub fn allows_4lw(&self, w: &str) -> bool {
         self.four_letter_words.iter().any(|x| x == "*" || x == w)
+    }
+}
+
+/// zraft reads PEM key and trust stores only (ZooKeeper's `PEM` type; JKS and PKCS12 files can
+/// be converted with keytool and openssl).
+fn pem_only(file: &str, key: &str, v: &str) -> Result<(), ConfigError> {
+    if v.is_empty() || v.eq_ignore_ascii_case("pem") {
+        Ok(())
+    } else {
+        Err(invalid(
+            file,
+            key,
+            format!("`{v}` stores are not supported: zraft reads PEM files (type PEM)"),
+        ))
     }
 }
 
@@ -255,5 +362,41 @@ mod tests {
         assert!(e.to_string().contains("server.1"), "{e}");
         let e = Config::parse("z.cfg", "server.1=127.0.0.1:2888:3888\n", |_| None).unwrap_err();
         assert!(e.to_string().contains("myid"), "{e}");
+    }
+
+    /// Each row: the TLS lines of a zoo.cfg, and the key an error must name (None: valid).
+    #[test]
+    fn tls_keys() {
+        let rows: [(&str, Option<&str>); 9] = [
+            ("secureClientPort=2281\nssl.keyStore.location=/k.pem\nssl.trustStore.location=/ca.pem\n", None),
+            ("secureClientPort=2281\nssl.keyStore.location=/k.pem\nssl.clientAuth=none\n", None),
+            ("secureClientPort=2281\nssl.trustStore.location=/ca.pem\n", Some("ssl.keyStore.location")),
+            ("secureClientPort=2281\nssl.keyStore.location=/k.pem\n", Some("ssl.clientAuth")),
+            ("secureClientPort=2281\nssl.keyStore.location=/k.jks\nssl.keyStore.type=JKS\nssl.clientAuth=none\n", Some("ssl.keyStore.type")),
+            ("secureClientPort=2281\nssl.keyStore.location=/k.pem\nssl.keyStore.password=x\nssl.clientAuth=none\n", Some("ssl.keyStore.password")),
+            ("secureClientPort=2281\nssl.keyStore.location=/k.pem\nssl.clientAuth=maybe\n", Some("ssl.clientAuth")),
+            ("secureClientPort=99999\n", Some("secureClientPort")),
+            ("secureClientPort=2281\nsecureClientPortAddress=nohost\nssl.keyStore.location=/k.pem\nssl.clientAuth=none\n", Some("secureClientPortAddress")),
+        ];
+        for (text, want) in rows {
+            match (Config::parse("z.cfg", text, |_| None), want) {
+                (Ok(c), None) => {
+                    let t = c.tls.expect("secureClientPort configures TLS");
+                    assert_eq!(t.addr(), "0.0.0.0:2281");
+                    assert!(!c.plain_client_port, "only the secure port was asked for");
+                }
+                (Err(e), Some(key)) => assert!(e.to_string().contains(key), "{text}: {e}"),
+                (r, _) => panic!("{text}: {r:?}"),
+            }
+        }
+        let both = "clientPort=2181\nsecureClientPort=2281\nssl.keyStore.location=/k.pem\nssl.clientAuth=want\nssl.trustStore.location=/ca.pem\n";
+        let c = Config::parse("z.cfg", both, |_| None).unwrap();
+        assert!(c.plain_client_port);
+        assert_eq!(c.tls.unwrap().client_auth, ClientAuth::Want);
+        assert!(
+            Config::parse("z.cfg", "clientPort=2181\n", |_| None)
+                .unwrap()
+                .plain_client_port
+        );
     }
 }

@@ -1516,8 +1516,13 @@ impl Node {
                 m.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
             }
             "conf" => format!(
-                "clientPort={}\ndataDir={}\ndataLogDir={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nserverId={}\n",
+                "clientPort={}\n{}dataDir={}\ndataLogDir={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nserverId={}\n",
                 self.cfg.client_port,
+                self.cfg
+                    .tls
+                    .as_ref()
+                    .map(|t| format!("secureClientPort={}\n", t.port))
+                    .unwrap_or_default(),
                 self.cfg.data_dir,
                 self.cfg.log_dir(),
                 self.cfg.tick_time_ms,

@@ -19,3 +19,13 @@ pub async fn connect(addr: &str) -> zraft::client::Client {
     }
     panic!("server at {addr} accepts no clients");
 }
+
+/// The runtime in-process servers run on: real tokio, two workers (as on a 2-core machine).
+#[allow(dead_code)] // not every test binary that includes this module runs a server
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
