@@ -26,11 +26,12 @@ if [ "${ZRAFT_SKIP_INTEGRATION:-0}" != 1 ]; then
     .venv/bin/pip install -q kazoo==2.11.0
   fi
   # zookeeper: the real server and zkCli.sh; zookeeper-bin: the C client (cli_mt).
-  if [ ! -x /usr/share/zookeeper/bin/zkCli.sh ] || [ ! -x /usr/lib/zookeeper/bin/cli_mt ]; then
+  # openssl makes the certificates of the TLS tests.
+  if [ ! -x /usr/share/zookeeper/bin/zkCli.sh ] || [ ! -x /usr/lib/zookeeper/bin/cli_mt ] || ! command -v openssl >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper zookeeper-bin >/dev/null
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper zookeeper-bin openssl >/dev/null
     else
-      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper zookeeper-bin >/dev/null
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper zookeeper-bin openssl >/dev/null
     fi
   fi
   cargo build --bin zraft

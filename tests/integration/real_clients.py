@@ -24,9 +24,35 @@ ROOT = tempfile.mkdtemp(prefix="zraft-it-")
 RESULTS = []
 
 
+def make_pki(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl;
+    the server's key store is ZooKeeper's PEM form (chain and key in one file), and so is the
+    Java client's."""
+    os.makedirs(d, exist_ok=True)
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d, timeout=60)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "3",
+         "-subj", "/CN=zraft test CA")
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "subjectAltName=DNS:client")):
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        open(f"{d}/{name}.ext", "w").write(ext + "\n")
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", f"{name}.crt", "-days", "3", "-extfile", f"{name}.ext")
+        with open(f"{d}/{name}.pem", "w") as f:
+            f.write(open(f"{d}/{name}.crt").read() + open(f"{d}/{name}.key").read())
+    return {k: f"{d}/{k}" for k in ("ca.pem", "server.pem", "client.crt", "client.key", "client.pem")}
+
+
+PKI = None
+TLS_OFFSET = 50  # a TLS-enabled server's secureClientPort is its clientPort + 50
+
+
 class Server:
-    def __init__(self, sid, port, peers, data):
+    def __init__(self, sid, port, peers, data, tls=False):
         self.sid, self.port, self.data, self.proc = sid, port, data, None
+        self.secure_port = port + TLS_OFFSET if tls else None
         os.makedirs(data, exist_ok=True)
         lines = [f"tickTime=2000", f"dataDir={data}", f"clientPort={port}", "clientPortAddress=127.0.0.1",
                  "maxClientCnxns=0", "4lw.commands.whitelist=*",
@@ -34,6 +60,10 @@ class Server:
                  "znode.container.checkIntervalMs=3600000"]
         for i, pp in peers.items():
             lines.append(f"server.{i}=127.0.0.1:{pp}:{pp + 1000}")
+        if tls:
+            # ZooKeeper's keys; ssl.clientAuth is left at its default, need.
+            lines += [f"secureClientPort={self.secure_port}", f"ssl.keyStore.location={PKI['server.pem']}",
+                      "ssl.keyStore.type=PEM", f"ssl.trustStore.location={PKI['ca.pem']}", "ssl.trustStore.type=PEM"]
         if peers:
             open(f"{data}/myid", "w").write(f"{sid}\n")
         self.cfg = f"{data}/zoo.cfg"
@@ -82,9 +112,9 @@ def mode(port):
     return ""
 
 
-def ensemble(n, base):
+def ensemble(n, base, tls=False):
     peers = {i: base + 100 + i for i in range(1, n + 1)} if n > 1 else {}
-    servers = [Server(i, base + i - 1, peers, f"{ROOT}/{base}-n{i}") for i in range(1, n + 1)]
+    servers = [Server(i, base + i - 1, peers, f"{ROOT}/{base}-n{i}", tls) for i in range(1, n + 1)]
     for s in servers:
         s.start()
     if n > 1:
@@ -178,7 +208,7 @@ def expiry(hosts_create, hosts_check, base):
     zk.stop()
 
 
-def zkcli(hosts, base):
+def zkcli(hosts, base, jvm_flags=""):
     cmds = f"""create {base} hello
 ls /
 get {base}
@@ -189,7 +219,8 @@ delete {base}
 ls /
 quit
 """
-    env = dict(os.environ, ZOO_LOG4J_PROP="ERROR,CONSOLE", CLIENT_JVMFLAGS="-Dzookeeper.root.logger=ERROR,CONSOLE")
+    env = dict(os.environ, ZOO_LOG4J_PROP="ERROR,CONSOLE",
+               CLIENT_JVMFLAGS="-Dzookeeper.root.logger=ERROR,CONSOLE " + jvm_flags)
     p = subprocess.run([ZKCLI, "-server", hosts], input=cmds.encode(), env=env, capture_output=True, timeout=120)
     out = p.stdout.decode() + p.stderr.decode()
     assert f"Created {base}" in out, out
@@ -428,8 +459,10 @@ def differential(reference, hosts, what):
 
 
 def main():
+    global PKI
+    PKI = make_pki(f"{ROOT}/pki")
     single = ensemble(1, 24181)
-    trio = ensemble(3, 24281)
+    trio = ensemble(3, 24281, tls=True)
     realzk = real_zookeeper()
     realzk3 = real_zookeeper_ensemble()
     reference = zkdiff.collect(f"127.0.0.1:{REAL_ZK_PORT}")
@@ -577,6 +610,55 @@ def main():
         @test
         def zkcli_three_nodes():
             zkcli(",".join(s.hosts() for s in trio), "/cli3")
+
+        secure_hosts = ",".join(f"127.0.0.1:{s.secure_port}" for s in trio)
+
+        @test
+        def kazoo_tls_three_nodes():
+            zk = KazooClient(hosts=secure_hosts, timeout=10.0, use_ssl=True, verify_certs=True, ca=PKI["ca.pem"],
+                             certfile=PKI["client.crt"], keyfile=PKI["client.key"])
+            zk.start(timeout=15)
+            crud(zk, "/tls-kazoo")
+            seen = threading.Event()
+            zk.get_children("/", watch=lambda e: seen.set())
+            plain = client(trio[2].hosts())
+            plain.create("/tls-kazoo-2")
+            assert seen.wait(10), "a watch over TLS fired"
+            zk.sync("/")
+            assert zk.exists("/tls-kazoo-2") is not None, "TLS and plaintext sessions share the tree"
+            plain.stop()
+            zk.stop()
+            print(f"      kazoo use_ssl=True with a client certificate on {secure_hosts}: crud, watch, sync")
+
+        @test
+        def kazoo_tls_without_a_client_certificate_gets_no_session():
+            zk = KazooClient(hosts=secure_hosts, timeout=4.0, use_ssl=True, verify_certs=True, ca=PKI["ca.pem"],
+                             connection_retry={"max_tries": 1})
+            try:
+                zk.start(timeout=5)
+                raise AssertionError("a client without a certificate got a session (ssl.clientAuth=need)")
+            except AssertionError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure to connect is the expected outcome
+                pass
+            finally:
+                zk.stop()
+                zk.close()
+            assert four(trio[0].port, "ruok") == "imok"
+
+        @test
+        def zkcli_tls_three_nodes():
+            # Debian's zkCli.sh puts only zookeeper.jar (and its manifest's jars) on the class path,
+            # which lacks three of the Netty jars the TLS client socket needs: the same script,
+            # with them added (a later -cp wins).
+            netty = ":".join(f"/usr/share/java/netty-{j}.jar" for j in ("codec", "resolver", "transport-native-unix-common"))
+            flags = (f"-cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar:{netty} "
+                     "-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty "
+                     "-Dzookeeper.client.secure=true "
+                     f"-Dzookeeper.ssl.keyStore.location={PKI['client.pem']} -Dzookeeper.ssl.keyStore.type=PEM "
+                     f"-Dzookeeper.ssl.trustStore.location={PKI['ca.pem']} -Dzookeeper.ssl.trustStore.type=PEM")
+            zkcli(secure_hosts, "/cli-tls", flags)
+            print("      zkCli.sh (Netty, client.secure=true, PEM stores) on the secure ports: create, ls, get, set, stat, delete")
     finally:
         for s in single + trio:
             s.kill9()
