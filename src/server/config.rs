@@ -71,6 +71,8 @@ pub struct Config {
     pub plain_client_port: bool,
     /// TLS on `secureClientPort`, if configured.
     pub tls: Option<TlsConfig>,
+    /// `readonlymode.enabled`: a member cut off from the leader serves read-only sessions.
+    pub read_only_enabled: bool,
     pub my_id: u64,
     pub peers: Vec<Peer>,
     pub max_client_cnxns: u32,
@@ -108,6 +110,7 @@ impl Default for Config {
             client_port_address: "0.0.0.0".into(),
             plain_client_port: true,
             tls: None,
+            read_only_enabled: false,
             my_id: 1,
             peers: vec![],
             max_client_cnxns: 60,
@@ -187,6 +190,13 @@ impl Config {
                 "autopurge.purgeInterval" => c.autopurge_purge_interval_h = num(file, k, v)?,
                 "znode.container.checkIntervalMs" => c.container_check_ms = num(file, k, v)?,
                 "snapCount" => c.snap_count = num::<u64>(file, k, v)?.max(1),
+                "readonlymode.enabled" => {
+                    c.read_only_enabled = match v.to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(invalid(file, k, "expected true or false")),
+                    }
+                }
                 "secureClientPort" => secure_port = Some(num::<u16>(file, k, v)?),
                 "secureClientPortAddress" => secure_address = Some(v.clone()),
                 "ssl.keyStore.location" => key_store = Some(v.clone()),

@@ -3,7 +3,7 @@
 //! produced them.
 
 use super::config::Config;
-use super::node::{Event, Handshake, Out};
+use super::node::{Connecting, Event, Handshake, Out};
 use crate::jute::*;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -108,20 +108,24 @@ where
     let (htx, hrx) = oneshot::channel();
     let read_only = req.read_only;
     if node
-        .send(Event::Connect {
+        .send(Event::Connect(Connecting {
             conn,
             req,
             timeout,
             ip,
             out: out_tx.clone(),
             reply: htx,
-        })
+        }))
         .is_err()
     {
         return ConnEnd::Closed;
     }
     let resp = match hrx.await {
         Ok(Handshake::Ok(r)) => r,
+        Ok(Handshake::Refused) => {
+            let _ = node.send(Event::Disconnect { conn });
+            return ConnEnd::Refused;
+        }
         _ => {
             // ZooKeeper's answer to an expired or unknown session, then close.
             let r = ConnectResponse {

@@ -97,19 +97,27 @@ pub enum Handshake {
     Ok(ConnectResponse),
     /// Unknown session or bad password: the reply ZooKeeper sends before closing.
     Expired,
+    /// Closed without a reply: a client that cannot take a read-only session, at a server in
+    /// read-only mode (ZooKeeper's "Refusing session request for not-read-only client").
+    Refused,
+}
+
+/// A client's handshake, handed to the node loop by its connection.
+#[derive(Debug)]
+pub struct Connecting {
+    pub conn: u64,
+    pub req: ConnectRequest,
+    /// The negotiated session timeout.
+    pub timeout: i32,
+    pub ip: String,
+    pub out: mpsc::UnboundedSender<Out>,
+    pub reply: oneshot::Sender<Handshake>,
 }
 
 /// Inputs of the node loop.
 #[derive(Debug)]
 pub enum Event {
-    Connect {
-        conn: u64,
-        req: ConnectRequest,
-        timeout: i32,
-        ip: String,
-        out: mpsc::UnboundedSender<Out>,
-        reply: oneshot::Sender<Handshake>,
-    },
+    Connect(Connecting),
     /// A request, in the order the connection read it (one sender per connection keeps it).
     Request {
         conn: u64,
@@ -323,6 +331,14 @@ pub struct Node {
     tracker: SessionTracker,
     expiring: BTreeSet<i64>,
     touched: BTreeSet<i64>,
+    /// Read-only mode (`readonlymode.enabled`): no leader for a while, so this member serves
+    /// read-only sessions from its own tree and answers writes NotReadOnly.
+    read_only: bool,
+    /// Since when (monotonic ms) no leader has been known.
+    leaderless_since: Option<i64>,
+    /// Sessions created in read-only mode: this server's alone, never replicated (ZooKeeper's
+    /// local sessions), with their timeout and last sign of life.
+    ro_sessions: BTreeMap<i64, (i32, i64)>,
     role: Role,
     leader: Option<NodeId>,
     leader_ready: bool,
@@ -420,6 +436,9 @@ impl Node {
             tracker: SessionTracker::default(),
             expiring: BTreeSet::new(),
             touched: BTreeSet::new(),
+            read_only: false,
+            leaderless_since: None,
+            ro_sessions: BTreeMap::new(),
             role: Role::Follower,
             leader: None,
             leader_ready: false,
@@ -470,14 +489,7 @@ impl Node {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Connect {
-                conn,
-                req,
-                timeout,
-                ip,
-                out,
-                reply,
-            } => self.on_connect(conn, req, timeout, ip, out, reply),
+            Event::Connect(c) => self.on_connect(c),
             Event::Request { conn, xid, req } => {
                 self.stats.received += 1;
                 self.on_request(conn, xid, req);
@@ -533,6 +545,11 @@ impl Node {
     }
 
     fn touch(&mut self, session: i64) {
+        let now = self.mono();
+        if let Some(s) = self.ro_sessions.get_mut(&session) {
+            s.1 = now;
+            return;
+        }
         if self.role == Role::Leader {
             let now = self.mono();
             self.tracker.touch(session, now);
@@ -543,21 +560,20 @@ impl Node {
 
     // ---- clients ---------------------------------------------------------------------------
 
-    fn on_connect(
-        &mut self,
-        conn: u64,
-        req: ConnectRequest,
-        timeout: i32,
-        ip: String,
-        out: mpsc::UnboundedSender<Out>,
-        reply: oneshot::Sender<Handshake>,
-    ) {
-        let auth: AuthIds = [Id {
-            scheme: "ip".into(),
-            id: ip.clone(),
-        }]
-        .into_iter()
-        .collect();
+    fn on_connect(&mut self, c: Connecting) {
+        if self.read_only {
+            self.connect_read_only(c);
+            return;
+        }
+        let Connecting {
+            conn,
+            req,
+            timeout,
+            ip,
+            out,
+            reply,
+        } = c;
+        let auth = ip_auth(&ip);
         if req.session_id == 0 {
             let session = self.ids.next_id();
             self.conns.insert(conn, Conn::new(session, out, auth, ip));
@@ -577,14 +593,8 @@ impl Node {
         // Reattach: the session must exist in the replicated table and the password match.
         match self.tree.sessions().get(&req.session_id) {
             Some(&t) if req.passwd == password(req.session_id) => {
-                if let Some(old) = self.session_conn.insert(req.session_id, conn) {
-                    if let Some(c) = self.conns.remove(&old) {
-                        let _ = c.out.send(Out::Close);
-                    }
-                }
-                // Watches belong to a connection: the client re-registers the ones it still
-                // wants with setWatches (an old one left here would fire a second time).
-                self.watches.drop_session(req.session_id);
+                self.detach_session(req.session_id);
+                self.session_conn.insert(req.session_id, conn);
                 self.conns.insert(conn, Conn::new(req.session_id, out, auth, ip));
                 self.touch(req.session_id);
                 let _ = reply.send(Handshake::Ok(ConnectResponse {
@@ -640,6 +650,10 @@ impl Node {
             return;
         }
         let now = tokio::time::Instant::now();
+        if self.read_only && path_of(&req) != Path::Local {
+            self.answer_read_only(conn, session, xid, &req, now);
+            return;
+        }
         let c = self.conns.get_mut(&conn).expect("looked up above");
         match path_of(&req) {
             Path::Local if c.queue.is_empty() || bug("read-ahead") => {
@@ -662,6 +676,148 @@ impl Node {
                 // A reply known at once (only in broken variants) may be first in line.
                 self.pump(conn);
             }
+        }
+    }
+
+    // ---- read-only mode ----------------------------------------------------------------------
+
+    /// Enters read-only mode after a leaderless spell as long as ZooKeeper waits before it
+    /// starts its read-only server (max(2 s, tickTime)); expires idle read-only sessions.
+    fn check_read_only(&mut self) {
+        if !self.cfg.read_only_enabled || self.cfg.peers.len() < 2 {
+            return;
+        }
+        let now = self.mono();
+        if self.leader.is_none() && !self.read_only {
+            let since = *self.leaderless_since.get_or_insert(now);
+            if now - since >= self.cfg.tick_time_ms.max(2000) as i64 {
+                self.enter_read_only();
+            }
+        }
+        let expired: Vec<i64> = self
+            .ro_sessions
+            .iter()
+            .filter(|(_, &(timeout, last))| now - last > timeout as i64)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in expired {
+            self.ro_sessions.remove(&s);
+            if let Some(conn) = self.session_conn.remove(&s) {
+                self.watches.drop_session(s);
+                self.close_conn(conn);
+            }
+        }
+    }
+
+    /// ZooKeeper swaps its server for a read-only one: every client connection is closed and
+    /// clients that accept read-only sessions come back.
+    fn enter_read_only(&mut self) {
+        tracing::warn!(node = self.id, "no leader: read-only mode (readonlymode.enabled)");
+        self.read_only = true;
+        // Handshakes waiting for a createSession that cannot commit: the client reconnects,
+        // and gets a read-only session if it can take one.
+        let connecting: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| matches!(w, Waiting::Connect { .. }))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in connecting {
+            if let Some(Waiting::Connect { conn, reply, .. }) = self.waiting.remove(&k) {
+                let _ = reply.send(Handshake::Refused);
+                self.conns.remove(&conn);
+            }
+        }
+        self.close_all_clients();
+    }
+
+    /// A leader is back: read-only sessions end (the ensemble never knew them) and every
+    /// connection is closed, so clients reconnect to a read-write server.
+    fn leave_read_only(&mut self) {
+        tracing::info!(node = self.id, "leader known: leaving read-only mode");
+        self.read_only = false;
+        self.ro_sessions.clear();
+        self.close_all_clients();
+    }
+
+    fn close_all_clients(&mut self) {
+        let conns: Vec<u64> = self.conns.keys().copied().collect();
+        for c in conns {
+            self.close_conn(c);
+        }
+    }
+
+    /// A connect in read-only mode: only clients that can take a read-only session get one; a
+    /// known session reattaches, a new one is this server's alone.
+    fn connect_read_only(&mut self, c: Connecting) {
+        let req = &c.req;
+        if req.read_only != Some(true) {
+            let _ = c.reply.send(Handshake::Refused);
+            return;
+        }
+        let session = if req.session_id == 0 {
+            let s = self.ids.next_id();
+            self.ro_sessions.insert(s, (c.timeout, self.mono()));
+            s
+        } else {
+            let known =
+                self.ro_sessions.contains_key(&req.session_id) || self.tree.sessions().contains_key(&req.session_id);
+            if !known || req.passwd != password(req.session_id) {
+                let _ = c.reply.send(Handshake::Expired);
+                return;
+            }
+            self.detach_session(req.session_id);
+            req.session_id
+        };
+        let time_out = self
+            .tree
+            .sessions()
+            .get(&session)
+            .copied()
+            .or_else(|| self.ro_sessions.get(&session).map(|s| s.0))
+            .unwrap_or(c.timeout);
+        let auth = ip_auth(&c.ip);
+        self.conns.insert(c.conn, Conn::new(session, c.out, auth, c.ip));
+        self.session_conn.insert(session, c.conn);
+        let _ = c.reply.send(Handshake::Ok(ConnectResponse {
+            protocol_version: 0,
+            time_out,
+            session_id: session,
+            passwd: password(session),
+            read_only: Some(true),
+        }));
+    }
+
+    /// A session moves to a new connection: its old one here closes, and its watches go with
+    /// it (the client re-registers the ones it still wants with setWatches; an old one left
+    /// here would fire a second time).
+    fn detach_session(&mut self, session: i64) {
+        if let Some(old) = self.session_conn.remove(&session) {
+            if let Some(c) = self.conns.remove(&old) {
+                let _ = c.out.send(Out::Close);
+            }
+        }
+        self.watches.drop_session(session);
+    }
+
+    /// A write, sync or closeSession in read-only mode: NotReadOnly, in the session's order,
+    /// as ZooKeeper's ReadOnlyRequestProcessor answers; closing a read-only session closes it.
+    fn answer_read_only(&mut self, conn: u64, session: i64, xid: i32, req: &Request, now: tokio::time::Instant) {
+        let local_close = matches!(req, Request::CloseSession) && self.ro_sessions.contains_key(&session);
+        let f = if local_close {
+            self.ro_sessions.remove(&session);
+            self.frame(xid, ErrorCode::Ok, Response::Empty)
+        } else {
+            self.frame(xid, ErrorCode::NotReadOnly, Response::Empty)
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.queue.push_back((now, Slot::Done(f)));
+        }
+        self.pump(conn);
+        if local_close {
+            self.session_conn.remove(&session);
+            self.watches.drop_session(session);
+            self.close_conn(conn);
         }
     }
 
@@ -1052,6 +1208,7 @@ impl Node {
 
     fn on_tick(&mut self) {
         self.raft.tick();
+        self.check_read_only();
         let (now, mono) = (self.now(), self.mono());
         if self.role == Role::Leader && self.leader_ready && mono - self.last_reap >= self.cfg.container_check_ms as i64
         {
@@ -1116,6 +1273,12 @@ impl Node {
         tracing::info!(node = self.id, term = self.raft.term(), ?role, ?leader, "role changed");
         self.role = role;
         self.leader = leader;
+        if leader.is_some() {
+            self.leaderless_since = None;
+            if self.read_only {
+                self.leave_read_only();
+            }
+        }
         if role == Role::Leader && !was_leader {
             #[cfg(madsim)]
             super::observer::report(super::observer::Observation::Leader {
@@ -1417,7 +1580,9 @@ impl Node {
     // ---- four-letter words ------------------------------------------------------------------
 
     fn mode(&self) -> &'static str {
-        if self.cfg.peers.is_empty() {
+        if self.read_only {
+            "read-only"
+        } else if self.cfg.peers.is_empty() {
             "standalone"
         } else if self.role == Role::Leader {
             "leader"
@@ -1472,7 +1637,7 @@ impl Node {
     fn four_letter(&self, cmd: &str) -> String {
         match cmd {
             "ruok" => "imok".into(),
-            "isro" => "rw".into(),
+            "isro" => if self.read_only { "ro" } else { "rw" }.into(),
             "srvr" => format!("Zookeeper version: {VERSION}\n{}", self.server_summary()),
             "stat" => format!(
                 "Zookeeper version: {VERSION}\nClients:\n{}\n{}",
@@ -1555,6 +1720,17 @@ impl Node {
             _ => String::new(),
         }
     }
+}
+
+/// A connection's identity before any auth packet: its client's address (ZooKeeper's ip
+/// scheme).
+fn ip_auth(ip: &str) -> AuthIds {
+    [Id {
+        scheme: "ip".into(),
+        id: ip.to_string(),
+    }]
+    .into_iter()
+    .collect()
 }
 
 /// The answer to an auth packet: ZooKeeper's connection thread writes it with zxid 0, not the
