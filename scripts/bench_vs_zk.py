@@ -20,6 +20,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+from jute import four_letter  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JARS = ":".join(sorted(os.path.join("/usr/share/java", f) for f in os.listdir("/usr/share/java") if f.endswith(".jar"))) \
     if os.path.isdir("/usr/share/java") else ""
@@ -37,21 +40,9 @@ def ruok(port):
 
 
 def mode(port):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=1)
-        s.sendall(b"srvr")
-        out = b""
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            out += b
-        s.close()
-        for line in out.decode().splitlines():
-            if line.startswith("Mode:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in four_letter(f"127.0.0.1:{port}", "srvr").splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
     return ""
 
 

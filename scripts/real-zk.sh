@@ -3,11 +3,24 @@
 # comparison runs: one standalone server, or an ensemble of N servers on localhost.
 # Usage: scripts/real-zk.sh start PORT DIR            standalone, client port PORT
 #        scripts/real-zk.sh ensemble N PORT DIR       servers 1..N, client ports PORT..PORT+N-1
-#        scripts/real-zk.sh stop DIR
+#        scripts/real-zk.sh stop DIR                  (DIR of the whole, or of one server: DIR/s2)
+#        scripts/real-zk.sh resume DIR                starts a stopped server DIR/sN again
 # TTL nodes need extendedTypesEnabled; the super digest is "super:secret"; containers are not
-# reaped during a run (a comparison must not race the reaper).
+# reaped during a run (a comparison must not race the reaper). ZK_JVM_FLAGS adds -D flags
+# (e.g. -Dreadonlymode.enabled=true), ZK_CFG_EXTRA more zoo.cfg lines.
 set -euo pipefail
 cp_jars() { ls /usr/share/java/*.jar | tr '\n' ':'; }
+
+# launch DIR: runs the server of DIR/zoo.cfg in the background.
+launch() {
+  local dir=$1
+  # shellcheck disable=SC2086 # ZK_JVM_FLAGS: extra -D flags, word-split on purpose
+  nohup java ${ZK_JVM_FLAGS:-} -Dzookeeper.extendedTypesEnabled=true -Dznode.container.checkIntervalMs=3600000 \
+    -Dzookeeper.DigestAuthenticationProvider.superDigest="$SUPER" \
+    -Dzookeeper.log.dir="$dir" -Dzookeeper.root.logger=INFO,CONSOLE \
+    -cp "$(cp_jars)" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >> "$dir/zk.log" 2>&1 &
+  echo $! > "$dir/pid"
+}
 
 # start_one DIR PORT [SERVER_LINES MYID]
 start_one() {
@@ -24,15 +37,15 @@ admin.enableServer=false
 maxClientCnxns=0
 4lw.commands.whitelist=*
 CFG
+  # ZK_CFG_EXTRA: more zoo.cfg lines (e.g. localSessionsEnabled=true).
+  if [ -n "${ZK_CFG_EXTRA:-}" ]; then
+    printf '%s\n' "$ZK_CFG_EXTRA" >> "$dir/zoo.cfg"
+  fi
   if [ -n "$servers" ]; then
     printf '%s\n' "$servers" >> "$dir/zoo.cfg"
     echo "$myid" > "$dir/data/myid"
   fi
-  nohup java -Dzookeeper.extendedTypesEnabled=true -Dznode.container.checkIntervalMs=3600000 \
-    -Dzookeeper.DigestAuthenticationProvider.superDigest="$SUPER" \
-    -Dzookeeper.log.dir="$dir" -Dzookeeper.root.logger=INFO,CONSOLE \
-    -cp "$(cp_jars)" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" > "$dir/zk.log" 2>&1 &
-  echo $! > "$dir/pid"
+  launch "$dir"
 }
 
 # wait_mode PORT: until the server answers srvr with a serving mode.
@@ -78,11 +91,17 @@ start|ensemble)
     fi
   done
   ;;
+resume)
+  # One server of an ensemble again, from its existing DIR (e.g. DIR/s2), same flags.
+  dir=$2
+  SUPER=$(java -cp "$(cp_jars)" org.apache.zookeeper.server.auth.DigestAuthenticationProvider super:secret 2>/dev/null | sed 's/.*->//')
+  launch "$dir"
+  ;;
 stop)
   dir=$2
   for p in "$dir"/pid "$dir"/s*/pid; do
     [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
   done
   ;;
-*) echo "usage: $0 start PORT DIR | ensemble N PORT DIR | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start PORT DIR | ensemble N PORT DIR | stop DIR | resume DIR" >&2; exit 2 ;;
 esac

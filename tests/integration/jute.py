@@ -305,3 +305,22 @@ class Conn:
         except OSError:
             pass
         self.sock.close()
+
+
+def four_letter(addr, word):
+    """A four-letter word's answer ("" if the server cannot be reached)."""
+    host, port = addr.rsplit(":", 1)
+    try:
+        s = socket.create_connection((host, int(port)), timeout=2)
+        s.sendall(word.encode())
+        out = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            out += b
+        s.close()
+        return out.decode()
+    except OSError:
+        return ""
+

@@ -12,6 +12,8 @@ from kazoo.exceptions import NoNodeError, NodeExistsError, BadVersionError, Sess
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import difftest  # noqa: E402
+import jute  # noqa: E402
+import readonly  # noqa: E402
 import recipes  # noqa: E402
 import zkdiff  # noqa: E402
 
@@ -50,7 +52,7 @@ TLS_OFFSET = 50  # a TLS-enabled server's secureClientPort is its clientPort + 5
 
 
 class Server:
-    def __init__(self, sid, port, peers, data, tls=False):
+    def __init__(self, sid, port, peers, data, tls=False, extra=()):
         self.sid, self.port, self.data, self.proc = sid, port, data, None
         self.secure_port = port + TLS_OFFSET if tls else None
         os.makedirs(data, exist_ok=True)
@@ -60,6 +62,7 @@ class Server:
                  "znode.container.checkIntervalMs=3600000"]
         for i, pp in peers.items():
             lines.append(f"server.{i}=127.0.0.1:{pp}:{pp + 1000}")
+        lines += list(extra)
         if tls:
             # ZooKeeper's keys; ssl.clientAuth is left at its default, need.
             lines += [f"secureClientPort={self.secure_port}", f"ssl.keyStore.location={PKI['server.pem']}",
@@ -90,19 +93,7 @@ class Server:
 
 
 def four(port, word):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
-        s.sendall(word.encode())
-        out = b""
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            out += b
-        s.close()
-        return out.decode()
-    except OSError:
-        return ""
+    return jute.four_letter(f"127.0.0.1:{port}", word)
 
 
 def mode(port):
@@ -112,9 +103,9 @@ def mode(port):
     return ""
 
 
-def ensemble(n, base, tls=False):
+def ensemble(n, base, tls=False, extra=()):
     peers = {i: base + 100 + i for i in range(1, n + 1)} if n > 1 else {}
-    servers = [Server(i, base + i - 1, peers, f"{ROOT}/{base}-n{i}", tls) for i in range(1, n + 1)]
+    servers = [Server(i, base + i - 1, peers, f"{ROOT}/{base}-n{i}", tls, extra) for i in range(1, n + 1)]
     for s in servers:
         s.start()
     if n > 1:
@@ -512,6 +503,61 @@ def main():
             assert found and any("event" in x[4] + x[5] for x in found), found
             print(f"      a dropped notification is reported: {found[0][1]} line {found[0][2]}: "
                   f"zookeeper {found[0][4]!r}, candidate {found[0][5]!r}")
+
+        @test
+        def read_only_mode_as_zookeeper():
+            # Both ensembles with readonlymode.enabled; two members stop, the survivor serves
+            # read-only sessions, then the members come back.
+            zkro = f"{ROOT}/realzk-ro"
+            # ZooKeeper 3.8.0 creates sessions in read-only mode only as local sessions: without
+            # localSessionsEnabled it answers the handshake with a NotReadOnly reply header that
+            # no client can parse (COMPATIBILITY.md).
+            ro_env = dict(os.environ, ZK_JVM_FLAGS="-Dreadonlymode.enabled=true", ZK_CFG_EXTRA="localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true")
+            subprocess.run([f"{REPO}/scripts/real-zk.sh", "ensemble", "3", "24111", zkro], check=True, timeout=120,
+                           env=ro_env)
+
+            class ZkEnsemble:
+                survivor = "127.0.0.1:24111"
+
+                def stop_others(self):
+                    for i in (2, 3):
+                        subprocess.run([f"{REPO}/scripts/real-zk.sh", "stop", f"{zkro}/s{i}"], timeout=60)
+
+                def start_others(self):
+                    for i in (2, 3):
+                        subprocess.run([f"{REPO}/scripts/real-zk.sh", "resume", f"{zkro}/s{i}"], check=True, timeout=60,
+                                       env=ro_env)
+
+            ro_trio = ensemble(3, 24501, extra=["readonlymode.enabled=true"])
+
+            class ZraftEnsemble:
+                survivor = ro_trio[0].hosts()
+
+                def stop_others(self):
+                    for srv in ro_trio[1:]:
+                        srv.kill9()
+
+                def start_others(self):
+                    for srv in ro_trio[1:]:
+                        srv.start()
+
+            try:
+                want = readonly.observe(ZkEnsemble(), "/ro")
+                got = readonly.observe(ZraftEnsemble(), "/ro")
+            finally:
+                subprocess.run([f"{REPO}/scripts/real-zk.sh", "stop", zkro], timeout=60)
+                for srv in ro_trio:
+                    srv.kill9()
+            d = readonly.diff(want, got)
+            for k, a, b in d:
+                print(f"      DIFF {k}\n        zookeeper: {a}\n        zraft:     {b}")
+            assert not d, f"{len(d)} of {len(want)} read-only observations differ from ZooKeeper 3.8"
+            assert got["ro reattach earlier session"] == ("session", True), got
+            for k, why in readonly.INTENDED.items():
+                print(f"      intended difference {k}: zookeeper {want.get(k)}, zraft {got.get(k)} ({why})")
+            print(f"      read-only mode: {len(want) - len(readonly.INTENDED)} observations identical to ZooKeeper 3.8 "
+                  f"(isro {want['ro isro']!r}, Mode {want['ro srvr mode']!r}, writes {want['ro setData'][0]}, "
+                  f"kazoo {want['kazoo client_state']}, then {want['back isro']!r})")
 
         @test
         def c_client_cli_mt_three_nodes_as_zookeeper():
