@@ -4,12 +4,50 @@ use crate::jute::perms;
 use crate::jute::{Acl, ErrorCode, Id};
 use base64::Engine;
 use sha1::{Digest, Sha1};
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// The identities a session has proven (its ip, digests, and `super` if it knows the super
-/// password). Ordered, so every node expands `auth` ACLs identically.
-pub type AuthIds = BTreeSet<Id>;
+/// password), each once, in the order it proved them: ZooKeeper expands an `auth` ACL in that
+/// order (measured by difftest). The list travels in proposals, so every node expands alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthIds(Vec<Id>);
+
+impl AuthIds {
+    /// No identity.
+    pub fn new() -> Self {
+        AuthIds(Vec::new())
+    }
+
+    /// Adds an identity unless the session has it already; whether it was new.
+    pub fn insert(&mut self, id: Id) -> bool {
+        if self.0.contains(&id) {
+            return false;
+        }
+        self.0.push(id);
+        true
+    }
+
+    /// The identities in the order proved.
+    pub fn iter(&self) -> std::slice::Iter<'_, Id> {
+        self.0.iter()
+    }
+}
+
+impl Extend<Id> for AuthIds {
+    fn extend<I: IntoIterator<Item = Id>>(&mut self, ids: I) {
+        for id in ids {
+            self.insert(id);
+        }
+    }
+}
+
+impl FromIterator<Id> for AuthIds {
+    fn from_iter<I: IntoIterator<Item = Id>>(ids: I) -> Self {
+        let mut a = AuthIds::new();
+        a.extend(ids);
+        a
+    }
+}
 
 /// `world:anyone` with every permission (`OPEN_ACL_UNSAFE`).
 pub fn open_acl() -> Vec<Acl> {
@@ -215,6 +253,27 @@ mod tests {
                 id: id.into(),
             },
         }
+    }
+
+    #[test]
+    fn auth_acl_expands_in_the_order_the_session_authenticated() {
+        // ZooKeeper keeps a connection's ids as a list: bob, then alice, gives bob first.
+        let who = ids(&[
+            ("ip", "127.0.0.1"),
+            ("digest", "bob:x"),
+            ("digest", "alice:y"),
+            ("digest", "bob:x"),
+        ]);
+        assert_eq!(who.iter().count(), 3, "an id proved twice is kept once");
+        let acl = vec![Acl {
+            perms: perms::ALL,
+            id: Id {
+                scheme: "auth".into(),
+                id: "".into(),
+            },
+        }];
+        let got: Vec<String> = fixup_acl(&who, &acl).unwrap().into_iter().map(|a| a.id.id).collect();
+        assert_eq!(got, vec!["bob:x", "alice:y"]);
     }
 
     #[test]
