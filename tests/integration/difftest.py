@@ -17,7 +17,8 @@ getEphemerals answers are sorted (ZooKeeper returns them from hash sets).
 
 Each batch starts with sync("/") on its session, so that on several servers a session has
 seen every earlier write (and its notifications) before its next requests: the program's
-results are then the same on 1 and 3 servers.
+results are then the same on 1 and 3 servers. On several servers the header zxids of sync and
+read replies are not compared (a ZooKeeper follower's may trail an acknowledged write).
 
 Usage:
   difftest.py run HOSTS[;HOSTS2] --seeds A..B [--ops N]     one target, print normalized results
@@ -404,10 +405,11 @@ class Runner:
                 _, label, step, op, args, zxid, err, val = r
                 shown = {k: v for k, v in args.items() if k in ("path", "flags", "version", "type", "watch")}
                 z = self._z(zxid, anchors)
-                if op == J.SYNC and len(self.servers) > 1:
-                    # On a ZooKeeper follower a sync's reply zxid may trail writes another server
-                    # already acknowledged (it is read when the follower processes the sync);
-                    # what the session reads after it is compared all the same.
+                if op not in WRITES and len(self.servers) > 1:
+                    # On a ZooKeeper follower the zxid a sync or read reply carries may trail a
+                    # write another server acknowledged before the sync (it is the follower's
+                    # last applied zxid when its worker answers); what the reply holds is
+                    # compared all the same, and so are the zxids of writes.
                     z = "~"
                 line = (f"step {step} {NAMES.get(op, op)} {shown} -> {J.ERRORS.get(err, err)} "
                         f"zxid={z} {self._val(val, anchors)}").replace(self.base, "/B")
