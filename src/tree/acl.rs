@@ -7,8 +7,8 @@ use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 
 /// The identities a session has proven (its ip, digests, and `super` if it knows the super
-/// password), each once, in the order it proved them: ZooKeeper expands an `auth` ACL in that
-/// order (measured by difftest). The list travels in proposals, so every node expands alike.
+/// password), each once, in the order it proved them (an `auth` ACL expands in ZooKeeper's
+/// hash-set order, `java_set_order`). The list travels in proposals, so every node agrees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthIds(Vec<Id>);
 
@@ -173,7 +173,7 @@ pub fn fixup_acl(auth: &AuthIds, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
         } else if a.id.scheme == "auth" {
             // Only providers that authenticate (digest) count; ip does not.
             let mut any = false;
-            for cid in auth.iter().filter(|i| i.scheme == "digest") {
+            for cid in java_set_order(auth).into_iter().filter(|i| i.scheme == "digest") {
                 any = true;
                 out.push(Acl {
                     perms: a.perms,
@@ -190,6 +190,41 @@ pub fn fixup_acl(auth: &AuthIds, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
         }
     }
     Ok(out)
+}
+
+/// Java's `String.hashCode`.
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// The jute-generated `Id.hashCode`.
+fn java_id_hash(id: &Id) -> i32 {
+    let h = 17i32.wrapping_mul(37).wrapping_add(java_string_hash(&id.scheme));
+    h.wrapping_mul(37).wrapping_add(java_string_hash(&id.id))
+}
+
+/// The order ZooKeeper iterates a connection's ids in: they sit in a Java hash set, so bucket
+/// by bucket (hash spread as HashMap does, the table doubling past three quarters full), in
+/// the order added within a bucket. `auth` ACLs expand in this order (measured: alice then
+/// bob gives bob first; a1..a5 gives a3 a4 a1 a2 a5).
+fn java_set_order(auth: &AuthIds) -> Vec<&Id> {
+    let n = auth.iter().count();
+    let mut table = 16usize;
+    while n > table / 4 * 3 {
+        table *= 2;
+    }
+    let mut v: Vec<(usize, usize, &Id)> = auth
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let h = java_id_hash(id);
+            let spread = h ^ ((h as u32) >> 16) as i32;
+            (spread as u32 as usize & (table - 1), i, id)
+        })
+        .collect();
+    v.sort_by_key(|&(bucket, i, _)| (bucket, i));
+    v.into_iter().map(|(_, _, id)| id).collect()
 }
 
 /// `ZooKeeperServer.checkACL`: ok if any entry granting one of `perm`'s bits matches one of
@@ -255,16 +290,17 @@ mod tests {
         }
     }
 
+    /// Each row: the digests a session authenticated with (password "pw"), in order, and the
+    /// order ZooKeeper 3.8.0 stored them for an `auth` ACL (measured with difftest's client).
     #[test]
-    fn auth_acl_expands_in_the_order_the_session_authenticated() {
-        // ZooKeeper keeps a connection's ids as a list: bob, then alice, gives bob first.
-        let who = ids(&[
-            ("ip", "127.0.0.1"),
-            ("digest", "bob:x"),
-            ("digest", "alice:y"),
-            ("digest", "bob:x"),
-        ]);
-        assert_eq!(who.iter().count(), 3, "an id proved twice is kept once");
+    fn auth_acl_expands_in_zookeepers_hash_set_order() {
+        let rows: [(&[&str], &[&str]); 5] = [
+            (&["alice", "bob"], &["bob", "alice"]),
+            (&["bob", "alice"], &["bob", "alice"]),
+            (&["carol", "alice", "bob"], &["bob", "carol", "alice"]),
+            (&["a1", "a2", "a3", "a4", "a5"], &["a3", "a4", "a1", "a2", "a5"]),
+            (&["a5", "a4", "a3", "a2", "a1"], &["a4", "a3", "a1", "a2", "a5"]),
+        ];
         let acl = vec![Acl {
             perms: perms::ALL,
             id: Id {
@@ -272,8 +308,20 @@ mod tests {
                 id: "".into(),
             },
         }];
-        let got: Vec<String> = fixup_acl(&who, &acl).unwrap().into_iter().map(|a| a.id.id).collect();
-        assert_eq!(got, vec!["bob:x", "alice:y"]);
+        for (users, want) in rows {
+            let mut who: AuthIds = ids(&[("ip", "127.0.0.1")]);
+            for u in users {
+                who.extend(digest_auth(format!("{u}:pw").as_bytes(), None).unwrap());
+            }
+            who.extend(digest_auth(format!("{}:pw", users[0]).as_bytes(), None).unwrap());
+            assert_eq!(who.iter().count(), users.len() + 1, "an id proved twice is kept once");
+            let got: Vec<String> = fixup_acl(&who, &acl)
+                .unwrap()
+                .into_iter()
+                .map(|a| a.id.id.split(':').next().unwrap().to_string())
+                .collect();
+            assert_eq!(got, want.to_vec(), "{users:?}");
+        }
     }
 
     #[test]

@@ -145,8 +145,8 @@ class Program:
         k = rng.choices(
             ["create", "delete", "setData", "exists", "getData", "getChildren", "getChildren2", "getACL",
              "setACL", "sync", "multi", "multiRead", "checkWatches", "removeWatches", "addWatch",
-             "getEphemerals", "getAllChildrenNumber"],
-            [14, 7, 9, 6, 7, 5, 3, 2, 2, 1, 5, 2, 2, 2, 3, 1, 1])[0]
+             "getEphemerals", "getAllChildrenNumber", "reconfig"],
+            [14, 7, 9, 6, 7, 5, 3, 2, 2, 1, 5, 2, 2, 2, 3, 1, 1, 0.3])[0]
         p = self._path()
         if p == "" and k not in ("create", "delete", "setData", "setACL", "multi"):
             p = "relative"  # reads of "" answer the root, which other runs change (zkdiff covers it)
@@ -177,6 +177,11 @@ class Program:
             return J.REMOVE_WATCHES, {"path": p, "type": rng.choice([1, 2, 3, 3])}
         if k == "addWatch":
             return J.ADD_WATCH, {"path": p, "type": rng.choice([0, 1])}
+        if k == "reconfig":
+            # Incremental or not, always disabled (reconfigEnabled is false by default).
+            return J.RECONFIG, rng.choice([{"joining": "server.9=127.0.0.1:2999:3999", "config_id": -1},
+                                           {"leaving": "1", "config_id": -1},
+                                           {"members": "server.1=127.0.0.1:2888:3888", "config_id": 5}])
         if k == "getEphemerals":
             return J.GET_EPHEMERALS, {"path": rng.choice([self.base, self.base + "/a", "/"])}
         return J.GET_ALL_CHILDREN_NUMBER, {"path": p}
@@ -186,7 +191,7 @@ class Program:
         s = rng.randrange(self.sessions)
         r = rng.random()
         if r < 0.03:
-            return ("reconnect", s, None)
+            return ("reconnect", s, "old" if rng.random() < 0.3 else "new")
         if r < 0.05:
             return ("auth", s, rng.choice(sorted(USERS)))
         if r < 0.065:
@@ -317,11 +322,13 @@ class Runner:
                 self.raw.append(("reconnected", s.label(), step_no))
                 w = {k: sorted(v) for k, v in s.watched.items()}
                 base = s.conn.replies()
-                s.conn.send(J.SET_WATCHES2, {"zxid": zxid, **w}, xid=-8)
-                s.sent[-8] = (step_no, J.SET_WATCHES2, w)
+                # Clients older than 3.6 (and kazoo) send setWatches without the persistent kinds.
+                op = J.SET_WATCHES if arg == "old" else J.SET_WATCHES2
+                s.conn.send(op, {"zxid": zxid, **w}, xid=-8)
+                s.sent[-8] = (step_no, op, w)
                 self._collect(s, step_no, base + 1)
                 self._drain(s)
-                self.coverage[("reconnect", "setWatches2")] += 1
+                self.coverage[("reconnect", NAMES.get(op, op))] += 1
         # Every session syncs last, so notifications of the last writes are in.
         for s in sessions:
             if not s.conn.closed:

@@ -9,7 +9,7 @@ import time
 
 # Opcodes (zookeeper.jute / ZooDefs.OpCode).
 CREATE, DELETE, EXISTS, GET_DATA, SET_DATA, GET_ACL, SET_ACL, GET_CHILDREN, SYNC = 1, 2, 3, 4, 5, 6, 7, 8, 9
-GET_CHILDREN2, CHECK, MULTI, CREATE2, CHECK_WATCHES, REMOVE_WATCHES = 12, 13, 14, 15, 17, 18
+GET_CHILDREN2, CHECK, MULTI, CREATE2, RECONFIG, CHECK_WATCHES, REMOVE_WATCHES = 12, 13, 14, 15, 16, 17, 18
 CREATE_CONTAINER, CREATE_TTL, MULTI_READ, AUTH, SET_WATCHES = 19, 21, 22, 100, 101
 GET_EPHEMERALS, GET_ALL_CHILDREN_NUMBER, SET_WATCHES2, ADD_WATCH, CLOSE = 103, 104, 105, 106, -11
 
@@ -143,6 +143,8 @@ def encode_op(op, a):
         w.long(a["zxid"]).strings(a["data"]).strings(a["exist"]).strings(a["child"])
         if op == SET_WATCHES2:
             w.strings(a["persistent"]).strings(a["recursive"])
+    elif op == RECONFIG:
+        w.string(a.get("joining")).string(a.get("leaving")).string(a.get("members")).long(a.get("config_id", -1))
     elif op == CLOSE:
         pass
     else:
@@ -162,6 +164,8 @@ def decode_reply(op, err, body):
         return (r.string(), r.stat())
     if op in (EXISTS, SET_DATA, SET_ACL):
         return r.stat()
+    if op == RECONFIG:
+        return (r.buffer(), r.stat())
     if op == GET_DATA:
         return (r.buffer(), r.stat())
     if op == GET_ACL:

@@ -480,7 +480,8 @@ def main():
             errors = sorted({k[1] for k in cov if k[0] not in ("event", "reconnect") and k[1] != "OK"})
             print(f"      difftest: {len(diff_seeds)} seeds x {diff_ops} ops = {n} requests on {what}: "
                   f"{len(found)} divergences; {len(kinds)} request kinds, {events} watch events, "
-                  f"{cov[('reconnect', 'setWatches2')]} reconnects with setWatches2, errors seen: {' '.join(errors)}")
+                  f"{cov[('reconnect', 'SET_WATCHES2')]} reconnects with setWatches2 and {cov[('reconnect', 'SET_WATCHES')]} "
+                  f"with setWatches, errors seen: {' '.join(errors)}")
             assert len(kinds) >= 20, f"the programs exercised only {kinds}"
             assert not found, f"{len(found)} sessions diverged from ZooKeeper 3.8 on {what}"
 
