@@ -104,7 +104,9 @@ class Program:
     def _create(self):
         op = self.rng.choices([J.CREATE, J.CREATE2, J.CREATE_CONTAINER, J.CREATE_TTL], [5, 3, 1, 1])[0]
         if op == J.CREATE_CONTAINER:
-            flags = 4 if self.rng.random() < 0.85 else self.rng.choice([0, 1])
+            # Not an ephemeral flag: ZooKeeper then takes the pending container for an
+            # ephemeral until it is applied (COMPATIBILITY.md).
+            flags = 4 if self.rng.random() < 0.85 else self.rng.choice([0, 2])
         elif op == J.CREATE_TTL:
             flags = self.rng.choice([5, 6]) if self.rng.random() < 0.85 else self.rng.choice([0, 1, 4])
         else:
