@@ -120,17 +120,27 @@ mod cli {
                 );
                 let next = Arc::new(AtomicU64::new(range.start));
                 let stats = Arc::new(Mutex::new((0u64, 0u64, 0u64, 0u64, Vec::<(u64, String)>::new())));
+                let messages = Arc::new(Mutex::new([0u64; 4]));
                 let wall = std::time::Instant::now();
                 std::thread::scope(|sc| {
                     for _ in 0..jobs.max(1) {
-                        let (next, stats, bar, s, path) =
-                            (next.clone(), stats.clone(), bar.clone(), s.clone(), scenario.clone());
+                        let (next, stats, bar, s, path, messages) = (
+                            next.clone(),
+                            stats.clone(),
+                            bar.clone(),
+                            s.clone(),
+                            scenario.clone(),
+                            messages.clone(),
+                        );
                         sc.spawn(move || loop {
                             let seed = next.fetch_add(1, Ordering::Relaxed);
                             if seed >= range.end {
                                 return;
                             }
                             let r = run(RunConfig::new(&s, seed));
+                            for (m, x) in messages.lock().unwrap().iter_mut().zip(r.messages) {
+                                *m += x;
+                            }
                             let mut st = stats.lock().unwrap();
                             st.0 += r.cfg.secs;
                             st.1 += r.ops() as u64;
@@ -169,6 +179,13 @@ mod cli {
                     st.3,
                     st.0 as f64 / secs.max(1e-9)
                 );
+                let m = *messages.lock().unwrap();
+                if m.iter().any(|&x| x > 0) {
+                    println!(
+                        "{}: Raft messages under message chaos: {} dropped, {} duplicated, {} delayed, {} replayed",
+                        s.name, m[0], m[1], m[2], m[3]
+                    );
+                }
                 if st.2 > 0 {
                     std::process::exit(1);
                 }

@@ -113,6 +113,8 @@ pub struct RunReport {
     pub raft: Result<(usize, usize), Box<raft::RaftViolation>>,
     /// Snapshots the servers reported: (taken for compaction, installed from a leader).
     pub snapshots: (usize, usize),
+    /// Raft messages message chaos dropped, duplicated, delayed and replayed.
+    pub messages: [u64; 4],
     /// Simulated milliseconds from the final heal to the first successful write (None: never).
     pub recovery_ms: Option<u64>,
     /// Hash of the history and nemesis trace: equal seeds must give equal hashes.
@@ -439,7 +441,11 @@ async fn scenario(cfg: RunConfig) -> Outputs {
 pub fn run(cfg: RunConfig) -> RunReport {
     let rt = Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
     zraft::server::observer::take();
+    zraft::server::chaos::set(None);
+    zraft::server::chaos::take_stats();
     let out = rt.block_on(scenario(cfg.clone()));
+    zraft::server::chaos::set(None);
+    let messages = zraft::server::chaos::take_stats();
     let history = out.history;
     let observed = zraft::server::observer::take();
     let raft = raft::check(&observed);
@@ -469,6 +475,7 @@ pub fn run(cfg: RunConfig) -> RunReport {
         lock: lock::check(&history),
         raft,
         snapshots,
+        messages,
         recovery_ms: out.recovery_ms,
         trace_hash: h,
         cfg,

@@ -37,6 +37,9 @@ pub enum Fault {
     ClockSkew,
     /// Tear and garble unsynced writes on the next crash of a server, and flip bits on read.
     DiskFaults,
+    /// Single Raft messages between servers dropped, duplicated, held back behind later ones,
+    /// or an old one sent again as from a stale connection (until the next heal).
+    MessageChaos,
 }
 
 /// A nemesis action at a fixed simulated time.

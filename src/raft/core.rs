@@ -452,7 +452,9 @@ impl Raft {
         {
             let can_vote =
                 self.vote == m.from || (self.vote == 0 && self.leader.is_none()) || (pre_vote && m.term > self.term);
-            if can_vote && self.log.is_up_to_date(last_index, last_term) {
+            // Broken on purpose under raft-vote-ignores-log: a vote for a candidate whose log
+            // lacks committed entries.
+            if can_vote && (self.log.is_up_to_date(last_index, last_term) || crate::bug("raft-vote-ignores-log")) {
                 // The response carries the candidate's term so it is not ignored as stale.
                 self.send_with_term(
                     m.from,
@@ -836,7 +838,14 @@ impl Raft {
         }
         match self.log.maybe_append(prev_index, prev_term, entries) {
             Some(last_new) => {
-                self.log.commit_to(commit.min(last_new));
+                // Broken on purpose under raft-commit-unmatched: the leader's commit index
+                // applied to entries beyond those known to match its log.
+                let upto = if crate::bug("raft-commit-unmatched") {
+                    self.log.last_index()
+                } else {
+                    last_new
+                };
+                self.log.commit_to(commit.min(upto));
                 self.apply_conf_changes();
                 self.send(
                     from,
@@ -1056,7 +1065,9 @@ impl Raft {
             .collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let q = matched[self.conf.quorum() - 1];
-        if q <= self.log.committed || self.log.term(q) != Some(self.term) {
+        // Broken on purpose under raft-commit-old-term: entries of an earlier term committed by
+        // counting replicas (the Figure 8 bug of the Raft paper).
+        if q <= self.log.committed || (self.log.term(q) != Some(self.term) && !crate::bug("raft-commit-old-term")) {
             return false;
         }
         self.log.commit_to(q);

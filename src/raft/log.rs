@@ -120,6 +120,14 @@ impl RaftLog {
         if !self.matches(prev_index, prev_term) {
             return None;
         }
+        if crate::bug("raft-truncate-on-append") && !entries.is_empty() {
+            // Broken on purpose: every append cuts the log after prev_index, so a stale,
+            // reordered or replayed append erases entries this follower already acknowledged.
+            let keep = prev_index.max(self.committed);
+            self.entries.truncate((keep - self.snap_index) as usize);
+            self.stable = self.stable.min(keep);
+            self.handed = self.handed.min(keep);
+        }
         for e in entries {
             match self.term(e.index) {
                 Some(t) if t == e.term => continue,

@@ -1,5 +1,7 @@
 //! The network server: client listener, peer transport and the replica loop.
 
+#[cfg(madsim)]
+pub mod chaos;
 pub mod config;
 pub mod conn;
 pub mod node;

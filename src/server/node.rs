@@ -21,16 +21,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// Whether the deliberately broken variant `name` is switched on (harness builds only).
-#[cfg(madsim)]
-pub(crate) fn bug(name: &str) -> bool {
-    std::env::var("ZRAFT_BUG").is_ok_and(|v| v == name)
-}
-
-#[cfg(not(madsim))]
-pub(crate) fn bug(_: &str) -> bool {
-    false
-}
+pub(crate) use crate::bug;
 
 /// A write as it travels to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]

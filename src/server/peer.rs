@@ -30,7 +30,14 @@ fn decode(b: &[u8]) -> Option<PeerMsg> {
 #[derive(Clone, Default)]
 pub struct Peers {
     queues: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    /// Recent messages per peer, for message chaos to replay (simulation builds only).
+    #[cfg(madsim)]
+    sent: std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, std::collections::VecDeque<Vec<u8>>>>>,
 }
+
+/// Messages per peer message chaos may replay.
+#[cfg(madsim)]
+const REPLAYABLE: usize = 64;
 
 impl Peers {
     /// Starts an outbound task per peer (all but `me`).
@@ -44,14 +51,67 @@ impl Peers {
             queues.insert(id, tx);
             tokio::spawn(outbound(me, addr.clone(), rx));
         }
-        Peers { queues }
+        Peers {
+            queues,
+            #[cfg(madsim)]
+            sent: Default::default(),
+        }
     }
 
     /// Queues a message; false if the peer is unknown or its queue is full (dropped).
     pub fn send(&self, to: NodeId, m: &PeerMsg) -> bool {
-        match self.queues.get(&to) {
-            Some(q) => q.try_send(encode(m)).is_ok(),
-            None => false,
+        let Some(q) = self.queues.get(&to) else {
+            return false;
+        };
+        // Only Raft messages: the protocol must survive any fate of them. A forwarded write or
+        // a session touch travels over TCP, which never loses, doubles or replays one alone.
+        #[cfg(madsim)]
+        if matches!(m, PeerMsg::Raft(_)) {
+            return self.send_with_chaos(to, q, encode(m));
+        }
+        q.try_send(encode(m)).is_ok()
+    }
+
+    /// `send` under message chaos: the message may be lost, doubled or held back, and an old
+    /// one to the same peer may go again (a receiver cannot tell it from a stale connection's).
+    #[cfg(madsim)]
+    fn send_with_chaos(&self, to: NodeId, q: &mpsc::Sender<Vec<u8>>, b: Vec<u8>) -> bool {
+        use super::chaos::{decide, pick, Fate};
+        let (fate, replay) = decide();
+        if replay {
+            let old = {
+                let sent = self.sent.lock().expect("chaos history");
+                sent.get(&to)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| h[pick(h.len())].clone())
+            };
+            if let Some(old) = old {
+                let _ = q.try_send(old);
+            }
+        }
+        {
+            let mut sent = self.sent.lock().expect("chaos history");
+            let h = sent.entry(to).or_default();
+            h.push_back(b.clone());
+            if h.len() > REPLAYABLE {
+                h.pop_front();
+            }
+        }
+        match fate {
+            Fate::Deliver => q.try_send(b).is_ok(),
+            Fate::Drop => true,
+            Fate::Duplicate => {
+                let _ = q.try_send(b.clone());
+                q.try_send(b).is_ok()
+            }
+            Fate::Delay(d) => {
+                let q = q.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = q.try_send(b);
+                });
+                true
+            }
         }
     }
 }

@@ -87,6 +87,7 @@ impl Cluster {
         }
         let d = self.net_default.clone();
         net.update_config(|c| *c = d);
+        zraft::server::chaos::set(None);
     }
 
     /// Like a process supervisor: a server that stopped with an error is killed (its disk loses
@@ -237,6 +238,22 @@ impl Cluster {
                 let drift = rng.gen_range(-20_000..20_000);
                 self.clocks[i].skew(off, drift);
                 format!("clock zraft-{} offset {off} ms drift {drift} ppm", i + 1)
+            }
+            Fault::MessageChaos => {
+                let c = zraft::server::chaos::MessageChaos {
+                    drop: [0.01, 0.05, 0.2][rng.gen_range(0..3)],
+                    duplicate: [0.01, 0.05, 0.2][rng.gen_range(0..3)],
+                    delay: [0.05, 0.2, 0.5][rng.gen_range(0..3)],
+                    max_delay: Duration::from_millis(rng.gen_range(5..500)),
+                    replay: [0.01, 0.05][rng.gen_range(0..2)],
+                    seed: rng.gen(),
+                };
+                let line = format!(
+                    "message chaos drop {} duplicate {} delay {} up to {:?} replay {}",
+                    c.drop, c.duplicate, c.delay, c.max_delay, c.replay
+                );
+                zraft::server::chaos::set(Some(c));
+                line
             }
             Fault::DiskFaults => {
                 let i = any();
