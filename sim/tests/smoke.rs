@@ -67,9 +67,17 @@ mod sim {
                     "/sim"
                 );
                 let zxid = c.last_zxid();
-                let mut c2 = Client::connect("10.0.0.3:2181", 10_000, None, zxid)
-                    .await
-                    .expect("connect to node 3");
+                // Node 3 refuses a client that has seen a newer zxid than it applied (ZooKeeper's
+                // rule); like a real client, try again until it has caught up.
+                let mut c2 = None;
+                for _ in 0..50 {
+                    if let Ok(c) = Client::connect("10.0.0.3:2181", 10_000, None, zxid).await {
+                        c2 = Some(c);
+                        break;
+                    }
+                    madsim::time::sleep(Duration::from_millis(100)).await;
+                }
+                let mut c2 = c2.expect("node 3 catches up and takes the client within 5 s");
                 let req = zraft::jute::Request::Sync(zraft::jute::SyncRequest { path: "/sim".into() });
                 c2.ok(req, Duration::from_secs(10)).await.unwrap();
                 let (data, _) = c2.get("/sim").await.unwrap();
