@@ -4,6 +4,7 @@
 //! `workload`, `nemesis` and `run` exist only under madsim.
 
 pub mod checker;
+pub mod config;
 pub mod history;
 #[cfg(madsim)]
 pub mod nemesis;

@@ -10,13 +10,7 @@ mod sim {
 
     #[test]
     fn scenarios_hold_and_are_deterministic() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
+        let files = zraft_sim::scenario::shipped();
         let extra: Option<u64> = std::env::var("ZRAFT_SIM_SEEDS").ok().and_then(|v| v.parse().ok());
         let wall = std::time::Instant::now();
         let (mut seeds_run, mut sim_secs, mut ops, mut undecided) = (0u64, 0u64, 0usize, 0u64);

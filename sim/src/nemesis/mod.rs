@@ -8,7 +8,7 @@ pub mod cluster;
 pub use clock::SkewClock;
 pub use cluster::{Cluster, Exit};
 
-use crate::run::RunConfig;
+use crate::config::RunConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;

@@ -8,8 +8,8 @@ pub mod lock;
 pub mod register;
 pub mod sequential;
 
+use crate::config::RunConfig;
 use crate::history::{Op, Outcome, RegOp};
-use crate::run::RunConfig;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
