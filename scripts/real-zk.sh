@@ -9,6 +9,7 @@
 # reaped during a run (a comparison must not race the reaper). ZK_JVM_FLAGS adds -D flags
 # (e.g. -Dreadonlymode.enabled=true), ZK_CFG_EXTRA more zoo.cfg lines.
 set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 cp_jars() { ls /usr/share/java/*.jar | tr '\n' ':'; }
 
 # launch DIR: runs the server of DIR/zoo.cfg in the background.
@@ -48,21 +49,13 @@ CFG
   launch "$dir"
 }
 
-# wait_mode PORT: until the server answers srvr with a serving mode.
+# wait_serving PORT: until the server answers srvr with a serving mode (the tests' jute.py asks).
 wait_serving() {
   for _ in $(seq 1 150); do
-    if python3 - "$1" <<'PY' 2>/dev/null; then return 0; fi
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-s.sendall(b"srvr")
-out = b""
-while True:
-    b = s.recv(4096)
-    if not b:
-        break
-    out += b
-assert b"Mode: " in out
-PY
+    if python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); from jute import four_letter
+sys.exit(0 if "Mode: " in four_letter("127.0.0.1:" + sys.argv[2], "srvr") else 1)' "$REPO/tests/integration" "$1"; then
+      return 0
+    fi
     sleep 0.2
   done
   return 1
