@@ -542,7 +542,6 @@ impl Node {
             return;
         }
         if self.role == Role::Leader {
-            let now = self.mono();
             self.tracker.touch(session, now);
         } else {
             self.touched.insert(session);

@@ -288,8 +288,6 @@ class Runner:
                     s.sent[xid] = (step_no, op, args)
                     self._track_watch(s, op, args)
                 self._collect(s, step_no, base + len(arg))
-                if any(op == J.CLOSE for op, _ in arg):
-                    s.conn.wait(lambda st: st and st[-1][0] == "closed", timeout=5)
                 self._drain(s)
             elif kind == "auth":
                 base = s.conn.replies()
@@ -363,8 +361,11 @@ class Runner:
 
     def _track_watch(self, s, op, a):
         """The watches a client library would remember for setWatches (it keeps them even when
-        the server may have dropped one: the server decides on re-registration)."""
-        if op in (J.GET_DATA,) and a.get("watch"):
+        the server may have dropped one: the server decides on re-registration); only valid
+        paths, as a client library would not have registered others."""
+        if not a.get("path", "").startswith("/"):
+            return
+        if op == J.GET_DATA and a.get("watch"):
             s.watched["data"].add(a["path"])
         elif op == J.EXISTS and a.get("watch"):
             s.watched["exist"].add(a["path"])
@@ -372,9 +373,6 @@ class Runner:
             s.watched["child"].add(a["path"])
         elif op == J.ADD_WATCH:
             s.watched["persistent" if a["type"] == 0 else "recursive"].add(a["path"])
-        if any(p == "" or not p.startswith("/") for v in s.watched.values() for p in v):
-            for v in s.watched.values():
-                v.difference_update({p for p in v if p == "" or not p.startswith("/")})
 
     # --- normalization ---
     def _z(self, z, anchors):
