@@ -39,6 +39,10 @@ mod cli {
             /// Seeds run in parallel.
             #[arg(long, default_value_t = 1)]
             jobs: usize,
+            /// Stop at the first failing seed (the lowest: seeds below it all finish) and print
+            /// `first failure: seed S: …` (for the planted-bug table).
+            #[arg(long)]
+            first: bool,
         },
         /// Re-run one seed exactly, optionally printing its event trace.
         Replay {
@@ -97,7 +101,12 @@ mod cli {
     pub fn main() {
         let cli = Cli::parse();
         match cli.cmd {
-            Cmd::Run { scenario, seeds, jobs } => {
+            Cmd::Run {
+                scenario,
+                seeds,
+                jobs,
+                first,
+            } => {
                 let s = Scenario::load(&scenario).unwrap_or_else(|e| {
                     eprintln!("{e}");
                     std::process::exit(2)
@@ -121,9 +130,13 @@ mod cli {
                 let next = Arc::new(AtomicU64::new(range.start));
                 let stats = Arc::new(Mutex::new((0u64, 0u64, 0u64, 0u64, Vec::<(u64, String)>::new())));
                 let messages = Arc::new(Mutex::new([0u64; 4]));
+                let done = Arc::new(AtomicU64::new(0));
+                let reach = Arc::new(Mutex::new(std::collections::BTreeMap::<String, u64>::new()));
                 let wall = std::time::Instant::now();
                 std::thread::scope(|sc| {
                     for _ in 0..jobs.max(1) {
+                        let done = done.clone();
+                        let reach = reach.clone();
                         let (next, stats, bar, s, path, messages) = (
                             next.clone(),
                             stats.clone(),
@@ -134,10 +147,17 @@ mod cli {
                         );
                         sc.spawn(move || loop {
                             let seed = next.fetch_add(1, Ordering::Relaxed);
-                            if seed >= range.end {
+                            if seed >= range.end || (first && stats.lock().unwrap().2 > 0) {
                                 return;
                             }
                             let r = run(RunConfig::new(&s, seed));
+                            done.fetch_add(1, Ordering::Relaxed);
+                            {
+                                let mut reach = reach.lock().unwrap();
+                                for (k, n) in zraft_sim::nemesis::reach(&r.nemesis_events) {
+                                    *reach.entry(k).or_default() += n;
+                                }
+                            }
                             for (m, x) in messages.lock().unwrap().iter_mut().zip(r.messages) {
                                 *m += x;
                             }
@@ -171,14 +191,26 @@ mod cli {
                 let st = stats.lock().unwrap();
                 let secs = wall.elapsed().as_secs_f64();
                 println!(
-                    "{}: {total} seeds, {} simulated s, {} ops checked, {} failed, {} undecided, wall {secs:.1} s, {:.0} simulated s per wall s",
+                    "{}: {} seeds, {} simulated s, {} ops checked, {} failed, {} undecided, wall {secs:.1} s, {:.0} simulated s per wall s",
                     s.name,
+                    done.load(Ordering::Relaxed),
                     st.0,
                     st.1,
                     st.2,
                     st.3,
                     st.0 as f64 / secs.max(1e-9)
                 );
+                let reach = reach.lock().unwrap();
+                if !reach.is_empty() {
+                    let line: Vec<String> = reach.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    println!("{}: faults reached: {}", s.name, line.join(", "));
+                }
+                if first {
+                    match st.4.iter().min_by_key(|(seed, _)| *seed) {
+                        Some((seed, why)) => println!("first failure: seed {seed}: {why}"),
+                        None => println!("first failure: none"),
+                    }
+                }
                 let m = *messages.lock().unwrap();
                 if m.iter().any(|&x| x > 0) {
                     println!(

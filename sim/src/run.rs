@@ -331,7 +331,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
     let cfg2 = cfg.clone();
     let (nemesis_events, recovery_ms) = nem
         .spawn(async move {
-            let mut c = Cluster::new(nodes, disks, clocks, exits);
+            let mut c = Cluster::new(nodes, disks, clocks, exits, cfg2.disk_latency_us);
             let events = nemesis::run(&mut c, &cfg2, t0).await;
             (events, probe_liveness(&cfg2, t0).await)
         })

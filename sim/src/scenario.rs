@@ -52,6 +52,42 @@ pub enum Fault {
     /// Single Raft messages between servers dropped, duplicated, held back behind later ones,
     /// or an old one sent again as from a stale connection (until the next heal).
     MessageChaos,
+    /// State-aware: kill or cut off the leader the moment its newest entry is held by fewer
+    /// servers than a quorum (only itself, or it and a minority of followers).
+    StrikeMinorityAppend,
+    /// State-aware: kill a server the moment it has voted for another (before the vote can
+    /// be durable).
+    StrikeAfterVote,
+    /// State-aware: split the servers the moment a candidate appears.
+    StrikeElection,
+    /// State-aware: kill or cut off a leader the moment it is elected, before its first entry
+    /// commits.
+    StrikeNewLeader,
+    /// State-aware: kill a server right after it took or installed a snapshot; it restarts
+    /// from it while the others go ahead.
+    StrikeSnapshot,
+    /// State-aware: cut off each newly elected leader at once, several times in a row.
+    LeaderChurn,
+    /// State-aware: the moment a leader is elected while its log has uncommitted entries of
+    /// earlier terms, its disk slows down (50-300 ms per write) until the next heal, so that
+    /// followers acknowledge its first entry before it is durable on the leader itself.
+    StrikeSlowLeaderDisk,
+}
+
+impl Fault {
+    /// Whether the nemesis times this fault on the protocol's state.
+    pub fn state_aware(self) -> bool {
+        matches!(
+            self,
+            Fault::StrikeMinorityAppend
+                | Fault::StrikeAfterVote
+                | Fault::StrikeElection
+                | Fault::StrikeNewLeader
+                | Fault::StrikeSnapshot
+                | Fault::LeaderChurn
+                | Fault::StrikeSlowLeaderDisk
+        )
+    }
 }
 
 /// A nemesis action at a fixed simulated time.

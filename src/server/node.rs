@@ -334,6 +334,15 @@ pub struct Node {
     leader: Option<NodeId>,
     leader_ready: bool,
     term_start: u64,
+    /// The term in which this node last reported itself leader to the observer (madsim).
+    #[cfg_attr(not(madsim), allow(dead_code))]
+    reported_leader_term: u64,
+    /// Snapshots taken or installed, for the observer's live state (madsim).
+    #[cfg_attr(not(madsim), allow(dead_code))]
+    snapshots_seen: u64,
+    /// The commit index last reported to the observer while leader (madsim).
+    #[cfg_attr(not(madsim), allow(dead_code))]
+    reported_commit: u64,
     zxid_counter: i64,
     applied_zxid: Arc<AtomicI64>,
     stats: Stats,
@@ -395,6 +404,12 @@ impl Node {
         rcfg.election_tick = 10;
         rcfg.heartbeat_tick = 2;
 
+        #[cfg(madsim)]
+        super::observer::report(super::observer::Observation::Recovered {
+            node: id,
+            term: rec.hard_state.term,
+            vote: rec.hard_state.vote,
+        });
         let raft = Raft::new(rcfg, rec);
         let applied_zxid = Arc::new(AtomicI64::new(tree.last_zxid()));
         let now = clock.now_ms();
@@ -434,6 +449,9 @@ impl Node {
             leader: None,
             leader_ready: false,
             term_start: 0,
+            reported_leader_term: 0,
+            snapshots_seen: 0,
+            reported_commit: 0,
             zxid_counter: 0,
             applied_zxid: applied_zxid.clone(),
             stats: Stats::default(),
@@ -509,6 +527,7 @@ impl Node {
                 let _compacted = self.raft.compact(index, s.data).is_ok();
                 #[cfg(madsim)]
                 if _compacted {
+                    self.snapshots_seen += 1;
                     super::observer::report(super::observer::Observation::Snapshot {
                         node: self.id,
                         index,
@@ -1142,9 +1161,24 @@ impl Node {
     fn propose(&mut self, origin: Origin, session: i64, op: WriteOp) {
         self.zxid_counter += 1;
         let zxid = ((self.raft.term() as i64) << 32) | self.zxid_counter;
+        let entry = self.prepare(zxid, session, &op);
+        let data = bincode::serde::encode_to_vec(Proposal { origin, entry }, bincode::config::standard())
+            .expect("proposals encode");
+        if self.raft.propose(data).is_err() {
+            // Lost leadership between checks: forget prepared state, retry via the new leader.
+            self.pending = Pending::new();
+            self.leader_ready = false;
+            if self.mine(&origin) {
+                self.queued.push_back((origin.req_id, session, op));
+            }
+        }
+    }
+
+    /// Prepares `op` as the transaction with `zxid` (ZooKeeper's PrepRequestProcessor).
+    fn prepare(&mut self, zxid: i64, session: i64, op: &WriteOp) -> TxnEntry {
         let now = self.now();
         let cfg = TreeConfig::default();
-        let auth: AuthIds = match &op {
+        let auth: AuthIds = match op {
             WriteOp::Request { auth, .. } => auth.iter().cloned().collect(),
             _ => AuthIds::new(),
         };
@@ -1155,20 +1189,10 @@ impl Node {
             time: now,
             config: cfg,
         };
-        let entry = match &op {
+        match op {
             WriteOp::Request { req, .. } => self.tree.prepare(&mut self.pending, &ctx, req),
             WriteOp::CreateSession { timeout } => self.tree.prepare_create_session(&mut self.pending, &ctx, *timeout),
             WriteOp::Expire => self.tree.prepare(&mut self.pending, &ctx, &Request::CloseSession),
-        };
-        let data = bincode::serde::encode_to_vec(Proposal { origin, entry }, bincode::config::standard())
-            .expect("proposals encode");
-        if self.raft.propose(data).is_err() {
-            // Lost leadership between checks: forget prepared state, retry via the new leader.
-            self.pending = Pending::new();
-            self.leader_ready = false;
-            if self.mine(&origin) {
-                self.queued.push_back((origin.req_id, session, op));
-            }
         }
     }
 
@@ -1219,6 +1243,17 @@ impl Node {
         }
         if self.role == Role::Leader && self.leader_ready && !bug("no-expiry") {
             for s in self.tracker.expired(mono) {
+                if bug("local-expiry") {
+                    // Broken on purpose: the leader decides the expiry on its own and applies
+                    // it to its tree without going through the log; followers never learn.
+                    self.zxid_counter += 1;
+                    let zxid = ((self.raft.term() as i64) << 32) | self.zxid_counter;
+                    let entry = self.prepare(zxid, s, &WriteOp::Expire);
+                    self.pending = Pending::new();
+                    let _ = self.tree.apply(&entry);
+                    self.tracker.remove(s);
+                    continue;
+                }
                 if self.expiring.insert(s) {
                     let req_id = self.new_req();
                     self.propose(self.origin(req_id), s, WriteOp::Expire);
@@ -1255,6 +1290,16 @@ impl Node {
     /// Reacts to role and leader changes after any input.
     fn observe_role(&mut self) {
         let (role, leader) = (self.raft.role(), self.raft.leader());
+        // Every term in which this node acts as leader is reported, also one it moved into
+        // without stepping down (only a broken Raft does that): election safety is per term.
+        #[cfg(madsim)]
+        if role == Role::Leader && self.raft.term() != self.reported_leader_term {
+            self.reported_leader_term = self.raft.term();
+            super::observer::report(super::observer::Observation::Leader {
+                node: self.id,
+                term: self.raft.term(),
+            });
+        }
         if role == self.role && leader == self.leader {
             return;
         }
@@ -1270,11 +1315,6 @@ impl Node {
             }
         }
         if role == Role::Leader && !was_leader {
-            #[cfg(madsim)]
-            super::observer::report(super::observer::Observation::Leader {
-                node: self.id,
-                term: self.raft.term(),
-            });
             self.term_start = self.raft.last_index();
             self.leader_ready = false;
             self.pending = Pending::new();
@@ -1351,18 +1391,24 @@ impl Node {
                     self.close_conn(conn);
                 }
                 #[cfg(madsim)]
-                super::observer::report(super::observer::Observation::Snapshot {
-                    node: self.id,
-                    index: s.meta.index,
-                    installed: true,
-                });
+                {
+                    self.snapshots_seen += 1;
+                    super::observer::report(super::observer::Observation::Snapshot {
+                        node: self.id,
+                        index: s.meta.index,
+                        installed: true,
+                    });
+                }
             }
             let mut held = vec![];
             for m in rd.messages {
                 // Broken on purpose under "ack-before-fsync": everything leaves at once, so a
-                // follower acknowledges appends (and grants votes) before they are durable.
-                if m.may_precede_persistence() || bug("ack-before-fsync") {
-                    self.peers.send(m.to, &PeerMsg::Raft(m));
+                // follower acknowledges appends (and grants votes) before they are durable;
+                // under "vote-before-fsync" only votes do (a crash forgets the vote, and the
+                // node votes again in the same term).
+                let early_vote = matches!(m.body, raft::Body::VoteResponse { .. }) && bug("vote-before-fsync");
+                if m.may_precede_persistence() || early_vote || bug("ack-before-fsync") {
+                    self.send_raft(m);
                 } else {
                     held.push(m);
                 }
@@ -1386,7 +1432,7 @@ impl Node {
                 u.held.extend(held);
             } else {
                 for m in held {
-                    self.peers.send(m.to, &PeerMsg::Raft(m));
+                    self.send_raft(m);
                 }
             }
             for e in &rd.committed {
@@ -1410,7 +1456,55 @@ impl Node {
             }
             self.maybe_compact();
         }
+        #[cfg(madsim)]
+        self.report_live();
         Ok(())
+    }
+
+    /// Tells the observer this node's protocol state (for the state-aware nemesis).
+    #[cfg(madsim)]
+    fn report_live(&mut self) {
+        let hs = self.raft.hard_state();
+        if self.raft.role() == Role::Leader && hs.commit > self.reported_commit {
+            super::observer::report(super::observer::Observation::LeaderCommit {
+                node: self.id,
+                term: hs.term,
+                index: hs.commit,
+                entry_term: self.raft.term_at(hs.commit).unwrap_or(0),
+            });
+        }
+        self.reported_commit = hs.commit;
+        let last_index = self.raft.last_index();
+        super::observer::report_live(
+            self.id,
+            super::observer::Live {
+                role: self.raft.role(),
+                term: hs.term,
+                vote: hs.vote,
+                last_index,
+                last_term: self.raft.term_at(last_index).unwrap_or(0),
+                commit: hs.commit,
+                snapshots: self.snapshots_seen,
+            },
+        );
+    }
+
+    /// Sends a Raft message; a granted vote is reported to the observer as it leaves (one
+    /// vote per term per node, across restarts, is a checked invariant).
+    fn send_raft(&mut self, m: raft::Message) {
+        #[cfg(madsim)]
+        if let raft::Body::VoteResponse {
+            granted: true,
+            pre_vote: false,
+        } = m.body
+        {
+            super::observer::report(super::observer::Observation::Vote {
+                node: self.id,
+                term: m.term,
+                candidate: m.to,
+            });
+        }
+        self.peers.send(m.to, &PeerMsg::Raft(m));
     }
 
     fn wal_job(&mut self, job: Job) {
@@ -1427,7 +1521,7 @@ impl Node {
                 self.raft.on_persisted(index, term);
             }
             for m in u.held {
-                self.peers.send(m.to, &PeerMsg::Raft(m));
+                self.send_raft(m);
             }
         }
     }

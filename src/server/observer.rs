@@ -1,9 +1,15 @@
 //! A test-only window into every node of a simulated run: each node reports leaderships and,
-//! for every applied entry, a hash of its tree. The reports are made only in `--cfg madsim`
-//! builds; the types exist everywhere so the harness's checkers build and test anywhere. madsim runs a whole
-//! simulation on one thread, so the record is thread-local: parallel runs do not mix.
+//! for every applied entry, a hash of its tree; and keeps its live protocol state (role, term,
+//! vote, log and commit index) up to date for the harness's state-aware nemesis, which times
+//! its faults on it. The reports are made only in `--cfg madsim` builds; the types exist
+//! everywhere so the harness's checkers build and test anywhere. madsim runs a whole simulation
+//! on one thread, so the record is thread-local: parallel runs do not mix.
 
+use crate::raft::Role;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// What a node reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +19,17 @@ pub enum Observation {
     /// `node` made a snapshot at `index` durable and compacted its log up to it; or, with
     /// `installed`, took one from the leader.
     Snapshot { node: u64, index: u64, installed: bool },
+    /// `node` started from storage holding this term and vote.
+    Recovered { node: u64, term: u64, vote: u64 },
+    /// `node` sent its vote in `term` to `candidate`.
+    Vote { node: u64, term: u64, candidate: u64 },
+    /// `node`, leader in `term`, moved its commit index to `index`, an entry of `entry_term`.
+    LeaderCommit {
+        node: u64,
+        term: u64,
+        index: u64,
+        entry_term: u64,
+    },
     /// `node` applied `index` (of `term`) and its tree then hashed to `tree`.
     Applied {
         node: u64,
@@ -22,8 +39,26 @@ pub enum Observation {
     },
 }
 
+/// A node's protocol state as it last reported it (after every batch of Raft work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    pub role: Role,
+    pub term: u64,
+    /// The node this one voted for in `term` (0: none).
+    pub vote: u64,
+    /// Last index in its log (durable or not).
+    pub last_index: u64,
+    /// Term of the last entry.
+    pub last_term: u64,
+    pub commit: u64,
+    /// Snapshots this node took or installed so far.
+    pub snapshots: u64,
+}
+
 thread_local! {
     static LOG: RefCell<Vec<Observation>> = const { RefCell::new(Vec::new()) };
+    static LIVE: RefCell<BTreeMap<u64, Live>> = const { RefCell::new(BTreeMap::new()) };
+    static CHANGED: Arc<Notify> = Arc::new(Notify::new());
 }
 
 /// Records an observation.
@@ -31,7 +66,26 @@ pub fn report(o: Observation) {
     LOG.with(|l| l.borrow_mut().push(o));
 }
 
-/// Takes everything recorded on this thread so far.
+/// Takes everything recorded on this thread so far, and forgets the live states.
 pub fn take() -> Vec<Observation> {
+    LIVE.with(|l| l.borrow_mut().clear());
     LOG.with(|l| std::mem::take(&mut *l.borrow_mut()))
+}
+
+/// Updates `node`'s live state; wakes whoever waits for a change.
+pub fn report_live(node: u64, live: Live) {
+    let changed = LIVE.with(|l| l.borrow_mut().insert(node, live) != Some(live));
+    if changed {
+        CHANGED.with(|c| c.notify_waiters());
+    }
+}
+
+/// Every node's live state as last reported (a killed node keeps its last report).
+pub fn live() -> BTreeMap<u64, Live> {
+    LIVE.with(|l| l.borrow().clone())
+}
+
+/// Notified whenever a live state changes.
+pub fn changes() -> Arc<Notify> {
+    CHANGED.with(|c| c.clone())
 }

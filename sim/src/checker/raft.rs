@@ -1,6 +1,8 @@
 //! Raft's invariants across the nodes of a run, from the server's test-only observer: at most
-//! one leader per term, and every node that applied an index holds an identical tree there
-//! (same entry at the same index; state-machine safety).
+//! one leader per term; at most one vote sent per node and term (across its restarts), and a
+//! vote that left is durable (a restart recovers that term and vote, or a later term); a leader commits by counting replicas only an entry of its own term
+//! (Raft §5.4.2: earlier ones commit only beneath it); and every node that applied an index
+//! holds an identical tree there (same entry at the same index; state-machine safety).
 
 use std::collections::{BTreeMap, BTreeSet};
 use zraft::server::observer::Observation;
@@ -17,6 +19,25 @@ pub enum RaftViolation {
         a: (u64, u64, u64),
         b: (u64, u64, u64),
     },
+    /// `node` restarted without the vote it had sent (`sent`: term, candidate).
+    ForgotVote {
+        node: u64,
+        sent: (u64, u64),
+        recovered: (u64, u64),
+    },
+    /// `node` voted for two candidates in `term`.
+    VotedTwice {
+        node: u64,
+        term: u64,
+        candidates: (u64, u64),
+    },
+    /// A leader of `term` moved its commit index onto an entry of an earlier term.
+    CommittedEarlierTerm {
+        node: u64,
+        term: u64,
+        index: u64,
+        entry_term: u64,
+    },
 }
 
 /// Checks the observations; returns (terms with a leader, indices compared across nodes).
@@ -25,8 +46,33 @@ pub fn check(obs: &[Observation]) -> Result<(usize, usize), Box<RaftViolation>> 
     // index -> (node, term, tree hash) of the first node that applied it.
     let mut applied: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
     let mut compared = 0;
+    let mut votes: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    // node -> its latest vote sent (term, candidate).
+    let mut last_vote: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     for o in obs {
         match *o {
+            Observation::Vote { node, term, candidate } => {
+                if let Some(&first) = votes.get(&(node, term)).filter(|&&c| c != candidate) {
+                    return Err(Box::new(RaftViolation::VotedTwice {
+                        node,
+                        term,
+                        candidates: (first, candidate),
+                    }));
+                }
+                votes.insert((node, term), candidate);
+                last_vote.insert(node, (term, candidate));
+            }
+            Observation::Recovered { node, term, vote } => {
+                if let Some(&(t, c)) = last_vote.get(&node) {
+                    if term < t || (term == t && vote != c) {
+                        return Err(Box::new(RaftViolation::ForgotVote {
+                            node,
+                            sent: (t, c),
+                            recovered: (term, vote),
+                        }));
+                    }
+                }
+            }
             Observation::Leader { node, term } => {
                 let set = leaders.entry(term).or_default();
                 set.insert(node);
@@ -55,6 +101,21 @@ pub fn check(obs: &[Observation]) -> Result<(usize, usize), Box<RaftViolation>> 
                     applied.insert(index, (node, term, tree));
                 }
             },
+            Observation::LeaderCommit {
+                node,
+                term,
+                index,
+                entry_term,
+            } => {
+                if entry_term != term {
+                    return Err(Box::new(RaftViolation::CommittedEarlierTerm {
+                        node,
+                        term,
+                        index,
+                        entry_term,
+                    }));
+                }
+            }
             Observation::Snapshot { .. } => {}
         }
     }
@@ -125,5 +186,34 @@ mod tests {
             },
         ];
         assert!(check(&other_entry).is_err(), "a different entry at the same index");
+        let commit = |entry_term| Observation::LeaderCommit {
+            node: 1,
+            term: 4,
+            index: 9,
+            entry_term,
+        };
+        assert!(check(&[commit(4)]).is_ok());
+        let vote = |candidate| Observation::Vote {
+            node: 2,
+            term: 5,
+            candidate,
+        };
+        assert!(check(&[vote(1), vote(1)]).is_ok(), "the same vote sent again");
+        let back = |term, vote| Observation::Recovered { node: 2, term, vote };
+        assert!(check(&[vote(1), back(5, 1)]).is_ok());
+        assert!(check(&[vote(1), back(6, 0)]).is_ok(), "a later term");
+        assert!(matches!(
+            *check(&[vote(1), back(5, 0)]).unwrap_err(),
+            RaftViolation::ForgotVote { node: 2, .. }
+        ));
+        assert!(check(&[vote(1), back(4, 3)]).is_err(), "an earlier term");
+        assert!(matches!(
+            *check(&[vote(1), vote(3)]).unwrap_err(),
+            RaftViolation::VotedTwice { node: 2, term: 5, .. }
+        ));
+        assert!(matches!(
+            *check(&[commit(2)]).unwrap_err(),
+            RaftViolation::CommittedEarlierTerm { entry_term: 2, .. }
+        ));
     }
 }

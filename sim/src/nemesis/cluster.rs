@@ -2,6 +2,7 @@
 //! SimDisk crashes with it), pauses, network latency and loss, clock skew, disk faults.
 
 use super::clock::SkewClock;
+use super::strike;
 use crate::scenario::Fault;
 use madsim::runtime::{Handle, NodeHandle};
 use rand::seq::SliceRandom;
@@ -47,12 +48,21 @@ pub struct Cluster {
     down: Vec<usize>,
     paused: Vec<usize>,
     cut: Vec<(usize, usize)>,
+    /// Disks slowed by a strike, back to `disk_latency_us` at the next heal.
+    slowed: Vec<usize>,
+    disk_latency_us: [u64; 2],
     net_default: madsim::net::Config,
 }
 
 impl Cluster {
     /// The nemesis's view of these nodes (call on a madsim node).
-    pub fn new(nodes: Vec<NodeHandle>, disks: Vec<SimDisk>, clocks: Vec<SkewClock>, exits: Vec<Exit>) -> Self {
+    pub fn new(
+        nodes: Vec<NodeHandle>,
+        disks: Vec<SimDisk>,
+        clocks: Vec<SkewClock>,
+        exits: Vec<Exit>,
+        disk_latency_us: [u64; 2],
+    ) -> Self {
         assert!(nodes.len() == disks.len() && nodes.len() == clocks.len() && nodes.len() == exits.len());
         Cluster {
             handle: Handle::current(),
@@ -64,6 +74,8 @@ impl Cluster {
             down: vec![],
             paused: vec![],
             cut: vec![],
+            slowed: vec![],
+            disk_latency_us,
             net_default: madsim::net::Config::default(),
         }
     }
@@ -84,6 +96,9 @@ impl Cluster {
         }
         for i in self.down.drain(..) {
             self.handle.restart(self.nodes[i].id());
+        }
+        for i in self.slowed.drain(..) {
+            self.disks[i].set_latency_us(self.disk_latency_us[0], self.disk_latency_us[1]);
         }
         let d = self.net_default.clone();
         net.update_config(|c| *c = d);
@@ -116,6 +131,203 @@ impl Cluster {
         lines
     }
 
+    fn is_up(&self, i: usize) -> bool {
+        !self.down.contains(&i) && !self.paused.contains(&i)
+    }
+
+    fn isolate(&mut self, lone: usize) {
+        for j in (0..self.nodes.len()).filter(|&j| j != lone) {
+            self.cut_link(lone, j);
+            self.cut_link(j, lone);
+        }
+    }
+
+    /// Reconnects `i` (links cut by other faults between other servers stay cut).
+    fn reconnect(&mut self, i: usize) {
+        let net = madsim::net::NetSim::current();
+        let (nodes, cut) = (&self.nodes, &mut self.cut);
+        cut.retain(|&(a, b)| {
+            let keep = a != i && b != i;
+            if !keep {
+                net.unclog_link(nodes[a].id(), nodes[b].id());
+            }
+            keep
+        });
+    }
+
+    /// Waits up to `within` for `trigger` (over the live states now and when waiting began)
+    /// to name a server that is up; its 0-based index.
+    async fn wait_for(
+        &self,
+        within: Duration,
+        trigger: impl Fn(&strike::States, &strike::States, &dyn Fn(u64) -> bool) -> Option<u64>,
+    ) -> Option<usize> {
+        let changes = zraft::server::observer::changes();
+        let armed = zraft::server::observer::live();
+        let up = |id: u64| self.is_up(id as usize - 1);
+        let deadline = madsim::time::Instant::now() + within;
+        loop {
+            // Registered before looking, so that no change between the look and the wait is
+            // missed.
+            let changed = changes.notified();
+            if let Some(id) = trigger(&zraft::server::observer::live(), &armed, &up) {
+                return Some(id as usize - 1);
+            }
+            let left = deadline.saturating_duration_since(madsim::time::Instant::now());
+            if left.is_zero() || madsim::time::timeout(left, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// The windows a random fault on `i` happened to hit (for the trace and the sweep's counts
+    /// of what random faults reach).
+    fn windows_note(&self, i: usize) -> String {
+        let up = |id: u64| self.is_up(id as usize - 1);
+        let w = strike::windows(&zraft::server::observer::live(), self.nodes.len(), i as u64 + 1, &up);
+        if w.is_empty() {
+            String::new()
+        } else {
+            format!(" (window: {})", w.join(", "))
+        }
+    }
+
+    /// Forces a term change, so that an election's windows open: cuts off (or kills) the
+    /// current leader; the trace line's prefix.
+    fn provoke_election(&mut self, rng: &mut ChaCha8Rng) -> String {
+        let up = |id: u64| self.is_up(id as usize - 1);
+        match strike::leader(&zraft::server::observer::live(), &up) {
+            Some(id) if rng.gen_bool(0.5) => {
+                self.kill(id as usize - 1);
+                format!("kill leader zraft-{id}, then ")
+            }
+            Some(id) => {
+                self.isolate(id as usize - 1);
+                format!("isolate leader zraft-{id}, then ")
+            }
+            None => String::new(),
+        }
+    }
+
+    /// A state-aware fault: waits for its window (up to a few seconds; faults that need an
+    /// election start one), then strikes.
+    async fn strike(&mut self, f: Fault, rng: &mut ChaCha8Rng) -> String {
+        let n = self.nodes.len();
+        let within = Duration::from_millis(rng.gen_range(1000..4000));
+        let provoked = match f {
+            Fault::StrikeAfterVote | Fault::StrikeElection | Fault::StrikeNewLeader => self.provoke_election(rng),
+            _ => String::new(),
+        };
+        let line = self.strike_in(f, rng, n, within).await;
+        format!("strike {provoked}{line}")
+    }
+
+    /// Kills or cuts off (even odds) the leader a trigger named; the trace line.
+    fn kill_or_isolate(&mut self, hit: Option<usize>, rng: &mut ChaCha8Rng, what: &str) -> String {
+        match hit {
+            Some(i) if rng.gen_bool(0.5) => {
+                self.kill(i);
+                format!("{what}: kill leader zraft-{}", i + 1)
+            }
+            Some(i) => {
+                self.isolate(i);
+                format!("{what}: isolate leader zraft-{}", i + 1)
+            }
+            None => format!("{what}: window not reached"),
+        }
+    }
+
+    async fn strike_in(&mut self, f: Fault, rng: &mut ChaCha8Rng, n: usize, within: Duration) -> String {
+        match f {
+            Fault::StrikeMinorityAppend => {
+                let min_holders = rng.gen_range(1..=2);
+                let hit = self
+                    .wait_for(within, |s, _, up| strike::minority_append(s, n, min_holders, up))
+                    .await;
+                self.kill_or_isolate(hit, rng, "minority-append")
+            }
+            Fault::StrikeAfterVote => match self.wait_for(within, strike::voted).await {
+                Some(i) => {
+                    // Back within the election it voted in, as under a process supervisor: a
+                    // vote it forgot could go to a second candidate of the same term.
+                    let after = Duration::from_millis(rng.gen_range(5..300));
+                    self.kill(i);
+                    madsim::time::sleep(after).await;
+                    self.down.retain(|&d| d != i);
+                    self.handle.restart(self.nodes[i].id());
+                    format!("after-vote: kill zraft-{}, restarted after {after:?}", i + 1)
+                }
+                None => "after-vote: window not reached".into(),
+            },
+            Fault::StrikeElection => match self.wait_for(within, strike::candidate).await {
+                Some(i) => {
+                    // The candidate ends up on a random side of a random split.
+                    let mut ids: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+                    ids.shuffle(rng);
+                    let k = rng.gen_range(0..=(n - 1) / 2);
+                    let (with, against) = ids.split_at(k);
+                    let side: Vec<usize> = with.iter().copied().chain([i]).collect();
+                    for &x in &side {
+                        for &y in against {
+                            self.cut_link(x, y);
+                            self.cut_link(y, x);
+                        }
+                    }
+                    format!(
+                        "election: candidate zraft-{} split with {:?}",
+                        i + 1,
+                        side.iter().map(|x| x + 1).collect::<Vec<_>>()
+                    )
+                }
+                None => "election: window not reached".into(),
+            },
+            Fault::StrikeNewLeader => {
+                let hit = self.wait_for(within, strike::new_leader).await;
+                self.kill_or_isolate(hit, rng, "new-leader")
+            }
+            Fault::StrikeSlowLeaderDisk => match self.wait_for(within, strike::new_leader_with_old_tail).await {
+                Some(i) => {
+                    self.disks[i].set_latency_us(50_000, 300_000);
+                    self.slowed.push(i);
+                    format!("slow-leader-disk: zraft-{} writes take 50-300 ms", i + 1)
+                }
+                None => "slow-leader-disk: window not reached".into(),
+            },
+            Fault::StrikeSnapshot => match self.wait_for(within, strike::snapshotted).await {
+                Some(i) => {
+                    self.kill(i);
+                    format!("snapshot: kill zraft-{}", i + 1)
+                }
+                None => "snapshot: window not reached".into(),
+            },
+            Fault::LeaderChurn => {
+                let rounds = rng.gen_range(3..8);
+                let mut cut = vec![];
+                for _ in 0..rounds {
+                    let up = |id: u64| self.is_up(id as usize - 1);
+                    if let Some(id) = strike::leader(&zraft::server::observer::live(), &up) {
+                        let i = id as usize - 1;
+                        if !cut.contains(&id) {
+                            self.isolate(i);
+                            cut.push(id);
+                            madsim::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
+                            self.reconnect(i);
+                        }
+                    }
+                    let Some(i) = self.wait_for(within, strike::new_leader).await else {
+                        break;
+                    };
+                    self.isolate(i);
+                    cut.push(i as u64 + 1);
+                    madsim::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
+                    self.reconnect(i);
+                }
+                format!("leader-churn: cut off {} new leaders in turn {cut:?}", cut.len())
+            }
+            other => unreachable!("{other:?} is not state-aware"),
+        }
+    }
+
     fn kill(&mut self, i: usize) {
         if !self.down.contains(&i) {
             self.handle.kill(self.nodes[i].id());
@@ -135,6 +347,9 @@ impl Cluster {
 
     /// Applies one fault; returns a line for the trace.
     pub async fn inject(&mut self, f: Fault, rng: &mut ChaCha8Rng) -> String {
+        if f.state_aware() {
+            return self.strike(f, rng).await;
+        }
         let n = self.nodes.len();
         let mut any = || rng.gen_range(0..n);
         match f {
@@ -144,11 +359,9 @@ impl Cluster {
                 } else {
                     any()
                 };
-                for j in (0..n).filter(|&j| j != lone) {
-                    self.cut_link(lone, j);
-                    self.cut_link(j, lone);
-                }
-                format!("isolate zraft-{}", lone + 1)
+                let note = self.windows_note(lone);
+                self.isolate(lone);
+                format!("isolate zraft-{}{note}", lone + 1)
             }
             Fault::Halves => {
                 let mut ids: Vec<usize> = (0..n).collect();
@@ -204,8 +417,9 @@ impl Cluster {
                 } else {
                     any()
                 };
+                let note = self.windows_note(i);
                 self.kill(i);
-                format!("kill zraft-{}", i + 1)
+                format!("kill zraft-{}{note}", i + 1)
             }
             Fault::KillAll => {
                 for i in 0..n {
@@ -267,6 +481,7 @@ impl Cluster {
                 });
                 format!("disk faults on zraft-{} (I/O errors {io_error})", i + 1)
             }
+            strike => unreachable!("{strike:?} is state-aware: handled above"),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod strike;
 
 pub use clock::SkewClock;
 pub use cluster::{Cluster, Exit};
@@ -87,5 +88,65 @@ pub async fn run(c: &mut Cluster, cfg: &RunConfig, t0: madsim::time::Instant) ->
     events
 }
 
+/// What a run's faults reached, from its trace: each state-aware strike's window reached or
+/// not (`strike minority-append`, `strike minority-append: not reached`), random kills and
+/// isolations (`random kill/isolate`) and the windows they happened to hit
+/// (`random hit minority-append`), so that a sweep shows what the state-aware nemesis reaches
+/// that random faults do not.
+pub fn reach(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for line in trace {
+        let what = line.split_once(' ').map_or("", |(_, w)| w);
+        if let Some(rest) = what.strip_prefix("strike ") {
+            // "strike [kill leader zraft-2, then ]after-vote: kill zraft-4"
+            let rest = rest.rsplit_once(", then ").map_or(rest, |(_, r)| r);
+            let kind = rest.split(':').next().unwrap_or(rest);
+            let key = if rest.contains("window not reached") || rest.contains("cut off 0 ") {
+                format!("strike {kind}: not reached")
+            } else {
+                format!("strike {kind}")
+            };
+            *m.entry(key).or_default() += 1;
+        } else if what.starts_with("kill zraft-") || what.starts_with("isolate zraft-") {
+            *m.entry("random kill/isolate".to_string()).or_default() += 1;
+            if let Some((_, w)) = what.split_once("(window: ") {
+                for win in w.trim_end_matches(')').split(", ") {
+                    *m.entry(format!("random hit {win}")).or_default() += 1;
+                }
+            }
+        }
+    }
+    m
+}
+
 /// How often the nemesis looks for servers that stopped on their own.
 const SUPERVISE: Duration = Duration::from_millis(250);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reach_counts_strikes_and_the_windows_random_faults_hit() {
+        let trace: Vec<String> = [
+            "100ms strike kill leader zraft-2, then after-vote: kill zraft-4, restarted after 5ms",
+            "200ms strike minority-append: window not reached",
+            "300ms strike minority-append: isolate leader zraft-1",
+            "400ms kill zraft-3 (window: minority-append, uncommitted-leader)",
+            "500ms isolate zraft-1",
+            "600ms strike leader-churn: cut off 0 new leaders in turn []",
+            "700ms heal",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let m = super::reach(&trace);
+        let get = |k: &str| m.get(k).copied().unwrap_or(0);
+        assert_eq!(get("strike after-vote"), 1);
+        assert_eq!(get("strike minority-append"), 1);
+        assert_eq!(get("strike minority-append: not reached"), 1);
+        assert_eq!(get("strike leader-churn: not reached"), 1);
+        assert_eq!(get("random kill/isolate"), 2);
+        assert_eq!(get("random hit minority-append"), 1);
+        assert_eq!(get("random hit uncommitted-leader"), 1);
+        assert_eq!(m.len(), 7);
+    }
+}
