@@ -115,7 +115,7 @@ pub enum RaftError {
     BadSnapshotIndex(u64),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PendingRead {
     index: u64,
     ctx: Vec<u8>,
@@ -123,8 +123,8 @@ struct PendingRead {
     acks: BTreeSet<NodeId>,
 }
 
-/// The Raft node.
-#[derive(Debug)]
+/// The Raft node. Clone, so that an exhaustive search can branch from any state.
+#[derive(Debug, Clone)]
 pub struct Raft {
     cfg: Config,
     id: NodeId,
@@ -389,7 +389,12 @@ impl Raft {
         if m.to != self.id || m.from == self.id {
             return;
         }
-        if m.term > self.term {
+        if m.term > self.term && self.role == Role::Leader && crate::bug("raft-leader-keeps-role") {
+            // Broken on purpose: a leader that learns of a higher term adopts it but does not
+            // step down, so two leaders share that term.
+            self.term = m.term;
+            self.vote = 0;
+        } else if m.term > self.term {
             match &m.body {
                 Body::RequestVote { pre_vote, transfer, .. } => {
                     // During a leader lease, ignore votes: the leader is alive (check-quorum).
@@ -413,6 +418,14 @@ impl Raft {
                 }
                 _ => self.become_follower(m.term, None),
             }
+        } else if m.term < self.term
+            && matches!(m.body, Body::Append { .. })
+            && self.role == Role::Follower
+            && crate::bug("raft-stale-append")
+        {
+            // Broken on purpose: an append from a deposed leader's older term is taken like a
+            // current one (the term check forgotten).
+            return self.step_follower(m);
         } else if m.term < self.term {
             match &m.body {
                 // Tell a stale leader about the newer term so it steps down.
@@ -450,8 +463,12 @@ impl Raft {
             ..
         } = m.body
         {
-            let can_vote =
-                self.vote == m.from || (self.vote == 0 && self.leader.is_none()) || (pre_vote && m.term > self.term);
+            // Broken on purpose under raft-vote-twice: a second vote in the same term, for
+            // whoever asks (a candidate even deserts itself).
+            let can_vote = self.vote == m.from
+                || (self.vote == 0 && self.leader.is_none())
+                || (pre_vote && m.term > self.term)
+                || (!pre_vote && crate::bug("raft-vote-twice"));
             // Broken on purpose under raft-vote-ignores-log: a vote for a candidate whose log
             // lacks committed entries.
             if can_vote && (self.log.is_up_to_date(last_index, last_term) || crate::bug("raft-vote-ignores-log")) {
@@ -845,6 +862,13 @@ impl Raft {
                 } else {
                     last_new
                 };
+                // Broken on purpose under raft-follower-commit-ahead: the follower commits
+                // everything it was sent, not only what the leader says is committed.
+                let commit = if crate::bug("raft-follower-commit-ahead") {
+                    last_new
+                } else {
+                    commit
+                };
                 self.log.commit_to(commit.min(upto));
                 self.apply_conf_changes();
                 self.send(
@@ -1033,8 +1057,13 @@ impl Raft {
     fn bcast_heartbeat(&mut self, ctx: Vec<u8>) {
         let peers: Vec<(NodeId, u64)> = self.progress.iter().map(|(&id, p)| (id, p.matched)).collect();
         for (p, matched) in peers {
-            // Never tell a follower to commit past what it is known to hold.
-            let commit = matched.min(self.log.committed);
+            // Never tell a follower to commit past what it is known to hold (broken on purpose
+            // under raft-heartbeat-commit: a follower with a divergent tail commits it).
+            let commit = if crate::bug("raft-heartbeat-commit") {
+                self.log.committed
+            } else {
+                matched.min(self.log.committed)
+            };
             self.send(
                 p,
                 Body::Heartbeat {
@@ -1104,6 +1133,11 @@ impl Raft {
         let mut acks = BTreeSet::new();
         if self.conf.voters.contains(&self.id) {
             acks.insert(self.id);
+        }
+        if crate::bug("raft-read-no-quorum") {
+            // Broken on purpose: the read point is answered at once, without confirming with
+            // a quorum that this node still leads (a deposed leader answers stale reads).
+            acks.extend(self.conf.voters.iter().copied());
         }
         self.reads.push_back(PendingRead {
             index,

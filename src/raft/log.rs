@@ -194,7 +194,10 @@ impl RaftLog {
     /// Replaces the log with a received snapshot.
     pub fn restore(&mut self, snap: &Snapshot) {
         let m = &snap.meta;
-        if self.matches(m.index, m.term) && m.index <= self.last_index() {
+        // Broken on purpose under raft-snapshot-keeps-suffix: the entries after the snapshot
+        // are kept even when our entry at its index conflicts with it.
+        let keep = self.matches(m.index, m.term) || crate::bug("raft-snapshot-keeps-suffix");
+        if keep && m.index <= self.last_index() && m.index >= self.snap_index {
             // We hold the snapshot's last entry: keep what follows.
             self.entries.drain(..(m.index - self.snap_index) as usize);
         } else {
