@@ -110,7 +110,9 @@ pub fn reach(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
         } else if what.starts_with("kill zraft-") || what.starts_with("isolate zraft-") {
             *m.entry("random kill/isolate".to_string()).or_default() += 1;
             if let Some((_, w)) = what.split_once("(window: ") {
-                for win in w.trim_end_matches(')').split(", ") {
+                // "(window: a, b)" possibly followed by " (scheduled)".
+                let w = w.split(')').next().unwrap_or(w);
+                for win in w.split(", ") {
                     *m.entry(format!("random hit {win}")).or_default() += 1;
                 }
             }
@@ -130,7 +132,7 @@ mod tests {
             "100ms strike kill leader zraft-2, then after-vote: kill zraft-4, restarted after 5ms",
             "200ms strike minority-append: window not reached",
             "300ms strike minority-append: isolate leader zraft-1",
-            "400ms kill zraft-3 (window: minority-append, uncommitted-leader)",
+            "400ms kill zraft-3 (window: minority-append, uncommitted-leader) (scheduled)",
             "500ms isolate zraft-1",
             "600ms strike leader-churn: cut off 0 new leaders in turn []",
             "700ms heal",
