@@ -679,7 +679,17 @@ impl World {
             }
             self.drain();
             self.persist_all();
+            // Healed and loss-free, the messages of one round must die down; a node pair that
+            // answers each other forever (a livelock) fails here instead of hanging the test.
+            let mut delivered = 0u32;
             while !self.net.is_empty() {
+                delivered += 1;
+                if delivered > 200_000 {
+                    self.fail(format!(
+                        "livelock after healing: 200,000 messages in one round, {} still in flight",
+                        self.net.len()
+                    ));
+                }
                 self.deliver_one();
                 self.drain();
                 self.persist_all();
