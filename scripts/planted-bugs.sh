@@ -28,7 +28,7 @@ ROWS=(
   "vote-before-fsync|server|vote sent before it is durable (a crash forgets it)|state-aware"
   "raft-commit-old-term|core|an earlier term's entry committed by counting replicas (Figure 8)|state-aware"
   "raft-follower-commit-ahead|core|a follower commits past the leader's commit index|state-aware five-nodes"
-  "raft-commit-unmatched|core|a follower applies the leader's commit to entries not known to match|state-aware message-chaos swarm"
+  "raft-commit-unmatched|core|a follower applies the leader's commit to entries not known to match|small-appends state-aware message-chaos"
   "raft-heartbeat-commit|core|the leader's heartbeat commit not clamped to what the follower holds|state-aware five-nodes"
   "raft-leader-keeps-role|core|a leader adopts a higher term without stepping down|state-aware"
   "raft-stale-append|core|an append from an older term accepted|state-aware message-chaos"

@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub disk_latency_us: [u64; 2],
     /// The servers' snapCount.
     pub snap_count: u64,
+    /// Bytes of entries per Raft append (the servers' default: 1 MiB).
+    pub max_append_bytes: usize,
 }
 
 impl RunConfig {
@@ -77,6 +79,7 @@ impl RunConfig {
                 let a = r.gen_range(lo..=hi.max(lo));
                 [a, r.gen_range(a..=hi.max(a))]
             },
+            max_append_bytes: s.max_append_bytes,
             snap_count: r.gen_range(s.snap_count[0]..=s.snap_count[1].max(s.snap_count[0])),
         }
     }

@@ -130,7 +130,7 @@ impl RunReport {
 }
 
 /// The server configuration of node `id` of `nodes`.
-fn server_config(id: u64, nodes: u64, snap_count: u64) -> Config {
+fn server_config(id: u64, nodes: u64, snap_count: u64, max_append_bytes: usize) -> Config {
     Config {
         my_id: id,
         data_dir: format!("/data/{id}"),
@@ -148,6 +148,7 @@ fn server_config(id: u64, nodes: u64, snap_count: u64) -> Config {
         max_session_timeout_ms: 20000,
         container_check_ms: 1000,
         snap_count,
+        raft_max_append_bytes: max_append_bytes,
         ..Config::default()
     }
 }
@@ -252,7 +253,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         disks.push(disk.clone());
         clocks.push(clock.clone());
         exits.push(exit.clone());
-        let (n, seed, snap_count) = (cfg.nodes, cfg.seed, cfg.snap_count);
+        let (n, seed, snap_count, max_append) = (cfg.nodes, cfg.seed, cfg.snap_count, cfg.max_append_bytes);
         let node = handle
             .create_node()
             .name(format!("zraft-{id}"))
@@ -261,7 +262,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
                 let (disk, clock, exit) = (disk.clone(), clock.clone(), exit.clone());
                 async move {
                     let r = zraft::server::run_with_clock(
-                        server_config(id, n, snap_count),
+                        server_config(id, n, snap_count, max_append),
                         Box::new(disk),
                         Box::new(clock),
                         seed ^ id,

@@ -230,6 +230,14 @@ pub struct Scenario {
     /// small, so that every run compacts its log and restarted nodes install snapshots.
     #[serde(default = "snap_count")]
     pub snap_count: [u64; 2],
+    /// Bytes of entries per Raft append: small values make a leader send its log in many
+    /// short appends, each a separate message to lose, delay or reorder.
+    #[serde(default = "max_append_bytes")]
+    pub max_append_bytes: usize,
+}
+
+fn max_append_bytes() -> usize {
+    1 << 20
 }
 
 fn snap_count() -> [u64; 2] {

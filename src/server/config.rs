@@ -94,6 +94,9 @@ pub struct Config {
     pub super_digest: Option<String>,
     /// Raft tick in milliseconds (not a ZooKeeper key: derived as tickTime / 10, ≥ 10 ms).
     pub raft_tick_ms: u64,
+    /// Bytes of entries per Raft append (not a ZooKeeper key; 1 MiB). The simulator makes it
+    /// small so that appends carry a few entries each, as under large values.
+    pub raft_max_append_bytes: usize,
     /// Keys the file had that zraft does not use (warned about).
     pub unknown_keys: Vec<String>,
 }
@@ -121,6 +124,7 @@ impl Default for Config {
             autopurge_snap_retain_count: 3,
             autopurge_purge_interval_h: 0,
             raft_tick_ms: 200,
+            raft_max_append_bytes: 1 << 20,
             container_check_ms: 60_000,
             snap_count: 100_000,
             super_digest: None,

@@ -403,6 +403,7 @@ impl Node {
         let mut rcfg = raft::Config::new(id, seed);
         rcfg.election_tick = 10;
         rcfg.heartbeat_tick = 2;
+        rcfg.max_bytes_per_msg = cfg.raft_max_append_bytes.max(1);
 
         #[cfg(madsim)]
         super::observer::report(super::observer::Observation::Recovered {
