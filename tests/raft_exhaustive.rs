@@ -390,25 +390,20 @@ fn exhaustive_small_scope() {
         .unwrap_or(if cfg!(debug_assertions) { 6 } else { 7 });
     let started = std::time::Instant::now();
     // Iterative deepening, so that a counterexample found is a shortest one.
-    let mut s = Search {
-        depth: 0,
-        seen: HashMap::new(),
-        explored: 0,
-        path: vec![],
-    };
-    let mut found = None;
-    for d in 1..=depth {
-        s = Search {
+    let mut d = 0;
+    let (s, found) = loop {
+        d += 1;
+        let mut s = Search {
             depth: d,
             seen: HashMap::new(),
             explored: 0,
             path: vec![],
         };
-        found = s.dfs(&World::new());
-        if found.is_some() {
-            break;
+        let found = s.dfs(&World::new());
+        if found.is_some() || d >= depth {
+            break (s, found);
         }
-    }
+    };
     eprintln!(
         "raft exhaustive: depth {depth}, {} steps explored, {} distinct states, {:.1} s",
         s.explored,

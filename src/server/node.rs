@@ -1159,9 +1159,14 @@ impl Node {
     }
 
     /// Leader: prepare and propose.
-    fn propose(&mut self, origin: Origin, session: i64, op: WriteOp) {
+    /// The next zxid of this leader's term (term << 32 | counter, as ZooKeeper's epoch).
+    fn next_zxid(&mut self) -> i64 {
         self.zxid_counter += 1;
-        let zxid = ((self.raft.term() as i64) << 32) | self.zxid_counter;
+        ((self.raft.term() as i64) << 32) | self.zxid_counter
+    }
+
+    fn propose(&mut self, origin: Origin, session: i64, op: WriteOp) {
+        let zxid = self.next_zxid();
         let entry = self.prepare(zxid, session, &op);
         let data = bincode::serde::encode_to_vec(Proposal { origin, entry }, bincode::config::standard())
             .expect("proposals encode");
@@ -1247,8 +1252,7 @@ impl Node {
                 if bug("local-expiry") {
                     // Broken on purpose: the leader decides the expiry on its own and applies
                     // it to its tree without going through the log; followers never learn.
-                    self.zxid_counter += 1;
-                    let zxid = ((self.raft.term() as i64) << 32) | self.zxid_counter;
+                    let zxid = self.next_zxid();
                     let entry = self.prepare(zxid, s, &WriteOp::Expire);
                     self.pending = Pending::new();
                     let _ = self.tree.apply(&entry);

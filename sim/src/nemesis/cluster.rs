@@ -195,18 +195,30 @@ impl Cluster {
     /// Forces a term change, so that an election's windows open: cuts off (or kills) the
     /// current leader; the trace line's prefix.
     fn provoke_election(&mut self, rng: &mut ChaCha8Rng) -> String {
-        let up = |id: u64| self.is_up(id as usize - 1);
-        match strike::leader(&zraft::server::observer::live(), &up) {
-            Some(id) if rng.gen_bool(0.5) => {
-                self.kill(id as usize - 1);
-                format!("kill leader zraft-{id}, then ")
+        match self.live_leader() {
+            Some(i) if rng.gen_bool(0.5) => {
+                self.kill(i);
+                format!("kill leader zraft-{}, then ", i + 1)
             }
-            Some(id) => {
-                self.isolate(id as usize - 1);
-                format!("isolate leader zraft-{id}, then ")
+            Some(i) => {
+                self.isolate(i);
+                format!("isolate leader zraft-{}, then ", i + 1)
             }
             None => String::new(),
         }
+    }
+
+    /// The leader (0-based) as the servers last reported, among those up.
+    fn live_leader(&self) -> Option<usize> {
+        let up = |id: u64| self.is_up(id as usize - 1);
+        strike::leader(&zraft::server::observer::live(), &up).map(|id| id as usize - 1)
+    }
+
+    /// Cuts `i` off for 20-400 ms, then reconnects it.
+    async fn cut_off_briefly(&mut self, i: usize, rng: &mut ChaCha8Rng) {
+        self.isolate(i);
+        madsim::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
+        self.reconnect(i);
     }
 
     /// A state-aware fault: waits for its window (up to a few seconds; faults that need an
@@ -304,23 +316,17 @@ impl Cluster {
                 let rounds = rng.gen_range(3..8);
                 let mut cut = vec![];
                 for _ in 0..rounds {
-                    let up = |id: u64| self.is_up(id as usize - 1);
-                    if let Some(id) = strike::leader(&zraft::server::observer::live(), &up) {
-                        let i = id as usize - 1;
-                        if !cut.contains(&id) {
-                            self.isolate(i);
-                            cut.push(id);
-                            madsim::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
-                            self.reconnect(i);
+                    if let Some(i) = self.live_leader() {
+                        if !cut.contains(&(i as u64 + 1)) {
+                            cut.push(i as u64 + 1);
+                            self.cut_off_briefly(i, rng).await;
                         }
                     }
                     let Some(i) = self.wait_for(within, strike::new_leader).await else {
                         break;
                     };
-                    self.isolate(i);
                     cut.push(i as u64 + 1);
-                    madsim::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
-                    self.reconnect(i);
+                    self.cut_off_briefly(i, rng).await;
                 }
                 format!("leader-churn: cut off {} new leaders in turn {cut:?}", cut.len())
             }
