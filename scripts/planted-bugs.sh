@@ -33,7 +33,7 @@ ROWS=(
   "raft-leader-keeps-role|core|a leader adopts a higher term without stepping down|state-aware"
   "raft-stale-append|core|an append from an older term accepted|state-aware message-chaos"
   "raft-truncate-on-append|core|every append cuts the log after prev (a stale append erases acknowledged entries)|message-chaos state-aware"
-  "raft-snapshot-keeps-suffix|core|a snapshot install keeps a conflicting suffix|state-aware five-nodes swarm"
+  "raft-snapshot-keeps-suffix|core|a snapshot install keeps a conflicting suffix|snapshot-catch-up state-aware"
   "raft-read-no-quorum|core|read index answered without a quorum round (deposed leader reads)|delay-and-pauses state-aware"
   "ack-before-fsync|server|append acknowledged before the follower's fsync|rolling-restarts state-aware"
   "local-expiry|server|session expiry decided by the leader alone, not through the log|state-aware minority-partition"
@@ -49,6 +49,8 @@ echo "Planted bugs: first seed of 0..$SEEDS caught (system harness: \`ZRAFT_BUG=
 echo
 echo "Exhaustive: 3 voters, every interleaving to depth $EXH_DEPTH (scope in tests/raft_exhaustive.rs)."
 echo
+echo "\`raft-commit-unmatched\` is latent in this core, not missed: its branch is taken (counted below) and never does harm, because a leader's first accepted append in a term starts at the last index the logs agree on (probing never lands below it), so it truncates any conflicting suffix, and whatever a follower holds beyond a later append is that same leader's, committed where the leader says. \`cargo sim-test\` (sim/tests/broken_variants.rs) asserts both: the branch is taken in 20 seeds of small-appends and nothing is caught."
+echo
 echo "| variant | layer | what it breaks | system harness: scenario, seed | checker | core test: schedule | exhaustive: shortest counterexample |"
 echo "|---|---|---|---|---|---|---|"
 for row in "${ROWS[@]}"; do
@@ -56,7 +58,13 @@ for row in "${ROWS[@]}"; do
   if [[ -n ${ONLY:-} && " $ONLY " != *" $bug "* ]]; then continue; fi
   found="not caught in $SEEDS seeds of: $scenarios"; checker="-"
   for sc in $scenarios; do
-    out=$(ZRAFT_BUG=$bug "$SIM" run "scenarios/$sc.toml" --seeds "0..$SEEDS" --jobs "$JOBS" --first 2>/dev/null | grep '^first failure' || true)
+    all=$(ZRAFT_BUG=$bug "$SIM" run "scenarios/$sc.toml" --seeds "0..$SEEDS" --jobs "$JOBS" --first 2>/dev/null || true)
+    out=$(grep '^first failure' <<<"$all" || true)
+    # Bugs that count their branch: how often it diverged, to tell harmless from unreached.
+    taken=$(sed -nE 's/.*its branch diverged from the correct code ([0-9]+) times/\1/p' <<<"$all")
+    if [[ -n $taken && $out != "first failure: seed "* ]]; then
+      found="$found ($sc: branch diverged $taken times)"
+    fi
     if [[ $out == "first failure: seed "* ]]; then
       seed=${out#first failure: seed }; seed=${seed%%:*}
       why=${out#*: seed *: }

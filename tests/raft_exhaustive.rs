@@ -421,7 +421,11 @@ fn exhaustive_small_scope() {
         panic!("{why}\ncounterexample ({} steps):\n{}", steps.len(), script.join("\n"));
     }
     if std::env::var("ZRAFT_EXHAUSTIVE_FIND").is_ok() {
-        println!("ZRAFT_EXHAUSTIVE_FIND: none to depth {depth} ({} states)", s.seen.len());
+        println!(
+            "ZRAFT_EXHAUSTIVE_FIND: none to depth {depth} ({} states; branch diverged {} times)",
+            s.seen.len(),
+            zraft::bug_branch_taken()
+        );
     }
     assert!(s.seen.len() > 1000, "the search explored almost nothing");
 }

@@ -776,7 +776,10 @@ fn randomized_schedules() {
                 return;
             }
         }
-        println!("ZRAFT_RAFT_FIND: none in {n} schedules");
+        println!(
+            "ZRAFT_RAFT_FIND: none in {n} schedules (branch diverged {} times)",
+            zraft::bug_branch_taken()
+        );
         return;
     }
     if let Some(seed) = std::env::var("ZRAFT_RAFT_SEED").ok().and_then(|s| s.parse().ok()) {

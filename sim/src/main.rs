@@ -205,6 +205,16 @@ mod cli {
                     let line: Vec<String> = reach.iter().map(|(k, n)| format!("{k} {n}")).collect();
                     println!("{}: faults reached: {}", s.name, line.join(", "));
                 }
+                if let Some(bug) = std::env::var("ZRAFT_BUG")
+                    .ok()
+                    .filter(|b| zraft::COUNTED_BUGS.contains(&b.as_str()))
+                {
+                    println!(
+                        "{}: planted bug {bug}: its branch diverged from the correct code {} times",
+                        s.name,
+                        zraft::bug_branch_taken()
+                    );
+                }
                 if first {
                     match st.4.iter().min_by_key(|(seed, _)| *seed) {
                         Some((seed, why)) => println!("first failure: seed {seed}: {why}"),

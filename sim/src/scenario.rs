@@ -72,6 +72,11 @@ pub enum Fault {
     /// earlier terms, its disk slows down (50-300 ms per write) until the next heal, so that
     /// followers acknowledge its first entry before it is durable on the leader itself.
     StrikeSlowLeaderDisk,
+    /// State-aware: cut the leader off from the other servers (its clients still reach it, so
+    /// it holds entries no one else has) until the new leader's latest snapshot falls inside
+    /// that uncommitted tail, then let it rejoin: it catches up by installing a snapshot
+    /// whose last entry conflicts with its own entry there, and must drop its whole tail.
+    StrikeStaleSuffix,
 }
 
 impl Fault {
@@ -86,6 +91,7 @@ impl Fault {
                 | Fault::StrikeSnapshot
                 | Fault::LeaderChurn
                 | Fault::StrikeSlowLeaderDisk
+                | Fault::StrikeStaleSuffix
         )
     }
 }

@@ -858,6 +858,9 @@ impl Raft {
                 // Broken on purpose under raft-commit-unmatched: the leader's commit index
                 // applied to entries beyond those known to match its log.
                 let upto = if crate::bug("raft-commit-unmatched") {
+                    if commit.min(self.log.last_index()) > commit.min(last_new) {
+                        crate::bug_taken();
+                    }
                     self.log.last_index()
                 } else {
                     last_new

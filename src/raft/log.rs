@@ -196,7 +196,11 @@ impl RaftLog {
         let m = &snap.meta;
         // Broken on purpose under raft-snapshot-keeps-suffix: the entries after the snapshot
         // are kept even when our entry at its index conflicts with it.
-        let keep = self.matches(m.index, m.term) || crate::bug("raft-snapshot-keeps-suffix");
+        let matches = self.matches(m.index, m.term);
+        let keep = matches || crate::bug("raft-snapshot-keeps-suffix");
+        if keep && !matches && m.index <= self.last_index() && m.index >= self.snap_index {
+            crate::bug_taken();
+        }
         if keep && m.index <= self.last_index() && m.index >= self.snap_index {
             // We hold the snapshot's last entry: keep what follows.
             self.entries.drain(..(m.index - self.snap_index) as usize);

@@ -1403,6 +1403,31 @@ impl Node {
                         index: s.meta.index,
                         installed: true,
                     });
+                    // Entries kept after the snapshot now follow its last entry.
+                    if let Some(term) = self.raft.term_at(s.meta.index + 1) {
+                        super::observer::report(super::observer::Observation::Entries {
+                            node: self.id,
+                            first: s.meta.index + 1,
+                            prev_term: s.meta.term,
+                            terms: vec![term],
+                        });
+                    }
+                }
+            }
+            #[cfg(madsim)]
+            if let Some(first) = rd.entries.first() {
+                // The in-memory log holds these entries now, so it names their predecessor.
+                let prev_term = match &rd.snapshot {
+                    Some(s) if s.meta.index + 1 == first.index => Some(s.meta.term),
+                    _ => self.raft.term_at(first.index - 1),
+                };
+                if let Some(prev_term) = prev_term {
+                    super::observer::report(super::observer::Observation::Entries {
+                        node: self.id,
+                        first: first.index,
+                        prev_term,
+                        terms: rd.entries.iter().map(|e| e.term).collect(),
+                    });
                 }
             }
             let mut held = vec![];
@@ -1490,6 +1515,7 @@ impl Node {
                 last_term: self.raft.term_at(last_index).unwrap_or(0),
                 commit: hs.commit,
                 snapshots: self.snapshots_seen,
+                snapshot_index: self.raft.snapshot_meta().index,
             },
         );
     }

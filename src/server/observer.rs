@@ -30,6 +30,16 @@ pub enum Observation {
         index: u64,
         entry_term: u64,
     },
+    /// `node`'s log now holds entries of `terms` from index `first` on, right after an entry
+    /// (or snapshot) of `prev_term`: reported for every batch a node appends, and for the
+    /// entries it keeps after installing a snapshot (Raft's log matching property is checked
+    /// on these links).
+    Entries {
+        node: u64,
+        first: u64,
+        prev_term: u64,
+        terms: Vec<u64>,
+    },
     /// `node` applied `index` (of `term`) and its tree then hashed to `tree`.
     Applied {
         node: u64,
@@ -53,6 +63,8 @@ pub struct Live {
     pub commit: u64,
     /// Snapshots this node took or installed so far.
     pub snapshots: u64,
+    /// Index of its latest snapshot (what it would send a follower that lags behind).
+    pub snapshot_index: u64,
 }
 
 thread_local! {

@@ -2,7 +2,9 @@
 //! one leader per term; at most one vote sent per node and term (across its restarts), and a
 //! vote that left is durable (a restart recovers that term and vote, or a later term); a leader commits by counting replicas only an entry of its own term
 //! (Raft §5.4.2: earlier ones commit only beneath it); and every node that applied an index
-//! holds an identical tree there (same entry at the same index; state-machine safety).
+//! holds an identical tree there (same entry at the same index; state-machine safety); and
+//! log matching: every entry a node appends, or keeps after installing a snapshot, follows the
+//! same predecessor term on every node that ever held it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use zraft::server::observer::Observation;
@@ -31,6 +33,16 @@ pub enum RaftViolation {
         term: u64,
         candidates: (u64, u64),
     },
+    /// Log matching broken: `node` holds entry (`index`, `term`) right after an entry of
+    /// `prev_term`, but `first_node` held that entry after one of `first_prev`.
+    LogMismatch {
+        node: u64,
+        index: u64,
+        term: u64,
+        prev_term: u64,
+        first_node: u64,
+        first_prev: u64,
+    },
     /// A leader of `term` moved its commit index onto an entry of an earlier term.
     CommittedEarlierTerm {
         node: u64,
@@ -49,8 +61,39 @@ pub fn check(obs: &[Observation]) -> Result<(usize, usize), Box<RaftViolation>> 
     let mut votes: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     // node -> its latest vote sent (term, candidate).
     let mut last_vote: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    // (index, term) -> (node, term of the entry before it) as first seen: an entry's
+    // predecessor is fixed by the leader that created it (Raft's log matching property).
+    let mut links: BTreeMap<(u64, u64), (u64, u64)> = BTreeMap::new();
     for o in obs {
         match *o {
+            Observation::Entries {
+                node,
+                first,
+                prev_term,
+                ref terms,
+            } => {
+                let mut prev = prev_term;
+                for (k, &term) in terms.iter().enumerate() {
+                    let index = first + k as u64;
+                    match links.get(&(index, term)) {
+                        Some(&(first_node, first_prev)) if first_prev != prev => {
+                            return Err(Box::new(RaftViolation::LogMismatch {
+                                node,
+                                index,
+                                term,
+                                prev_term: prev,
+                                first_node,
+                                first_prev,
+                            }));
+                        }
+                        Some(_) => {}
+                        None => {
+                            links.insert((index, term), (node, prev));
+                        }
+                    }
+                    prev = term;
+                }
+            }
             Observation::Vote { node, term, candidate } => {
                 if let Some(&first) = votes.get(&(node, term)).filter(|&&c| c != candidate) {
                     return Err(Box::new(RaftViolation::VotedTwice {
@@ -215,5 +258,42 @@ mod tests {
             *check(&[commit(2)]).unwrap_err(),
             RaftViolation::CommittedEarlierTerm { entry_term: 2, .. }
         ));
+    }
+
+    #[test]
+    fn log_matching() {
+        let entries = |node, first, prev_term, terms: &[u64]| Observation::Entries {
+            node,
+            first,
+            prev_term,
+            terms: terms.to_vec(),
+        };
+        // Node 1 led term 2 after term 1; node 2 received the same entries in two batches;
+        // node 3 kept entry (6, 2) after a snapshot at 5 whose term is 1: the same link.
+        let ok = [
+            entries(1, 4, 1, &[1, 1, 2, 2]),
+            entries(2, 4, 1, &[1]),
+            entries(2, 5, 1, &[1, 2]),
+            entries(3, 6, 1, &[2]),
+            entries(3, 6, 1, &[3]),
+        ];
+        assert!(check(&ok).is_ok());
+        // Node 3 installed a snapshot at 5 of term 3 and kept (6, 2), which node 1 appended
+        // after an entry of term 1: a conflicting suffix kept.
+        let kept = [entries(1, 4, 1, &[1, 1, 2, 2]), entries(3, 6, 3, &[2])];
+        assert!(matches!(
+            *check(&kept).unwrap_err(),
+            RaftViolation::LogMismatch {
+                node: 3,
+                index: 6,
+                term: 2,
+                prev_term: 3,
+                first_node: 1,
+                first_prev: 1
+            }
+        ));
+        // Inside one batch: (5, 2) after (4, 2) on node 2, after (4, 1) on node 1.
+        let inside = [entries(1, 4, 1, &[1, 2]), entries(2, 4, 2, &[2, 2])];
+        assert!(check(&inside).is_err());
     }
 }

@@ -330,6 +330,25 @@ impl Cluster {
                 }
                 format!("leader-churn: cut off {} new leaders in turn {cut:?}", cut.len())
             }
+            Fault::StrikeStaleSuffix => {
+                let Some(l) = self.live_leader() else {
+                    return "stale-suffix: window not reached (no leader)".into();
+                };
+                self.isolate(l);
+                let deposed = l as u64 + 1;
+                // The others need an election and a snapshot: give them longer.
+                let hit = self
+                    .wait_for(within * 2, |s, _, up| strike::snapshot_inside_tail(s, deposed, up))
+                    .await;
+                self.reconnect(l);
+                match hit {
+                    Some(i) => format!(
+                        "stale-suffix: cut off leader zraft-{deposed}, rejoined when zraft-{}'s snapshot ended inside its uncommitted tail",
+                        i + 1
+                    ),
+                    None => format!("stale-suffix: cut off leader zraft-{deposed}, window not reached, rejoined"),
+                }
+            }
             other => unreachable!("{other:?} is not state-aware"),
         }
     }

@@ -86,6 +86,17 @@ pub fn snapshotted(states: &States, armed: &States, up: &dyn Fn(u64) -> bool) ->
     })
 }
 
+/// A leader of a later term than `deposed`'s log whose latest snapshot ends inside
+/// `deposed`'s uncommitted tail (past its commit, before its last entry): were `deposed` to
+/// rejoin now, it would catch up by installing that snapshot over a conflicting entry, with
+/// entries of its own after it.
+pub fn snapshot_inside_tail(states: &States, deposed: u64, up: &dyn Fn(u64) -> bool) -> Option<u64> {
+    let d = states.get(&deposed)?;
+    let id = leader(states, up).filter(|&id| id != deposed)?;
+    let l = states[&id];
+    (l.term > d.last_term && l.snapshot_index > d.commit && l.snapshot_index < d.last_index).then_some(id)
+}
+
 /// The windows `victim` is in right now, for tracing what a random fault happened to hit.
 pub fn windows(states: &States, n: usize, victim: u64, up: &dyn Fn(u64) -> bool) -> Vec<&'static str> {
     let mut w = vec![];
@@ -116,6 +127,7 @@ mod tests {
             last_term: last.1,
             commit,
             snapshots: 0,
+            snapshot_index: 0,
         }
     }
 
@@ -163,5 +175,31 @@ mod tests {
         // Node 3 holds node 2's newest entry too: on 3 servers that is a quorum.
         assert_eq!(windows(&now, 3, 2, &all), vec!["uncommitted-leader"]);
         assert_eq!(windows(&now, 5, 2, &all), vec!["minority-append", "uncommitted-leader"]);
+    }
+
+    #[test]
+    fn snapshot_inside_tail_needs_a_later_leader_snapshotted_between_commit_and_last() {
+        let all = |_| true;
+        // Node 1 led term 2 and holds 10..=14 uncommitted; node 2 leads term 3.
+        let mut s: States = [
+            (1, live(Role::Follower, 3, 0, (14, 2), 9)),
+            (2, live(Role::Leader, 3, 2, (30, 3), 28)),
+            (3, live(Role::Follower, 3, 2, (30, 3), 28)),
+        ]
+        .into();
+        let at = |s: &mut States, i| s.get_mut(&2).unwrap().snapshot_index = i;
+        at(&mut s, 9);
+        assert_eq!(snapshot_inside_tail(&s, 1, &all), None, "covers only committed entries");
+        at(&mut s, 14);
+        assert_eq!(snapshot_inside_tail(&s, 1, &all), None, "no entry of its own after it");
+        at(&mut s, 12);
+        assert_eq!(snapshot_inside_tail(&s, 1, &all), Some(2));
+        assert_eq!(snapshot_inside_tail(&s, 1, &|id| id != 2), None, "the leader is down");
+        s.get_mut(&1).unwrap().last_term = 3;
+        assert_eq!(
+            snapshot_inside_tail(&s, 1, &all),
+            None,
+            "its tail is of the leader's term"
+        );
     }
 }
