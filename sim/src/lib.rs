@@ -8,9 +8,11 @@ pub mod config;
 pub mod history;
 #[cfg(madsim)]
 pub mod nemesis;
+pub mod page;
 #[cfg(madsim)]
 pub mod run;
 pub mod scenario;
+pub mod sweep;
 #[cfg(madsim)]
 pub mod workload;
 

@@ -20,6 +20,14 @@ mod cli {
     use std::sync::{Arc, Mutex};
     use zraft_sim::run::{run, RunConfig, RunReport};
     use zraft_sim::scenario::{parse_seeds, Scenario};
+    use zraft_sim::sweep::{Failure, Summary};
+
+    /// `i/n` with 1 <= i <= n.
+    fn parse_shard(s: &str) -> Option<(u64, u64)> {
+        let (i, n) = s.split_once('/')?;
+        let (i, n) = (i.trim().parse().ok()?, n.trim().parse().ok()?);
+        (1 <= i && i <= n).then_some((i, n))
+    }
 
     #[derive(Parser)]
     #[command(name = "zraft-sim", about = "Deterministic simulation of zraft under a nemesis")]
@@ -43,6 +51,22 @@ mod cli {
             /// `first failure: seed S: …` (for the planted-bug table).
             #[arg(long)]
             first: bool,
+            /// Run only shard i of n (`--shard 2/4`: every 4th seed from the 2nd on), so that a
+            /// seed range splits across machines.
+            #[arg(long)]
+            shard: Option<String>,
+            /// Write the sweep's summary (seeds, failures, coverage) as JSON, for `merge`.
+            #[arg(long)]
+            summary: Option<String>,
+        },
+        /// Merge sweep summaries (shards, or several scenarios) into one report.
+        Merge {
+            /// Summary files written by `run --summary`.
+            #[arg(required = true)]
+            summaries: Vec<String>,
+            /// Also write a self-contained HTML page.
+            #[arg(long)]
+            html: Option<String>,
         },
         /// Re-run one seed exactly, optionally printing its event trace.
         Replay {
@@ -95,6 +119,19 @@ mod cli {
             replay_cmd(path, r.cfg.seed)
         );
         let _ = std::fs::write(format!("{dir}/verdict.txt"), verdict);
+        let page = zraft_sim::page::Page {
+            scenario: &s.name,
+            seed: r.cfg.seed,
+            nodes: r.cfg.nodes,
+            build: &git_commit(),
+            verdict: why,
+            verdicts: &r.verdicts(),
+            replay: &replay_cmd(path, r.cfg.seed),
+            history: &r.history,
+            trace: &r.nemesis_events,
+            servers: &r.servers,
+        };
+        let _ = std::fs::write(format!("{dir}/index.html"), page.html());
         dir
     }
 
@@ -106,104 +143,124 @@ mod cli {
                 seeds,
                 jobs,
                 first,
+                shard,
+                summary,
             } => {
                 let s = Scenario::load(&scenario).unwrap_or_else(|e| {
                     eprintln!("{e}");
                     std::process::exit(2)
                 });
-                let range = parse_seeds(seeds.as_deref().unwrap_or(&s.seeds)).unwrap_or_else(|| {
+                let seeds_arg = seeds.as_deref().unwrap_or(&s.seeds).to_string();
+                let range = parse_seeds(&seeds_arg).unwrap_or_else(|| {
                     eprintln!("--seeds: expected a..b");
                     std::process::exit(2)
                 });
-                let total = range.end - range.start;
-                println!(
-                    "{}: seeds {}..{} on {jobs} job(s), build {}",
-                    s.name,
-                    range.start,
-                    range.end,
-                    git_commit()
-                );
-                let bar = indicatif::ProgressBar::new(total);
+                let (shard_i, shard_n) = match shard.as_deref().map(parse_shard) {
+                    None => (1, 1),
+                    Some(Some(p)) => p,
+                    Some(None) => {
+                        eprintln!("--shard: expected i/n with 1 <= i <= n");
+                        std::process::exit(2)
+                    }
+                };
+                // Shard i of n takes every n-th seed from the i-th on: slices of equal work.
+                let mine: Vec<u64> = range
+                    .clone()
+                    .skip(shard_i as usize - 1)
+                    .step_by(shard_n as usize)
+                    .collect();
+                let part = if shard_n > 1 {
+                    format!("{seeds_arg} shard {shard_i}/{shard_n}")
+                } else {
+                    seeds_arg.clone()
+                };
+                println!("{}: seeds {part} on {jobs} job(s), build {}", s.name, git_commit());
+                let mut faults: Vec<String> = s.nemesis.faults.iter().map(|f| f.name()).collect();
+                faults.extend(s.nemesis.events.iter().filter_map(|e| e.fault).map(|f| f.name()));
+                let sum = Arc::new(Mutex::new(Summary::new(&s.name, &git_commit(), &part, &faults)));
+                let bar = indicatif::ProgressBar::new(mine.len() as u64);
                 bar.set_style(
                     indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {msg}").expect("template"),
                 );
-                let next = Arc::new(AtomicU64::new(range.start));
-                let stats = Arc::new(Mutex::new((0u64, 0u64, 0u64, 0u64, Vec::<(u64, String)>::new())));
-                let messages = Arc::new(Mutex::new([0u64; 4]));
-                let done = Arc::new(AtomicU64::new(0));
-                let reach = Arc::new(Mutex::new(std::collections::BTreeMap::<String, u64>::new()));
+                let next = Arc::new(AtomicU64::new(0));
                 let wall = std::time::Instant::now();
                 std::thread::scope(|sc| {
                     for _ in 0..jobs.max(1) {
-                        let done = done.clone();
-                        let reach = reach.clone();
-                        let (next, stats, bar, s, path, messages) = (
+                        let (next, sum, bar, s, path, mine) = (
                             next.clone(),
-                            stats.clone(),
+                            sum.clone(),
                             bar.clone(),
                             s.clone(),
                             scenario.clone(),
-                            messages.clone(),
+                            &mine,
                         );
                         sc.spawn(move || loop {
-                            let seed = next.fetch_add(1, Ordering::Relaxed);
-                            if seed >= range.end || (first && stats.lock().unwrap().2 > 0) {
+                            let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                            if k >= mine.len() || (first && !sum.lock().unwrap().failures.is_empty()) {
                                 return;
                             }
+                            let seed = mine[k];
                             let r = run(RunConfig::new(&s, seed));
-                            done.fetch_add(1, Ordering::Relaxed);
-                            {
-                                let mut reach = reach.lock().unwrap();
-                                for (k, n) in zraft_sim::nemesis::reach(&r.nemesis_events) {
-                                    *reach.entry(k).or_default() += n;
-                                }
-                            }
-                            for (m, x) in messages.lock().unwrap().iter_mut().zip(r.messages) {
-                                *m += x;
-                            }
-                            let mut st = stats.lock().unwrap();
-                            st.0 += r.cfg.secs;
-                            st.1 += r.ops() as u64;
-                            if r.undecided() {
-                                st.3 += 1;
-                            }
-                            if let Some(why) = r.failure() {
-                                st.2 += 1;
+                            let failure = r.failure().map(|why| {
                                 let dir = write_report(&s, &path, &r, &why);
-                                let msg = format!(
-                                    "seed {seed} FAILED: {why}\n  report: {dir}\n  replay: {}",
-                                    replay_cmd(&path, seed)
-                                );
+                                let replay = replay_cmd(&path, seed);
+                                let msg = format!("seed {seed} FAILED: {why}\n  report: {dir}\n  replay: {replay}");
                                 // A hidden bar (stderr not a terminal, as in CI) prints nothing.
                                 if bar.is_hidden() {
                                     eprintln!("{msg}");
                                 } else {
                                     bar.println(msg);
                                 }
-                                st.4.push((seed, why));
-                            }
-                            bar.set_message(format!("{} failed", st.2));
+                                Failure { seed, why, replay }
+                            });
+                            let mut sum = sum.lock().unwrap();
+                            sum.record(r.cfg.secs, &r.coverage, failure, r.undecided().then_some(seed));
+                            bar.set_message(format!("{} failed", sum.failures.len()));
                             bar.inc(1);
                         });
                     }
                 });
                 bar.finish();
-                let st = stats.lock().unwrap();
-                let secs = wall.elapsed().as_secs_f64();
+                let mut sum = sum.lock().unwrap().clone();
+                sum.wall_secs = wall.elapsed().as_secs_f64();
+                sum.failures.sort_by_key(|f| f.seed);
+                sum.undecided.sort();
                 println!(
-                    "{}: {} seeds, {} simulated s, {} ops checked, {} failed, {} undecided, wall {secs:.1} s, {:.0} simulated s per wall s",
+                    "{}: {} seeds, {} simulated s, {} ops checked, {} failed, {} undecided, wall {:.1} s, {:.0} simulated s per wall s",
                     s.name,
-                    done.load(Ordering::Relaxed),
-                    st.0,
-                    st.1,
-                    st.2,
-                    st.3,
-                    st.0 as f64 / secs.max(1e-9)
+                    sum.seeds,
+                    sum.simulated_secs,
+                    sum.ops,
+                    sum.failures.len(),
+                    sum.undecided.len(),
+                    sum.wall_secs,
+                    sum.simulated_secs as f64 / sum.wall_secs.max(1e-9)
                 );
-                let reach = reach.lock().unwrap();
+                let reach: Vec<String> = sum
+                    .coverage
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("strike ") || k.starts_with("random "))
+                    .map(|(k, r)| format!("{k} {}", r.total))
+                    .collect();
                 if !reach.is_empty() {
-                    let line: Vec<String> = reach.iter().map(|(k, n)| format!("{k} {n}")).collect();
-                    println!("{}: faults reached: {}", s.name, line.join(", "));
+                    println!("{}: faults reached: {}", s.name, reach.join(", "));
+                }
+                let chaos = |k: &str| sum.coverage.get(k).map_or(0, |r| r.total);
+                if chaos("chaos dropped") + chaos("chaos duplicated") + chaos("chaos delayed") + chaos("chaos replayed")
+                    > 0
+                {
+                    println!(
+                        "{}: Raft messages under message chaos: {} dropped, {} duplicated, {} delayed, {} replayed",
+                        s.name,
+                        chaos("chaos dropped"),
+                        chaos("chaos duplicated"),
+                        chaos("chaos delayed"),
+                        chaos("chaos replayed")
+                    );
+                }
+                // The coverage lines (and NOT REACHED, if the seeds explored too little).
+                for line in sum.text().lines().skip(1).filter(|l| !l.starts_with("  ")) {
+                    println!("{line}");
                 }
                 if let Some(bug) = std::env::var("ZRAFT_BUG")
                     .ok()
@@ -216,19 +273,58 @@ mod cli {
                     );
                 }
                 if first {
-                    match st.4.iter().min_by_key(|(seed, _)| *seed) {
-                        Some((seed, why)) => println!("first failure: seed {seed}: {why}"),
+                    match sum.failures.first() {
+                        Some(f) => println!("first failure: seed {}: {}", f.seed, f.why),
                         None => println!("first failure: none"),
                     }
                 }
-                let m = *messages.lock().unwrap();
-                if m.iter().any(|&x| x > 0) {
-                    println!(
-                        "{}: Raft messages under message chaos: {} dropped, {} duplicated, {} delayed, {} replayed",
-                        s.name, m[0], m[1], m[2], m[3]
-                    );
+                if let Some(path) = summary {
+                    let json = serde_json::to_string_pretty(&sum).expect("summary serializes");
+                    if let Err(e) = std::fs::write(&path, json) {
+                        eprintln!("--summary {path}: {e}");
+                        std::process::exit(2);
+                    }
+                    println!("summary: {path}");
                 }
-                if st.2 > 0 {
+                if !sum.failures.is_empty() {
+                    std::process::exit(1);
+                }
+            }
+            Cmd::Merge { summaries, html } => {
+                let mut parts = vec![];
+                for path in &summaries {
+                    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+                        eprintln!("{path}: {e}");
+                        std::process::exit(2)
+                    });
+                    parts.push(serde_json::from_str::<Summary>(&text).unwrap_or_else(|e| {
+                        eprintln!("{path}: not a sweep summary: {e}");
+                        std::process::exit(2)
+                    }));
+                }
+                let merged = zraft_sim::sweep::merge(parts);
+                for m in &merged {
+                    print!("{}", m.text());
+                }
+                let failed: usize = merged.iter().map(|m| m.failures.len()).sum();
+                println!(
+                    "all: {} scenarios, {} seeds, {} simulated s, {} ops checked, {failed} failed",
+                    merged.len(),
+                    merged.iter().map(|m| m.seeds).sum::<u64>(),
+                    merged.iter().map(|m| m.simulated_secs).sum::<u64>(),
+                    merged.iter().map(|m| m.ops).sum::<u64>()
+                );
+                if let Some(path) = html {
+                    if let Some(dir) = std::path::Path::new(&path).parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    if let Err(e) = std::fs::write(&path, zraft_sim::sweep::html(&merged)) {
+                        eprintln!("--html {path}: {e}");
+                        std::process::exit(2);
+                    }
+                    println!("page: {path}");
+                }
+                if failed > 0 {
                     std::process::exit(1);
                 }
             }

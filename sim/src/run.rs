@@ -9,11 +9,13 @@ use crate::history::{Op, RegOp};
 use crate::nemesis::{self, Cluster, Exit, SkewClock};
 use crate::workload::{self, Recorder};
 use madsim::runtime::{Handle, Runtime};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zraft::client::{Client, ClientError};
 use zraft::jute::*;
 use zraft::server::config::{Config, Peer};
+use zraft::server::observer::Observation;
 use zraft::storage::{Faults, SimDisk};
 
 /// What a run produced, and every checker's verdict.
@@ -41,6 +43,13 @@ pub struct RunReport {
     pub recovery_ms: Option<u64>,
     /// Hash of the history and nemesis trace: equal seeds must give equal hashes.
     pub trace_hash: u64,
+    /// What the run reached, by name (faults injected, elections, snapshot installs, session
+    /// expiries, torn tails recovered, reconnects with setWatches, pipelined ops...): the
+    /// sweep's coverage.
+    pub coverage: BTreeMap<String, u64>,
+    /// What the servers reported (leaderships, starts, snapshots, counted events), with
+    /// simulated ns since the workload started: the report page's server lanes.
+    pub servers: Vec<(u64, Observation)>,
 }
 
 impl RunReport {
@@ -92,11 +101,7 @@ impl RunReport {
     /// Register operations that went out pipelined: sent together with another one of the same
     /// client (a batch shares its invoke time), so that a sweep shows the depth it reached.
     pub fn pipelined(&self) -> usize {
-        let mut batches: std::collections::BTreeMap<(u32, u64), usize> = Default::default();
-        for o in self.history.iter().filter(|o| o.op.is_register() || o.op.is_read()) {
-            *batches.entry((o.client, o.invoke)).or_default() += 1;
-        }
-        batches.values().filter(|&&n| n > 1).sum()
+        pipelined(&self.history)
     }
 
     /// Every checker's verdict, one per line, for reports.
@@ -232,8 +237,11 @@ async fn remaining_ephemerals(nodes: u64) -> Vec<String> {
 struct Outputs {
     history: Vec<Op>,
     nemesis_events: Vec<String>,
+    injected: BTreeMap<String, u64>,
     recovery_ms: Option<u64>,
     leftover: Vec<String>,
+    /// When the workload started (the history's and the trace's time zero).
+    t0: madsim::time::Instant,
 }
 
 async fn scenario(cfg: RunConfig) -> Outputs {
@@ -330,7 +338,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         .ip("10.0.3.1".parse().unwrap())
         .build();
     let cfg2 = cfg.clone();
-    let (nemesis_events, recovery_ms) = nem
+    let ((nemesis_events, injected), recovery_ms) = nem
         .spawn(async move {
             let mut c = Cluster::new(nodes, disks, clocks, exits, cfg2.disk_latency_us);
             let events = nemesis::run(&mut c, &cfg2, t0).await;
@@ -355,8 +363,10 @@ async fn scenario(cfg: RunConfig) -> Outputs {
     Outputs {
         history,
         nemesis_events,
+        injected,
         recovery_ms,
         leftover,
+        t0,
     }
 }
 
@@ -370,11 +380,26 @@ pub fn run(cfg: RunConfig) -> RunReport {
     zraft::server::chaos::set(None);
     let messages = zraft::server::chaos::take_stats();
     let history = out.history;
-    let observed = zraft::server::observer::take();
+    let (times, observed): (Vec<_>, Vec<_>) = zraft::server::observer::take_timed().into_iter().unzip();
     let raft = raft::check(&observed);
+    // What the report page draws, timed like the history (reports before the workload: 0).
+    let servers: Vec<(u64, Observation)> = times
+        .iter()
+        .zip(&observed)
+        .filter(|(_, o)| {
+            matches!(
+                o,
+                Observation::Leader { .. }
+                    | Observation::Recovered { .. }
+                    | Observation::Snapshot { .. }
+                    | Observation::Event { .. }
+            )
+        })
+        .map(|(t, o)| (t.saturating_duration_since(out.t0).as_nanos() as u64, o.clone()))
+        .collect();
     let snapshots = observed.iter().fold((0, 0), |(t, i), o| match o {
-        zraft::server::observer::Observation::Snapshot { installed: false, .. } => (t + 1, i),
-        zraft::server::observer::Observation::Snapshot { installed: true, .. } => (t, i + 1),
+        Observation::Snapshot { installed: false, .. } => (t + 1, i),
+        Observation::Snapshot { installed: true, .. } => (t, i + 1),
         _ => (t, i),
     });
     // The trace: every client operation, every nemesis event, and what every server did
@@ -389,6 +414,40 @@ pub fn run(cfg: RunConfig) -> RunReport {
     for e in &out.nemesis_events {
         h = fnv(h, e.as_bytes());
     }
+    let mut coverage = observed_coverage(&observed);
+    for (k, n) in out.injected {
+        coverage.insert(format!("fault {k}"), n);
+    }
+    coverage.extend(nemesis::reach(&out.nemesis_events));
+    for (name, n) in ["chaos dropped", "chaos duplicated", "chaos delayed", "chaos replayed"]
+        .iter()
+        .zip(messages)
+    {
+        coverage.insert(name.to_string(), n);
+    }
+    let mut count = |k: &str, n: usize| {
+        coverage.insert(k.to_string(), n as u64);
+    };
+    count(
+        "ops",
+        history
+            .iter()
+            .filter(|o| !matches!(o.op, RegOp::Connected | RegOp::WatchEvent))
+            .count(),
+    );
+    count(
+        "unknown outcomes",
+        history.iter().filter(|o| o.complete.is_none()).count(),
+    );
+    count(
+        "client connections",
+        history.iter().filter(|o| o.op == RegOp::Connected).count(),
+    );
+    count(
+        "watch events",
+        history.iter().filter(|o| o.op == RegOp::WatchEvent).count(),
+    );
+    count("pipelined ops", pipelined(&history));
     RunReport {
         linear: linear::check_from(&history, (0, 0), 50_000_000),
         session: session::check(&history),
@@ -401,8 +460,49 @@ pub fn run(cfg: RunConfig) -> RunReport {
         messages,
         recovery_ms: out.recovery_ms,
         trace_hash: h,
+        coverage,
+        servers,
         cfg,
         history,
         nemesis_events: out.nemesis_events,
     }
+}
+
+/// Register operations sent together with another one of the same client (a batch shares its
+/// invoke time).
+fn pipelined(history: &[Op]) -> usize {
+    let mut batches: BTreeMap<(u32, u64), usize> = BTreeMap::new();
+    for o in history.iter().filter(|o| o.op.is_register() || o.op.is_read()) {
+        *batches.entry((o.client, o.invoke)).or_default() += 1;
+    }
+    batches.values().filter(|&&n| n > 1).sum()
+}
+
+/// What the servers reported doing: elections won, leader changes (a term led by another
+/// server than the previous led term), votes, snapshots, and the counted events.
+fn observed_coverage(observed: &[Observation]) -> BTreeMap<String, u64> {
+    let mut c: BTreeMap<String, u64> = BTreeMap::new();
+    let mut leaders: BTreeMap<u64, u64> = BTreeMap::new();
+    for o in observed {
+        let key = match o {
+            Observation::Leader { node, term } => {
+                leaders.insert(*term, *node);
+                "elections won"
+            }
+            Observation::Vote { .. } => "votes granted",
+            Observation::Snapshot { installed: false, .. } => "snapshots taken",
+            Observation::Snapshot { installed: true, .. } => "snapshots installed",
+            Observation::Recovered { .. } => "server starts from disk",
+            Observation::Event { what, .. } => what,
+            Observation::LeaderCommit { .. } | Observation::Entries { .. } | Observation::Applied { .. } => continue,
+        };
+        *c.entry(key.to_string()).or_default() += 1;
+    }
+    let changes = leaders
+        .values()
+        .zip(leaders.values().skip(1))
+        .filter(|(a, b)| a != b)
+        .count();
+    c.insert("leader changes".into(), changes as u64);
+    c
 }

@@ -80,6 +80,18 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The name scenario files use (`kill-leader`).
+    pub fn name(self) -> String {
+        let mut s = String::new();
+        for (i, c) in format!("{self:?}").chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                s.push('-');
+            }
+            s.push(c.to_ascii_lowercase());
+        }
+        s
+    }
+
     /// Whether the nemesis times this fault on the protocol's state.
     pub fn state_aware(self) -> bool {
         matches!(

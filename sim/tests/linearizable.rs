@@ -19,6 +19,8 @@ mod sim {
         let mut checked = (0usize, 0usize, 0usize, 0usize);
         // Snapshots taken for compaction and installed from a leader.
         let mut snapshots = (0usize, 0usize);
+        // What the sample reached, summed over every scenario (the sweep's coverage).
+        let mut coverage = std::collections::BTreeMap::<String, u64>::new();
         for f in files {
             let path = f.to_str().unwrap().to_string();
             let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -56,6 +58,9 @@ mod sim {
                 checked.3 += r.pipelined();
                 snapshots.0 += r.snapshots.0;
                 snapshots.1 += r.snapshots.1;
+                for (k, n) in &r.coverage {
+                    *coverage.entry(k.clone()).or_default() += n;
+                }
                 eprintln!(
                     "{} seed {seed}: {}+{} clients, {} ops ({} pipelined at depth {}, {:?} sequential creates, {:?} watches, {:?} ephemeral presences, {:?} fenced lock writes), raft (terms, applied compared) {:?}, {} nemesis events, recovered {:?} ms after heal, trace {:016x}",
                     s.name,
@@ -94,5 +99,32 @@ mod sim {
             "no snapshot was taken or installed: {snapshots:?}"
         );
         assert!(undecided * 20 <= seeds_run, "too many undecided seeds: {undecided}");
+        eprintln!("sim: coverage {coverage:?}");
+        // The sample must reach what the checkers exist for; an item at zero means the harness
+        // stopped exploring it (or stopped counting it).
+        let must = [
+            "elections won",
+            "leader changes",
+            "votes granted",
+            "pre-vote-rejected",
+            "snapshots installed",
+            "session-expiry",
+            "torn-tail-recovered",
+            "server starts from disk",
+            "pipelined ops",
+            "unknown outcomes",
+            "watch events",
+            "chaos replayed",
+            "fault kill",
+            "fault message-chaos",
+            "strike minority-append",
+            "strike after-vote",
+            "strike stale-suffix",
+        ];
+        let missing: Vec<&str> = must
+            .into_iter()
+            .filter(|k| coverage.get(*k).is_none_or(|&n| n == 0))
+            .collect();
+        assert!(missing.is_empty(), "the sample never reached: {missing:?}");
     }
 }

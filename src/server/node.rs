@@ -394,6 +394,11 @@ impl Node {
         let (storage, rec, report) = Storage::open(disk, &cfg.log_dir(), conf, opts)?;
         if let Some((file, off)) = &report.truncated {
             tracing::warn!(%file, offset = off, "recovery cut a torn log tail");
+            #[cfg(madsim)]
+            super::observer::report(super::observer::Observation::Event {
+                node: cfg.my_id,
+                what: "torn-tail-recovered",
+            });
         }
         let tree = if rec.snapshot.data.is_empty() {
             DataTree::new()
@@ -1060,6 +1065,11 @@ impl Node {
 
     fn set_watches(&mut self, xid: i32, session: i64, sw: SetWatches2) -> Vec<u8> {
         let rel = sw.relative_zxid;
+        #[cfg(madsim)]
+        super::observer::report(super::observer::Observation::Event {
+            node: self.id,
+            what: "set-watches",
+        });
         // Re-register, and fire at once for changes the client missed (ZooKeeper's setWatches).
         let mut events = vec![];
         for p in sw.data_watches {
@@ -1260,6 +1270,11 @@ impl Node {
                     continue;
                 }
                 if self.expiring.insert(s) {
+                    #[cfg(madsim)]
+                    super::observer::report(super::observer::Observation::Event {
+                        node: self.id,
+                        what: "session-expiry",
+                    });
                     let req_id = self.new_req();
                     self.propose(self.origin(req_id), s, WriteOp::Expire);
                 }
@@ -1533,6 +1548,17 @@ impl Node {
                 node: self.id,
                 term: m.term,
                 candidate: m.to,
+            });
+        }
+        #[cfg(madsim)]
+        if let raft::Body::VoteResponse {
+            granted: false,
+            pre_vote,
+        } = m.body
+        {
+            super::observer::report(super::observer::Observation::Event {
+                node: self.id,
+                what: if pre_vote { "pre-vote-rejected" } else { "vote-rejected" },
             });
         }
         self.peers.send(m.to, &PeerMsg::Raft(m));

@@ -40,6 +40,9 @@ pub enum Observation {
         prev_term: u64,
         terms: Vec<u64>,
     },
+    /// Something the sweep's coverage counts happened on `node` (`pre-vote-rejected`,
+    /// `vote-rejected`, `session-expiry`, `set-watches`, `torn-tail-recovered`).
+    Event { node: u64, what: &'static str },
     /// `node` applied `index` (of `term`) and its tree then hashed to `tree`.
     Applied {
         node: u64,
@@ -68,18 +71,25 @@ pub struct Live {
 }
 
 thread_local! {
-    static LOG: RefCell<Vec<Observation>> = const { RefCell::new(Vec::new()) };
+    static LOG: RefCell<Vec<(tokio::time::Instant, Observation)>> = const { RefCell::new(Vec::new()) };
     static LIVE: RefCell<BTreeMap<u64, Live>> = const { RefCell::new(BTreeMap::new()) };
     static CHANGED: Arc<Notify> = Arc::new(Notify::new());
 }
 
-/// Records an observation.
+/// Records an observation, with the (simulated) time it was made.
 pub fn report(o: Observation) {
-    LOG.with(|l| l.borrow_mut().push(o));
+    let now = tokio::time::Instant::now();
+    LOG.with(|l| l.borrow_mut().push((now, o)));
 }
 
 /// Takes everything recorded on this thread so far, and forgets the live states.
 pub fn take() -> Vec<Observation> {
+    take_timed().into_iter().map(|(_, o)| o).collect()
+}
+
+/// Takes everything recorded on this thread so far with the times it was reported, and forgets
+/// the live states.
+pub fn take_timed() -> Vec<(tokio::time::Instant, Observation)> {
     LIVE.with(|l| l.borrow_mut().clear());
     LOG.with(|l| std::mem::take(&mut *l.borrow_mut()))
 }

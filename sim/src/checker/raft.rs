@@ -159,7 +159,7 @@ pub fn check(obs: &[Observation]) -> Result<(usize, usize), Box<RaftViolation>> 
                     }));
                 }
             }
-            Observation::Snapshot { .. } => {}
+            Observation::Snapshot { .. } | Observation::Event { .. } => {}
         }
     }
     Ok((leaders.len(), compared))

@@ -16,10 +16,16 @@ use std::time::Duration;
 use zraft::storage::Faults;
 
 /// Runs the fault schedule from `t0` until four seconds before the workload ends, then heals
-/// every fault; returns the trace lines ("<ms> <what>").
-pub async fn run(c: &mut Cluster, cfg: &RunConfig, t0: madsim::time::Instant) -> Vec<String> {
+/// every fault; returns the trace lines ("<ms> <what>") and how often each kind of fault was
+/// injected (by its scenario name).
+pub async fn run(
+    c: &mut Cluster,
+    cfg: &RunConfig,
+    t0: madsim::time::Instant,
+) -> (Vec<String>, std::collections::BTreeMap<String, u64>) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdead_beef);
     let mut events = vec![];
+    let mut injected = std::collections::BTreeMap::new();
     let stop_faults = Duration::from_secs(cfg.secs.saturating_sub(4));
     let mut timed = cfg.events.clone();
     timed.sort_by_key(|e| e.0);
@@ -50,6 +56,7 @@ pub async fn run(c: &mut Cluster, cfg: &RunConfig, t0: madsim::time::Instant) ->
                 events.push(format!("{at}ms heal (scheduled)"));
             }
             if let Some(f) = fault {
+                *injected.entry(f.name()).or_default() += 1;
                 let line = c.inject(f, &mut rng).await;
                 events.push(format!("{at}ms {line} (scheduled)"));
             }
@@ -65,6 +72,7 @@ pub async fn run(c: &mut Cluster, cfg: &RunConfig, t0: madsim::time::Instant) ->
             events.push(format!("{at}ms heal"));
         } else {
             let f = cfg.faults[rng.gen_range(0..cfg.faults.len())];
+            *injected.entry(f.name()).or_default() += 1;
             let line = c.inject(f, &mut rng).await;
             events.push(format!("{at}ms {line}"));
         }
@@ -85,7 +93,7 @@ pub async fn run(c: &mut Cluster, cfg: &RunConfig, t0: madsim::time::Instant) ->
         madsim::time::sleep(SUPERVISE).await;
     }
     events.push(format!("{}ms heal all", t0.elapsed().as_millis()));
-    events
+    (events, injected)
 }
 
 /// What a run's faults reached, from its trace: each state-aware strike's window reached or
