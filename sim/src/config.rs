@@ -41,6 +41,9 @@ pub struct RunConfig {
 impl RunConfig {
     /// Expands a seed of a scenario into every option it chooses.
     pub fn new(s: &Scenario, seed: u64) -> Self {
+        if s.pinned {
+            return Self::pinned(s, seed);
+        }
         let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_5ce7);
         let mut faults = s.nemesis.faults.clone();
         let mut interval_ms = s.nemesis.interval_ms;
@@ -85,6 +88,79 @@ impl RunConfig {
     }
 }
 
+impl RunConfig {
+    /// A pinned scenario's choices, taken as written (no draws).
+    fn pinned(s: &Scenario, seed: u64) -> Self {
+        let mut drift = s.nemesis.tick_drift_ppm_nodes.clone();
+        drift.resize(s.nodes as usize, 0);
+        RunConfig {
+            scenario: s.name.clone(),
+            seed,
+            nodes: s.nodes,
+            clients: s.clients[0],
+            lock_clients: s.workload.lock_clients,
+            keys: s.workload.keys,
+            secs: s.seconds,
+            weights: [s.workload.read, s.workload.write, s.workload.cas, s.workload.seq],
+            faults: s.nemesis.faults.clone(),
+            interval_ms: s.nemesis.interval_ms,
+            events: s.nemesis.events.iter().map(|e| (e.at_ms, e.fault, e.heal)).collect(),
+            tick_drift_ppm: drift,
+            liveness_secs: s.liveness_secs,
+            pipeline_weight: s.workload.pipeline,
+            pipeline_depth: s.workload.pipeline_depth[0],
+            disk_latency_us: s.nemesis.disk_latency_us,
+            snap_count: s.snap_count[0],
+            max_append_bytes: s.max_append_bytes,
+        }
+    }
+
+    /// This configuration as a pinned scenario file that reproduces it exactly with its seed.
+    pub fn to_pinned_toml(&self, description: &str) -> String {
+        let q = |s: &str| format!("{s:?}");
+        let names = |fs: &[Fault]| fs.iter().map(|f| q(&f.name())).collect::<Vec<_>>().join(", ");
+        let mut t = format!(
+            "description = {}\npinned = true\nnodes = {}\nseconds = {}\nclients = [{c}, {c}]\nseeds = \"{}..{}\"\nliveness_secs = {}\nsnap_count = [{s}, {s}]\nmax_append_bytes = {}\n\n",
+            q(description),
+            self.nodes,
+            self.secs,
+            self.seed,
+            self.seed + 1,
+            self.liveness_secs,
+            self.max_append_bytes,
+            c = self.clients,
+            s = self.snap_count,
+        );
+        t += &format!(
+            "[workload]\nread = {}\nwrite = {}\ncas = {}\nseq = {}\nkeys = {}\nlock_clients = {}\npipeline = {}\npipeline_depth = [{d}, {d}]\n\n",
+            self.weights[0],
+            self.weights[1],
+            self.weights[2],
+            self.weights[3],
+            self.keys,
+            self.lock_clients,
+            self.pipeline_weight,
+            d = self.pipeline_depth,
+        );
+        t += &format!(
+            "[nemesis]\nfaults = [{}]\ninterval_ms = [{}, {}]\ntick_drift_ppm_nodes = {:?}\ndisk_latency_us = [{}, {}]\n",
+            names(&self.faults),
+            self.interval_ms[0],
+            self.interval_ms[1],
+            self.tick_drift_ppm,
+            self.disk_latency_us[0],
+            self.disk_latency_us[1],
+        );
+        for (at, fault, heal) in &self.events {
+            t += &format!("\n[[nemesis.events]]\nat_ms = {at}\nheal = {heal}\n");
+            if let Some(f) = fault {
+                t += &format!("fault = {}\n", q(&f.name()));
+            }
+        }
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +190,21 @@ mod tests {
                 assert!((s.clients[0]..=s.clients[1]).contains(&c.clients));
                 assert_eq!(c.tick_drift_ppm.len() as u64, s.nodes);
                 assert!(c.disk_latency_us[0] <= c.disk_latency_us[1]);
+            }
+        }
+    }
+
+    /// A seed's choices written as a pinned scenario expand back to exactly those choices.
+    #[test]
+    fn pinned_scenarios_reproduce_a_seeds_choices() {
+        for f in crate::scenario::shipped() {
+            let s = Scenario::load(f.to_str().unwrap()).unwrap();
+            for seed in [0, 7, 123] {
+                let c = RunConfig::new(&s, seed);
+                let text = c.to_pinned_toml("shrunk \"quoted\"");
+                let p = Scenario::parse(&format!("{}.toml", s.name), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+                assert!(p.pinned);
+                assert_eq!(format!("{:?}", RunConfig::new(&p, seed)), format!("{c:?}"), "{text}");
             }
         }
     }

@@ -12,6 +12,8 @@ pub mod page;
 #[cfg(madsim)]
 pub mod run;
 pub mod scenario;
+#[cfg(madsim)]
+pub mod shrink;
 pub mod sweep;
 #[cfg(madsim)]
 pub mod workload;

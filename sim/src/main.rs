@@ -68,6 +68,20 @@ mod cli {
             #[arg(long)]
             html: Option<String>,
         },
+        /// Shrink a failing seed: fewer faults, seconds, clients, keys, workload kinds and
+        /// servers while the same checker still fails; writes a pinned scenario file that
+        /// replays the smaller failure.
+        Shrink {
+            scenario: String,
+            #[arg(long)]
+            seed: u64,
+            /// Where to write the scenario (default: reports/<scenario>/<seed>/shrunk.toml).
+            #[arg(long)]
+            out: Option<String>,
+            /// Runs to try at most.
+            #[arg(long, default_value_t = 150)]
+            max_tries: usize,
+        },
         /// Re-run one seed exactly, optionally printing its event trace.
         Replay {
             scenario: String,
@@ -287,6 +301,68 @@ mod cli {
                     println!("summary: {path}");
                 }
                 if !sum.failures.is_empty() {
+                    std::process::exit(1);
+                }
+            }
+            Cmd::Shrink {
+                scenario,
+                seed,
+                out,
+                max_tries,
+            } => {
+                let s = Scenario::load(&scenario).unwrap_or_else(|e| {
+                    eprintln!("{e}");
+                    std::process::exit(2)
+                });
+                let wall = std::time::Instant::now();
+                let shrunk = zraft_sim::shrink::shrink(RunConfig::new(&s, seed), max_tries, &mut |l| {
+                    println!("shrink {} seed {seed}: {l}", s.name)
+                })
+                .unwrap_or_else(|e| {
+                    eprintln!("{}: seed {seed}: {e}", s.name);
+                    std::process::exit(2)
+                });
+                let path = out.unwrap_or_else(|| format!("reports/{}/{seed}/shrunk.toml", s.name));
+                if let Some(dir) = std::path::Path::new(&path).parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let bug = std::env::var("ZRAFT_BUG").ok();
+                let under = bug
+                    .as_ref()
+                    .map(|b| format!(" under ZRAFT_BUG={b}"))
+                    .unwrap_or_default();
+                let description = format!(
+                    "Shrunk by `zraft-sim shrink` from {} seed {seed}{under} (build {}): {}. Before: {}. After: {}.",
+                    s.name,
+                    git_commit(),
+                    shrunk.kind,
+                    shrunk.before,
+                    shrunk.after
+                );
+                let text = shrunk.cfg.to_pinned_toml(&description);
+                if let Err(e) = std::fs::write(&path, &text) {
+                    eprintln!("{path}: {e}");
+                    std::process::exit(2);
+                }
+                // The file must replay the shrunk failure: same choices, same checker.
+                let again = Scenario::load(&path).unwrap_or_else(|e| {
+                    eprintln!("{e}");
+                    std::process::exit(2)
+                });
+                let r = run(RunConfig::new(&again, seed));
+                let same = r.failure().map(|w| zraft_sim::shrink::failure_kind(&w)) == Some(shrunk.kind.clone());
+                println!("before: {}", shrunk.before);
+                println!("after:  {}", shrunk.after);
+                println!(
+                    "{} runs, wall {:.1} s; failure: {}",
+                    shrunk.tries,
+                    wall.elapsed().as_secs_f64(),
+                    shrunk.why
+                );
+                let env = bug.map(|b| format!("ZRAFT_BUG={b} ")).unwrap_or_default();
+                println!("wrote {path}; replay: {env}cargo sim replay {path} --seed {seed} --trace");
+                if !same {
+                    eprintln!("the written scenario does not reproduce the failure: {:?}", r.failure());
                     std::process::exit(1);
                 }
             }

@@ -138,6 +138,9 @@ pub struct Nemesis {
     /// drawn per node and seed.
     #[serde(default)]
     pub tick_drift_ppm: u32,
+    /// Pinned scenarios: each node's timer drift in ppm (one value per node).
+    #[serde(default)]
+    pub tick_drift_ppm_nodes: Vec<i64>,
     /// Bounds, in microseconds, of the disks' latency: each seed draws a range inside them,
     /// and every batch of writes with its fsync then takes a time from that range (simulated),
     /// during which a crash loses the batch.
@@ -157,6 +160,7 @@ impl Default for Nemesis {
             swarm: false,
             events: vec![],
             tick_drift_ppm: 0,
+            tick_drift_ppm_nodes: vec![],
             disk_latency_us: default_disk_latency(),
         }
     }
@@ -252,6 +256,12 @@ pub struct Scenario {
     /// short appends, each a separate message to lose, delay or reorder.
     #[serde(default = "max_append_bytes")]
     pub max_append_bytes: usize,
+    /// One seed's exact choices (what `zraft-sim shrink` writes): every range is taken as is
+    /// instead of drawn from (`clients`, `snap_count`, `pipeline_depth`: their first value;
+    /// `disk_latency_us` and `interval_ms`: the range itself; timer drift from
+    /// `tick_drift_ppm_nodes`), and `faults` are not subset even with `swarm`.
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 fn max_append_bytes() -> usize {
@@ -319,6 +329,16 @@ impl Scenario {
             return Err(ScenarioError(format!(
                 "{file}: `nodes`: must be 1..=9, got {}",
                 s.nodes
+            )));
+        }
+        if s.pinned
+            && !s.nemesis.tick_drift_ppm_nodes.is_empty()
+            && s.nemesis.tick_drift_ppm_nodes.len() as u64 != s.nodes
+        {
+            return Err(ScenarioError(format!(
+                "{file}: `nemesis.tick_drift_ppm_nodes`: one value per node ({}), got {}",
+                s.nodes,
+                s.nemesis.tick_drift_ppm_nodes.len()
             )));
         }
         if s.clients[0] == 0 || s.clients[0] > s.clients[1] {

@@ -117,5 +117,33 @@ mod sim {
             caught, None,
             "raft-commit-unmatched did harm: the argument that it is latent is wrong"
         );
+
+        // The shrunk scenarios (scripts/shrink-variants.sh): each, pinned to one seed's
+        // choices, must still fail under its bug with the checker its description names —
+        // and pass without it (the failure is the bug's, not the shrunk setting's).
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/shrunk");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.map(|e| e.expect("entry").path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in &files {
+            let bug = f.file_stem().unwrap().to_str().unwrap().to_string();
+            let s = Scenario::load(f.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+            assert!(s.pinned, "{bug}: a shrunk scenario is pinned");
+            let seed = zraft_sim::scenario::parse_seeds(&s.seeds).unwrap().start;
+            std::env::set_var("ZRAFT_BUG", &bug);
+            let failed = run(RunConfig::new(&s, seed)).failure();
+            std::env::remove_var("ZRAFT_BUG");
+            let why = failed.unwrap_or_else(|| panic!("shrunk {bug} no longer fails at seed {seed}"));
+            let kind = zraft_sim::shrink::failure_kind(&why);
+            assert!(
+                s.description.contains(&format!(": {kind}. Before:")),
+                "shrunk {bug} fails differently: {why}\n{}",
+                s.description
+            );
+            let clean = run(RunConfig::new(&s, seed)).failure();
+            assert_eq!(clean, None, "shrunk {bug} fails without its bug");
+        }
+        eprintln!("shrunk scenarios replayed: {}", files.len());
     }
 }
