@@ -92,20 +92,9 @@ mod cli {
         },
     }
 
-    fn build() -> String {
-        option_env!("ZRAFT_BUILD")
-            .unwrap_or(env!("CARGO_PKG_VERSION"))
-            .to_string()
-    }
-
+    /// The commit this binary was built from (stamped by build.rs).
     fn git_commit() -> String {
-        std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(build)
+        env!("ZRAFT_BUILD").to_string()
     }
 
     fn replay_cmd(path: &str, seed: u64) -> String {
