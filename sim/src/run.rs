@@ -448,6 +448,9 @@ pub fn run(cfg: RunConfig) -> RunReport {
         history.iter().filter(|o| o.op == RegOp::WatchEvent).count(),
     );
     count("pipelined ops", pipelined(&history));
+    // With the ops, the mean depth of a batch; the deepest a seed drew, as a share of seeds.
+    count("pipelined batches", pipelined_batches(&history));
+    count(&format!("pipeline depth {:02} drawn", cfg.pipeline_depth), 1);
     RunReport {
         linear: linear::check_from(&history, (0, 0), 50_000_000),
         session: session::check(&history),
@@ -471,11 +474,21 @@ pub fn run(cfg: RunConfig) -> RunReport {
 /// Register operations sent together with another one of the same client (a batch shares its
 /// invoke time).
 fn pipelined(history: &[Op]) -> usize {
+    batch_sizes(history).filter(|&n| n > 1).sum()
+}
+
+/// Batches of more than one register operation sent together.
+fn pipelined_batches(history: &[Op]) -> usize {
+    batch_sizes(history).filter(|&n| n > 1).count()
+}
+
+/// Register operations per (client, invoke time).
+fn batch_sizes(history: &[Op]) -> impl Iterator<Item = usize> {
     let mut batches: BTreeMap<(u32, u64), usize> = BTreeMap::new();
     for o in history.iter().filter(|o| o.op.is_register() || o.op.is_read()) {
         *batches.entry((o.client, o.invoke)).or_default() += 1;
     }
-    batches.values().filter(|&&n| n > 1).sum()
+    batches.into_values()
 }
 
 /// What the servers reported doing: elections won, leader changes (a term led by another
