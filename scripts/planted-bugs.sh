@@ -40,6 +40,7 @@ ROWS=(
   "stale-sync|server|sync answered without catching up|minority-partition"
   "early-ack|server|setData acknowledged before commit|minority-partition"
   "lost-watch-events|server|watch notifications never sent|minority-partition"
+  "set-watches-skips-missed|server|setWatches re-arms a watch whose node changed while the client was away|minority-partition leader-partition"
   "no-expiry|server|sessions never expire|minority-partition"
   "stale-reconnect|server|reconnect accepted from a client that saw a newer zxid|minority-partition"
   "read-ahead|server|a read answered ahead of its session's pending write|minority-partition"

@@ -22,6 +22,10 @@ pub enum RegOp {
     ListChildren,
     /// The client opened a new connection (resuming or starting a session): its watches are gone.
     Connected,
+    /// On a connection that resumed its session, the client re-sent these data watches
+    /// (setWatches, relative to the last zxid it saw), as kazoo and the Java client do: changes
+    /// it missed fire at once, the others stay armed.
+    SetWatches(Vec<String>),
     /// A data-watch notification for the key reached the client.
     WatchEvent,
     /// Lock recipe: the client's ephemeral-sequential node (outcome `Created`) is the lowest.

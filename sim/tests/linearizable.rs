@@ -110,6 +110,7 @@ mod sim {
             "snapshots installed",
             "session-expiry",
             "torn-tail-recovered",
+            "set-watches",
             "server starts from disk",
             "pipelined ops",
             "unknown outcomes",

@@ -144,7 +144,9 @@ impl Client {
                 let Ok(f) = ReplyFrame::from_bytes(&b, op_of) else {
                     break;
                 };
-                if f.header.zxid > 0 {
+                // As the Java client and kazoo: a ping's reply does not count as seen (its zxid
+                // would make a later setWatches skip changes whose events this client missed).
+                if f.header.zxid > 0 && f.header.xid != xid::PING {
                     let mut l = l2.lock().expect("zxid lock");
                     *l = (*l).max(f.header.zxid);
                 }

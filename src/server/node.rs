@@ -1072,10 +1072,13 @@ impl Node {
         });
         // Re-register, and fire at once for changes the client missed (ZooKeeper's setWatches).
         let mut events = vec![];
+        // Broken on purpose under "set-watches-skips-missed": a change made while the client
+        // was away re-arms the watch instead of firing it.
+        let missed = |zxid: i64| zxid > rel && !bug("set-watches-skips-missed");
         for p in sw.data_watches {
             match self.tree.node(&p) {
                 None => events.push((EventType::NodeDeleted, p)),
-                Some(n) if n.stat.mzxid > rel => events.push((EventType::NodeDataChanged, p)),
+                Some(n) if missed(n.stat.mzxid) => events.push((EventType::NodeDataChanged, p)),
                 Some(_) => self.watches.watch_data(&p, session),
             }
         }
@@ -1088,7 +1091,7 @@ impl Node {
         for p in sw.child_watches {
             match self.tree.node(&p) {
                 None => events.push((EventType::NodeDeleted, p)),
-                Some(n) if n.stat.pzxid > rel => events.push((EventType::NodeChildrenChanged, p)),
+                Some(n) if missed(n.stat.pzxid) => events.push((EventType::NodeChildrenChanged, p)),
                 Some(_) => self.watches.watch_children(&p, session),
             }
         }

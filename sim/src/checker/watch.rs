@@ -1,7 +1,8 @@
 //! Watch ordering: a client sees a watch event before it sees the data that follows the change
 //! which fired it. For each client, in the order it recorded things: a `ReadWatch` leaves a
-//! data watch at the version it read, a `WatchEvent` clears it, a new connection clears every
-//! watch; a read of a watched key showing a newer version before the event is a violation.
+//! data watch at the version it read, a `WatchEvent` clears it, a new connection suspends every
+//! watch and a successful `SetWatches` on it (same session) re-arms the ones it names; a read
+//! of a watched key showing a newer version before the event is a violation.
 
 use crate::history::{Op, Outcome, RegOp};
 use std::collections::BTreeMap;
@@ -25,11 +26,32 @@ pub fn check(history: &[Op]) -> Result<usize, Box<WatchViolation>> {
     for ops in by_client.values() {
         // key -> the read that left a pending watch there.
         let mut pending: BTreeMap<&str, &Op> = BTreeMap::new();
+        // Watches of earlier connections of this session, until a setWatches re-arms them.
+        let mut suspended: BTreeMap<&str, &Op> = BTreeMap::new();
+        let mut session = None;
         for o in ops {
             match (&o.op, &o.outcome) {
-                (RegOp::Connected, _) => pending.clear(),
+                (RegOp::Connected, _) => {
+                    if session != Some(o.session) {
+                        // A new session: the old one's watches are gone for good.
+                        suspended.clear();
+                        pending.clear();
+                        session = Some(o.session);
+                    }
+                    suspended.append(&mut pending);
+                }
+                (RegOp::SetWatches(keys), Outcome::Ok(_)) => {
+                    for k in keys {
+                        if let Some(set) = suspended.remove(k.as_str()) {
+                            pending.insert(set.key.as_str(), set);
+                        }
+                    }
+                    suspended.clear();
+                }
                 (RegOp::WatchEvent, _) => {
+                    // setWatches fires missed changes before its reply, so before it is recorded.
                     pending.remove(o.key.as_str());
+                    suspended.remove(o.key.as_str());
                 }
                 (op, Outcome::Ok(Some((_, ver)))) if op.is_read() => match pending.get(o.key.as_str()) {
                     Some(set) => {
@@ -119,5 +141,61 @@ mod tests {
             read(1, false, 4),
         ];
         assert!(check(&h).is_err());
+    }
+
+    fn connected(client: u32, session: i64) -> Op {
+        Op {
+            session,
+            ..op(client, RegOp::Connected, "", Outcome::Ok(None))
+        }
+    }
+
+    fn set_watches(client: u32, outcome: Outcome) -> Op {
+        op(client, RegOp::SetWatches(vec!["/k0".into()]), "", outcome)
+    }
+
+    #[test]
+    fn set_watches_carries_a_watch_to_the_next_connection() {
+        // Re-armed: newer data before the event is a violation again.
+        let h = [
+            connected(1, 1),
+            read(1, true, 3),
+            connected(1, 1),
+            set_watches(1, Outcome::Ok(None)),
+            read(1, false, 4),
+        ];
+        assert_eq!(check(&h).unwrap_err().read, read(1, false, 4));
+        // A failed setWatches re-arms nothing; the next one on a later connection does.
+        let h = [
+            connected(1, 1),
+            read(1, true, 3),
+            connected(1, 1),
+            set_watches(1, Outcome::Info),
+            connected(1, 1),
+            set_watches(1, Outcome::Ok(None)),
+            read(1, false, 4),
+        ];
+        assert!(check(&h).is_err(), "suspended across connections until re-armed");
+        // The missed change fired before setWatches's reply: fine.
+        let h = [
+            connected(1, 1),
+            read(1, true, 3),
+            connected(1, 1),
+            event(1),
+            set_watches(1, Outcome::Ok(None)),
+            read(1, false, 4),
+        ];
+        assert_eq!(check(&h), Ok(1));
+        // Not re-sent, or a new session: the watch is gone.
+        let h = [connected(1, 1), read(1, true, 3), connected(1, 1), read(1, false, 4)];
+        assert!(check(&h).is_ok());
+        let h = [
+            connected(1, 1),
+            read(1, true, 3),
+            connected(1, 2),
+            set_watches(1, Outcome::Ok(None)),
+            read(1, false, 4),
+        ];
+        assert!(check(&h).is_ok(), "a new session starts without watches");
     }
 }

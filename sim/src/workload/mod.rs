@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zraft::client::{Client, ClientError};
-use zraft::jute::{ErrorCode, ReplyFrame, Request, Response};
+use zraft::jute::{ErrorCode, ReplyFrame, Request, Response, SetWatches};
 
 /// How long a client waits for any reply before calling the outcome unknown.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -89,6 +89,11 @@ pub struct Conn {
     last_zxid: i64,
     /// Connections opened so far (watches belong to one connection).
     epoch: u64,
+    /// Whether the current connection resumed the previous connection's session.
+    resumed: bool,
+    /// Keys with a pending data watch (set by this client's reads, spent when their event is
+    /// recorded); re-sent on a connection that resumes the session.
+    watched: std::collections::BTreeSet<String>,
     /// Notifications taken from this connection's queue (recorded) so far.
     events_taken: u64,
     /// Paths whose watch events were recorded since `take_fired`.
@@ -106,6 +111,8 @@ impl Conn {
             session: None,
             last_zxid: 0,
             epoch: 0,
+            resumed: false,
+            watched: Default::default(),
             events_taken: 0,
             fired: vec![],
             rec,
@@ -124,11 +131,21 @@ impl Conn {
             let addr = format!("10.0.0.{node}:2181");
             match Client::connect(&addr, SESSION_TIMEOUT_MS, resume, self.last_zxid).await {
                 Ok(c) => {
+                    self.resumed = self.session == Some(c.session_id());
                     self.session = Some(c.session_id());
                     self.epoch += 1;
                     self.events_taken = 0;
                     self.rec.observed(c.session_id(), "", RegOp::Connected);
                     self.client = Some(c);
+                    // Like kazoo and the Java client, re-send the watches first thing on a
+                    // connection that resumed the session, relative to the last zxid seen on
+                    // the old one (mostly: sometimes this client forgets them, as one that does
+                    // not re-send would). A new session starts without watches.
+                    if self.resumed && !self.watched.is_empty() && rng.gen_bool(0.8) {
+                        self.set_watches().await;
+                    } else {
+                        self.watched.clear();
+                    }
                 }
                 Err(ClientError::SessionExpired) => {
                     self.session = None;
@@ -143,9 +160,52 @@ impl Conn {
         self.client.as_mut()
     }
 
+    /// Re-sends the pending data watches and records it. If the reply is lost they stay
+    /// pending here: the next connection re-sends them.
+    async fn set_watches(&mut self) {
+        let keys: Vec<String> = self.watched.iter().cloned().collect();
+        let invoke = self.rec.now();
+        let req = SetWatches {
+            relative_zxid: self.last_zxid,
+            data_watches: keys.clone(),
+            exist_watches: vec![],
+            child_watches: vec![],
+        };
+        // Changes missed while away fire before the reply (`call` records them, and their
+        // watches are spent).
+        let (r, zxid) = self.call(Request::SetWatches(req)).await;
+        let outcome = match &r {
+            Ok(_) => Outcome::Ok(None),
+            Err(ClientError::Server(_)) => Outcome::Fail,
+            Err(_) => Outcome::Info,
+        };
+        self.rec
+            .push(self.session(), "", RegOp::SetWatches(keys), invoke, outcome, zxid);
+    }
+
+    /// Whether a data watch on `key` is pending.
+    pub fn watching(&self, key: &str) -> bool {
+        self.watched.contains(key)
+    }
+
+    /// Notes a data watch left on `key` by a successful read.
+    pub fn watch(&mut self, key: &str) {
+        self.watched.insert(key.to_string());
+    }
+
     /// Which connection this is (changes on every reconnect).
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Whether the current connection resumed the session of the one before.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// The highest zxid this client has seen in a reply (what setWatches is relative to).
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
     }
 
     /// The current session (0 when there is none).
@@ -233,6 +293,7 @@ impl Conn {
             self.events_taken += 1;
             self.rec
                 .observed(self.session.unwrap_or(0), &ev.path, RegOp::WatchEvent);
+            self.watched.remove(&ev.path);
             self.fired.push(ev.path);
         }
     }

@@ -17,13 +17,10 @@ pub enum Kind {
     Cas,
 }
 
-/// A client's register state: versions it knows and watches it has pending.
+/// A client's register state: the versions it knows (its pending watches live on `Conn`).
 #[derive(Default)]
 pub struct Registers {
     versions: BTreeMap<String, i32>,
-    /// Keys with a pending data watch, on connection `watch_epoch`.
-    watched: BTreeMap<String, i32>,
-    watch_epoch: u64,
     counter: u64,
 }
 
@@ -37,14 +34,6 @@ fn parse(d: &Option<Vec<u8>>) -> u64 {
 impl Registers {
     /// Runs one operation on a random key and records it.
     pub async fn step(&mut self, kind: Kind, conn: &mut Conn, rec: &Recorder, rng: &mut ChaCha8Rng, keys: u32) {
-        if conn.epoch() != self.watch_epoch {
-            // Watches live on a connection; this client does not resend them.
-            self.watched.clear();
-            self.watch_epoch = conn.epoch();
-        }
-        for path in conn.take_fired() {
-            self.watched.remove(&path);
-        }
         let key = format!("/k{}", rng.gen_range(0..keys));
         self.counter += 1;
         let value = ((rec.client as u64) << 32) | self.counter;
@@ -54,7 +43,7 @@ impl Registers {
             Kind::Read => {
                 // Some reads skip sync: ZooKeeper promises them less (no linearizability).
                 let plain = rng.gen_bool(0.3);
-                let watch = !plain && !self.watched.contains_key(&key);
+                let watch = !plain && !conn.watching(&key);
                 let synced = match plain {
                     true => (Ok(Response::Empty), 0),
                     false => conn.call(Request::Sync(SyncRequest { path: key.clone() })).await,
@@ -69,19 +58,15 @@ impl Registers {
                     }
                     (Err(e), z) => (Err(e), z),
                 };
-                // The events that came before the reply were recorded by `call`, in order.
-                for path in conn.take_fired() {
-                    self.watched.remove(&path);
-                }
+                // The events that came before the reply were recorded by `call`, in order (and
+                // spent their watches).
                 let r = match r {
                     Ok(Response::GetData(g)) => Ok(Some((parse(&g.data), g.stat.version))),
                     Ok(other) => Err(ClientError::Protocol(format!("{other:?}"))),
                     Err(e) => Err(e),
                 };
-                if let Ok(Some((_, ver))) = &r {
-                    if watch {
-                        self.watched.insert(key.clone(), *ver);
-                    }
+                if watch && r.is_ok() {
+                    conn.watch(&key);
                 }
                 let op = match (plain, watch) {
                     (true, _) => RegOp::PlainRead,
