@@ -373,11 +373,12 @@ mod cli {
                 }
                 let failed: usize = merged.iter().map(|m| m.failures.len()).sum();
                 println!(
-                    "all: {} scenarios, {} seeds, {} simulated s, {} ops checked, {failed} failed",
+                    "all: {} scenarios, {} seeds, {} simulated s, {} ops checked, {failed} failed, {} undecided",
                     merged.len(),
                     merged.iter().map(|m| m.seeds).sum::<u64>(),
                     merged.iter().map(|m| m.simulated_secs).sum::<u64>(),
-                    merged.iter().map(|m| m.ops).sum::<u64>()
+                    merged.iter().map(|m| m.ops).sum::<u64>(),
+                    merged.iter().map(|m| m.undecided.len()).sum::<usize>()
                 );
                 if let Some(path) = html {
                     if let Some(dir) = std::path::Path::new(&path).parent() {

@@ -159,6 +159,13 @@ impl Summary {
         for f in &self.failures {
             let _ = writeln!(t, "  seed {} FAILED: {}\n    replay: {}", f.seed, f.why, f.replay);
         }
+        if !self.undecided.is_empty() {
+            let _ = writeln!(
+                t,
+                "  undecided (the linearizability search ran out of budget): seeds {:?}",
+                self.undecided
+            );
+        }
         let cov: Vec<String> = self
             .coverage
             .iter()
@@ -214,6 +221,7 @@ fn esc(s: &str) -> String {
 pub fn html(summaries: &[Summary]) -> String {
     let total = |f: fn(&Summary) -> u64| summaries.iter().map(f).sum::<u64>();
     let failed: usize = summaries.iter().map(|s| s.failures.len()).sum();
+    let undecided: usize = summaries.iter().map(|s| s.undecided.len()).sum();
     let mut h = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>zraft sweep</title><style>\
          body{font:14px sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
@@ -223,7 +231,7 @@ pub fn html(summaries: &[Summary]) -> String {
     );
     let _ = write!(
         h,
-        "<h1>zraft sweep</h1><p id=\"totals\" class=\"{}\">{} scenarios, {} seeds, {} simulated s, {} operations checked, <b>{failed} failed</b></p>",
+        "<h1>zraft sweep</h1><p id=\"totals\" class=\"{}\">{} scenarios, {} seeds, {} simulated s, {} operations checked, <b>{failed} failed</b>, {undecided} undecided</p>",
         if failed == 0 { "ok" } else { "bad" },
         summaries.len(),
         total(|s| s.seeds),
