@@ -22,6 +22,14 @@ mod cli {
     use zraft_sim::scenario::{parse_seeds, Scenario};
     use zraft_sim::sweep::{Failure, Summary};
 
+    /// The scenario file, or its error printed and exit code 2.
+    fn load_or_exit(path: &str) -> Scenario {
+        Scenario::load(path).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        })
+    }
+
     /// `i/n` with 1 <= i <= n.
     fn parse_shard(s: &str) -> Option<(u64, u64)> {
         let (i, n) = s.split_once('/')?;
@@ -149,10 +157,7 @@ mod cli {
                 shard,
                 summary,
             } => {
-                let s = Scenario::load(&scenario).unwrap_or_else(|e| {
-                    eprintln!("{e}");
-                    std::process::exit(2)
-                });
+                let s = load_or_exit(&scenario);
                 let seeds_arg = seeds.as_deref().unwrap_or(&s.seeds).to_string();
                 let range = parse_seeds(&seeds_arg).unwrap_or_else(|| {
                     eprintln!("--seeds: expected a..b");
@@ -299,10 +304,7 @@ mod cli {
                 out,
                 max_tries,
             } => {
-                let s = Scenario::load(&scenario).unwrap_or_else(|e| {
-                    eprintln!("{e}");
-                    std::process::exit(2)
-                });
+                let s = load_or_exit(&scenario);
                 let wall = std::time::Instant::now();
                 let shrunk = zraft_sim::shrink::shrink(RunConfig::new(&s, seed), max_tries, &mut |l| {
                     println!("shrink {} seed {seed}: {l}", s.name)
@@ -334,10 +336,7 @@ mod cli {
                     std::process::exit(2);
                 }
                 // The file must replay the shrunk failure: same choices, same checker.
-                let again = Scenario::load(&path).unwrap_or_else(|e| {
-                    eprintln!("{e}");
-                    std::process::exit(2)
-                });
+                let again = load_or_exit(&path);
                 let r = run(RunConfig::new(&again, seed));
                 let same = r.failure().map(|w| zraft_sim::shrink::failure_kind(&w)) == Some(shrunk.kind.clone());
                 println!("before: {}", shrunk.before);
@@ -395,10 +394,7 @@ mod cli {
                 }
             }
             Cmd::Replay { scenario, seed, trace } => {
-                let s = Scenario::load(&scenario).unwrap_or_else(|e| {
-                    eprintln!("{e}");
-                    std::process::exit(2)
-                });
+                let s = load_or_exit(&scenario);
                 let cfg = RunConfig::new(&s, seed);
                 println!("replaying {} seed {seed} (build {}): {cfg:?}", s.name, git_commit());
                 let r = run(cfg);
