@@ -197,11 +197,12 @@ impl RaftLog {
         // Broken on purpose under raft-snapshot-keeps-suffix: the entries after the snapshot
         // are kept even when our entry at its index conflicts with it.
         let matches = self.matches(m.index, m.term);
+        let held = m.index <= self.last_index() && m.index >= self.snap_index;
         let keep = matches || crate::bug("raft-snapshot-keeps-suffix");
-        if keep && !matches && m.index <= self.last_index() && m.index >= self.snap_index {
+        if keep && !matches && held {
             crate::bug_taken();
         }
-        if keep && m.index <= self.last_index() && m.index >= self.snap_index {
+        if keep && held {
             // We hold the snapshot's last entry: keep what follows.
             self.entries.drain(..(m.index - self.snap_index) as usize);
         } else {
