@@ -34,7 +34,7 @@ ROWS=(
   "raft-stale-append|core|an append from an older term accepted|state-aware message-chaos"
   "raft-truncate-on-append|core|every append cuts the log after prev (a stale append erases acknowledged entries)|message-chaos state-aware"
   "raft-snapshot-keeps-suffix|core|a snapshot install keeps a conflicting suffix|snapshot-catch-up state-aware"
-  "raft-read-no-quorum|core|read index answered without a quorum round (deposed leader reads)|delay-and-pauses state-aware"
+  "raft-read-no-quorum|core|read index answered without a quorum round (deposed leader reads)|flapping-partitions delay-and-pauses state-aware"
   "ack-before-fsync|server|append acknowledged before the follower's fsync|rolling-restarts state-aware"
   "local-expiry|server|session expiry decided by the leader alone, not through the log|state-aware minority-partition"
   "stale-sync|server|sync answered without catching up|minority-partition"
@@ -44,6 +44,11 @@ ROWS=(
   "no-expiry|server|sessions never expire|minority-partition"
   "stale-reconnect|server|reconnect accepted from a client that saw a newer zxid|minority-partition"
   "read-ahead|server|a read answered ahead of its session's pending write|minority-partition"
+  "duplicate-watch-event|server|a deletion told twice to a session watching both data and children|minority-partition"
+  "delete-keeps-pzxid|tree|a delete leaves the parent's pzxid unchanged|minority-partition"
+  "partial-multi|tree|a failed multi applies the ops before the failing one|minority-partition"
+  "ephemeral-for-closing-session|tree|an ephemeral created for a closing or closed session|minority-partition leader-partition"
+  "writes-after-expiry|tree|writes of an expired session applied after the expiry (zraft before the model checker)|minority-partition leader-partition"
 )
 
 echo "Planted bugs: first seed of 0..$SEEDS caught (system harness: \`ZRAFT_BUG=<variant> $SIM run scenarios/<s>.toml --seeds 0..$SEEDS --first\`; core: \`ZRAFT_BUG=<variant> ZRAFT_RAFT_FIND=$SEEDS\` on tests/raft_model.rs built with --cfg zraft_bugs). Build $(git rev-parse --short HEAD)."
@@ -70,7 +75,7 @@ for row in "${ROWS[@]}"; do
       seed=${out#first failure: seed }; seed=${seed%%:*}
       why=${out#*: seed *: }
       found="$sc, seed $seed"
-      checker=$(echo "$why" | sed -E 's/^(Raft invariant broken: [A-Za-z]+|not linearizable|session guarantee broken|sequential names broken|watch event arrived after newer data|ephemeral guarantee broken|lock mutual exclusion broken|liveness).*/\1/')
+      checker=$(echo "$why" | sed -E 's/^(Raft invariant broken: [A-Za-z]+|not linearizable|session guarantee broken|sequential names broken|watch event arrived after newer data|ephemeral guarantee broken|lock mutual exclusion broken|model check failed: [A-Za-z]+|liveness).*/\1/')
       break
     fi
   done

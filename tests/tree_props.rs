@@ -432,7 +432,7 @@ fn create_ttl_flags_and_ttl() {
         let mut tree = DataTree::new();
         let mut pending = Pending::new();
         let ctx = PrepareCtx {
-            session_id: 7,
+            session_id: 0,
             auth: &auth,
             zxid: 1,
             time: 1000,

@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub pipeline_weight: u32,
     /// Requests a pipelined batch sends before waiting for the first reply.
     pub pipeline_depth: u32,
+    /// Weight of the every-opcode workload's batches among the register clients' steps.
+    pub ops_weight: u32,
     /// Each batch of disk writes and its fsync take between these many microseconds.
     pub disk_latency_us: [u64; 2],
     /// The servers' snapCount.
@@ -74,6 +76,7 @@ impl RunConfig {
             tick_drift_ppm,
             liveness_secs: s.liveness_secs,
             pipeline_weight: s.workload.pipeline,
+            ops_weight: s.workload.ops,
             pipeline_depth: r.gen_range(
                 s.workload.pipeline_depth[0]..=s.workload.pipeline_depth[1].max(s.workload.pipeline_depth[0]),
             ),
@@ -108,6 +111,7 @@ impl RunConfig {
             tick_drift_ppm: drift,
             liveness_secs: s.liveness_secs,
             pipeline_weight: s.workload.pipeline,
+            ops_weight: s.workload.ops,
             pipeline_depth: s.workload.pipeline_depth[0],
             disk_latency_us: s.nemesis.disk_latency_us,
             snap_count: s.snap_count[0],
@@ -132,7 +136,7 @@ impl RunConfig {
             s = self.snap_count,
         );
         t += &format!(
-            "[workload]\nread = {}\nwrite = {}\ncas = {}\nseq = {}\nkeys = {}\nlock_clients = {}\npipeline = {}\npipeline_depth = [{d}, {d}]\n\n",
+            "[workload]\nread = {}\nwrite = {}\ncas = {}\nseq = {}\nkeys = {}\nlock_clients = {}\npipeline = {}\nops = {}\npipeline_depth = [{d}, {d}]\n\n",
             self.weights[0],
             self.weights[1],
             self.weights[2],
@@ -140,6 +144,7 @@ impl RunConfig {
             self.keys,
             self.lock_clients,
             self.pipeline_weight,
+            self.ops_weight,
             d = self.pipeline_depth,
         );
         t += &format!(

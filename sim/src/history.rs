@@ -89,3 +89,31 @@ pub struct Op {
     #[serde(default)]
     pub seq: u64,
 }
+
+/// One thing a client's connection did or saw, in the order it happened: the model checker's
+/// input. Unlike `Op`, nothing is summarised: every request and reply is kept whole.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wire {
+    /// A new connection to `server` holding `session` (new or resumed).
+    Connected { server: u64, session: i64 },
+    /// A request went out with this xid.
+    Sent { xid: i32, request: zraft::jute::Request },
+    /// The reply to `xid` came in.
+    Replied {
+        xid: i32,
+        err: i32,
+        zxid: i64,
+        response: zraft::jute::Response,
+    },
+    /// A watch notification came in.
+    Event { r#type: i32, path: String },
+}
+
+/// A `Wire` record of one client's connection `conn` (its n-th), at simulated `at` ns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireRec {
+    pub client: u32,
+    pub conn: u64,
+    pub at: u64,
+    pub wire: Wire,
+}

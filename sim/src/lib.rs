@@ -6,6 +6,7 @@
 pub mod checker;
 pub mod config;
 pub mod history;
+pub mod model;
 #[cfg(madsim)]
 pub mod nemesis;
 pub mod page;

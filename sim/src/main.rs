@@ -244,6 +244,17 @@ mod cli {
                     sum.wall_secs,
                     sum.simulated_secs as f64 / sum.wall_secs.max(1e-9)
                 );
+                let total = |k: &str| sum.coverage.get(k).map_or(0, |r| r.total);
+                let checked = total("model: replies checked") + total("model: transactions replayed");
+                if checked > 0 {
+                    let us = total("model: checker us");
+                    println!(
+                        "{}: model checker: {checked} replies and transactions in {:.2} s, {:.1} ms per 100k",
+                        s.name,
+                        us as f64 / 1e6,
+                        us as f64 / 1e3 / (checked as f64 / 1e5)
+                    );
+                }
                 let reach: Vec<String> = sum
                     .coverage
                     .iter()

@@ -3,16 +3,16 @@
 //! then a liveness probe, a final look at the ephemerals, and every checker. Everything random
 //! derives from the run's seed.
 
-use crate::checker::{ephemeral, linear, lock, raft, sequential, session, watch};
+use crate::checker::{ephemeral, linear, lock, model, raft, sequential, session, watch};
 pub use crate::config::RunConfig;
-use crate::history::{Op, RegOp};
+use crate::history::{Op, RegOp, WireRec};
 use crate::nemesis::{self, Cluster, Exit, SkewClock};
-use crate::workload::{self, Recorder};
+use crate::workload::{self, Recorder, Tap};
 use madsim::runtime::{Handle, Runtime};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use zraft::client::{Client, ClientError};
+use zraft::client::ClientError;
 use zraft::jute::*;
 use zraft::server::config::{Config, Peer};
 use zraft::server::observer::Observation;
@@ -33,6 +33,10 @@ pub struct RunReport {
     pub ephemeral: Result<usize, Box<ephemeral::EphemeralViolation>>,
     /// The lock recipe's mutual exclusion (fenced writes checked).
     pub lock: Result<usize, Box<lock::LockViolation>>,
+    /// Every reply, watch event and committed transaction against the reference model.
+    pub model: Result<model::ModelStats, Box<model::ModelViolation>>,
+    /// Wall-clock microseconds the model checker took (not part of the trace).
+    pub model_us: u64,
     /// Raft invariants across nodes: (terms with a leader, applied indices compared).
     pub raft: Result<(usize, usize), Box<raft::RaftViolation>>,
     /// Snapshots the servers reported: (taken for compaction, installed from a leader).
@@ -75,6 +79,11 @@ impl RunReport {
         }
         if let Err(e) = &self.lock {
             return Some(format!("lock mutual exclusion broken: {e:?}"));
+        }
+        // Last of the safety checks: the narrower checkers above name what they catch more
+        // plainly; the model checker catches everything they miss.
+        if let Err(e) = &self.model {
+            return Some(format!("model check failed: {e}"));
         }
         match self.recovery_ms {
             None => Some(format!(
@@ -121,7 +130,11 @@ impl RunReport {
             ),
         };
         format!(
-            "linearizability: {lin}\nsession: {:?}\nsequential: {:?}\nwatch: {:?}\nephemeral: {:?}\nlock: {:?}\nraft: {:?}\nliveness: recovered {:?} ms after heal (bound {} s)\n",
+            "linearizability: {lin}\nmodel: {}\nsession: {:?}\nsequential: {:?}\nwatch: {:?}\nephemeral: {:?}\nlock: {:?}\nraft: {:?}\nliveness: recovered {:?} ms after heal (bound {} s)\n",
+            match &self.model {
+                Ok(s) => format!("ok ({s:?})"),
+                Err(e) => format!("VIOLATED: {e}"),
+            },
             self.session,
             self.sequential,
             self.watch,
@@ -162,30 +175,32 @@ fn fnv(h: u64, b: &[u8]) -> u64 {
     b.iter().fold(h, |h, x| (h ^ *x as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Parents and registers every workload needs.
-fn initial_nodes(keys: u32, clients: u32) -> Vec<String> {
+/// Parents and registers every workload needs (the shared subtree only with the every-opcode
+/// workload, so that runs without it replay as before it existed).
+fn initial_nodes(keys: u32, clients: u32, ops: bool) -> Vec<String> {
     (0..keys)
         .map(|k| format!("/k{k}"))
         .chain((0..clients).map(workload::register::pipeline_key))
         .chain(workload::sequential::PARENTS.iter().map(|p| p.to_string()))
         .chain([workload::lock::LOCK.to_string(), workload::lock::DATA.to_string()])
+        .chain(ops.then(|| workload::ops::ROOT.to_string()))
         .collect()
 }
 
 /// After heal: a fresh client's write must succeed within the bound; the simulated ms it took.
-async fn probe_liveness(cfg: &RunConfig, t0: madsim::time::Instant) -> Option<u64> {
+async fn probe_liveness(cfg: &RunConfig, t0: madsim::time::Instant, tap: &Tap) -> Option<u64> {
     let healed = t0.elapsed();
     let bound = Duration::from_secs(cfg.liveness_secs);
     while t0.elapsed() < healed + bound {
         for id in 1..=cfg.nodes {
-            if let Ok(mut cl) = Client::connect(&format!("10.0.0.{id}:2181"), 2000, None, 0).await {
+            if let Ok(mut cl) = tap.connect(id, 2000).await {
                 let req = SetDataRequest {
                     path: "/k0".into(),
                     data: Some(b"0".to_vec()),
                     version: i32::MAX,
                 };
                 // BadVersion proves the write path (leader, prepare, commit) works.
-                match cl.ok(Request::SetData(req), Duration::from_secs(2)).await {
+                match tap.ok(&mut cl, Request::SetData(req), Duration::from_secs(2)).await {
                     Ok(_) | Err(ClientError::Server(ErrorCode::BadVersion)) => {
                         return Some((t0.elapsed() - healed).as_millis() as u64);
                     }
@@ -199,25 +214,21 @@ async fn probe_liveness(cfg: &RunConfig, t0: madsim::time::Instant) -> Option<u6
 }
 
 /// Every ephemeral still present (full paths), after sync, as one server sees them.
-async fn remaining_ephemerals(nodes: u64) -> Vec<String> {
+async fn remaining_ephemerals(nodes: u64, tap: &Tap) -> Vec<String> {
     for _ in 0..20 {
         for id in 1..=nodes {
-            let Ok(mut c) = Client::connect(&format!("10.0.0.{id}:2181"), 2000, None, 0).await else {
+            let Ok(mut c) = tap.connect(id, 2000).await else {
                 continue;
             };
             let mut all = Some(vec![]);
             for parent in ["/eph", workload::lock::LOCK] {
-                let _ = c
-                    .ok(
-                        Request::Sync(SyncRequest { path: parent.into() }),
-                        Duration::from_secs(2),
-                    )
-                    .await;
+                let sync = Request::Sync(SyncRequest { path: parent.into() });
+                let _ = tap.ok(&mut c, sync, Duration::from_secs(2)).await;
                 let req = Request::GetChildren(GetChildrenRequest {
                     path: parent.into(),
                     watch: false,
                 });
-                match (c.ok(req, Duration::from_secs(2)).await, all.as_mut()) {
+                match (tap.ok(&mut c, req, Duration::from_secs(2)).await, all.as_mut()) {
                     (Ok(Response::GetChildren(g)), Some(a)) => {
                         a.extend(g.children.iter().map(|n| format!("{parent}/{n}")))
                     }
@@ -236,6 +247,7 @@ async fn remaining_ephemerals(nodes: u64) -> Vec<String> {
 /// What the simulated part of a run hands to the checkers.
 struct Outputs {
     history: Vec<Op>,
+    wire: Vec<WireRec>,
     nemesis_events: Vec<String>,
     injected: BTreeMap<String, u64>,
     recovery_ms: Option<u64>,
@@ -287,7 +299,13 @@ async fn scenario(cfg: RunConfig) -> Outputs {
             .build();
         nodes.push(node);
     }
-    let initial = initial_nodes(cfg.keys, cfg.clients);
+    let initial = initial_nodes(cfg.keys, cfg.clients, cfg.ops_weight > 0);
+    let t_setup = madsim::time::Instant::now();
+    let wire = Arc::new(Mutex::new(vec![]));
+    // Harness clients are recorded too (ids past the workload's): the model checker accounts
+    // for every transaction.
+    let harness = cfg.clients + cfg.lock_clients;
+    let setup_tap = Tap::new(harness, t_setup, wire.clone());
     let setup = handle
         .create_node()
         .name("setup")
@@ -297,12 +315,18 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         .spawn(async move {
             loop {
                 madsim::time::sleep(Duration::from_millis(500)).await;
-                let Ok(mut c) = Client::connect("10.0.0.1:2181", 4000, None, 0).await else {
+                let Ok(mut c) = setup_tap.connect(1, 4000).await else {
                     continue;
                 };
                 let mut ok = true;
                 for k in &initial {
-                    match c.create(k, b"0", CreateMode::Persistent).await {
+                    let req = Request::Create(CreateRequest {
+                        path: k.clone(),
+                        data: Some(b"0".to_vec()),
+                        acl: zraft::tree::acl::open_acl(),
+                        flags: CreateMode::Persistent.code(),
+                    });
+                    match setup_tap.ok(&mut c, req, Duration::from_secs(4)).await {
                         Ok(_) | Err(ClientError::Server(ErrorCode::NodeExists)) => {}
                         Err(_) => ok = false,
                     }
@@ -323,7 +347,9 @@ async fn scenario(cfg: RunConfig) -> Outputs {
             .name(format!("client-{id}"))
             .ip(format!("10.0.2.{}", id + 1).parse().unwrap())
             .build();
-        let rec = Recorder::new(id, t0, history.clone());
+        // Wire records of every client share one time base (the setup's), so that the model
+        // checker can order the setup's writes before the workload's.
+        let rec = Recorder::new(id, t0, history.clone(), Tap::new(id, t_setup, wire.clone()));
         let cfg = cfg.clone();
         tasks.push(if id < cfg.clients {
             node.spawn(workload::client(id, cfg, rec))
@@ -338,11 +364,12 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         .ip("10.0.3.1".parse().unwrap())
         .build();
     let cfg2 = cfg.clone();
+    let probe_tap = Tap::new(harness + 1, t_setup, wire.clone());
     let ((nemesis_events, injected), recovery_ms) = nem
         .spawn(async move {
             let mut c = Cluster::new(nodes, disks, clocks, exits, cfg2.disk_latency_us);
             let events = nemesis::run(&mut c, &cfg2, t0).await;
-            (events, probe_liveness(&cfg2, t0).await)
+            (events, probe_liveness(&cfg2, t0, &probe_tap).await)
         })
         .await
         .unwrap();
@@ -352,16 +379,19 @@ async fn scenario(cfg: RunConfig) -> Outputs {
     // Every client is gone now (none closed its session): once the longest session timeout
     // has passed, no ephemeral may remain.
     let n = cfg.nodes;
+    let last_tap = Tap::new(harness + 2, t_setup, wire.clone());
     let leftover = setup
         .spawn(async move {
             madsim::time::sleep(Duration::from_secs(15)).await;
-            remaining_ephemerals(n).await
+            remaining_ephemerals(n, &last_tap).await
         })
         .await
         .unwrap();
     let history = history.lock().unwrap().clone();
+    let wire = std::mem::take(&mut *wire.lock().unwrap());
     Outputs {
         history,
+        wire,
         nemesis_events,
         injected,
         recovery_ms,
@@ -382,6 +412,27 @@ pub fn run(cfg: RunConfig) -> RunReport {
     let history = out.history;
     let (times, observed): (Vec<_>, Vec<_>) = zraft::server::observer::take_timed().into_iter().unzip();
     let raft = raft::check(&observed);
+    let commits: Vec<model::Commit> = observed
+        .iter()
+        .filter_map(|o| match o {
+            Observation::Committed {
+                zxid,
+                session,
+                cxid,
+                kind,
+                ..
+            } => Some(model::Commit {
+                zxid: *zxid,
+                session: *session,
+                cxid: *cxid,
+                kind: kind.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let model = model::check(&out.wire, &commits);
+    let model_us = started.elapsed().as_micros() as u64;
     // What the report page draws, timed like the history (reports before the workload: 0).
     let servers: Vec<(u64, Observation)> = times
         .iter()
@@ -451,7 +502,26 @@ pub fn run(cfg: RunConfig) -> RunReport {
     // With the ops, the mean depth of a batch; the deepest a seed drew, as a share of seeds.
     count("pipelined batches", pipelined_batches(&history));
     count(&format!("pipeline depth {:02} drawn", cfg.pipeline_depth), 1);
+    for r in &out.wire {
+        if let crate::history::Wire::Sent { request, .. } = &r.wire {
+            *coverage.entry(format!("opcode {:?}", request.op_code())).or_default() += 1;
+        }
+    }
+    let mut count = |k: &str, n: usize| {
+        coverage.insert(k.to_string(), n as u64);
+    };
+    // Wall time, so not part of the trace; the sweep adds it up into a rate per 100k.
+    count("model: checker us", model_us as usize);
+    if let Ok(s) = &model {
+        count("model: transactions replayed", s.txns);
+        count("model: replies checked", s.replies);
+        count("model: watch events matched", s.events);
+        count("model: lost replies, committed", s.unknown_committed);
+        count("model: lost replies, not committed", s.unknown_dropped);
+    }
     RunReport {
+        model,
+        model_us,
         linear: linear::check_from(&history, (0, 0), 50_000_000),
         session: session::check(&history),
         sequential: sequential::check(&history),
@@ -507,7 +577,10 @@ fn observed_coverage(observed: &[Observation]) -> BTreeMap<String, u64> {
             Observation::Snapshot { installed: true, .. } => "snapshots installed",
             Observation::Recovered { .. } => "server starts from disk",
             Observation::Event { what, .. } => what,
-            Observation::LeaderCommit { .. } | Observation::Entries { .. } | Observation::Applied { .. } => continue,
+            Observation::LeaderCommit { .. }
+            | Observation::Entries { .. }
+            | Observation::Applied { .. }
+            | Observation::Committed { .. } => continue,
         };
         *c.entry(key.to_string()).or_default() += 1;
     }

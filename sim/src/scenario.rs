@@ -196,6 +196,10 @@ pub struct Workload {
     /// Range the batch depth (requests in flight) is drawn from, once per seed.
     #[serde(default = "default_pipeline_depth")]
     pub pipeline_depth: [u32; 2],
+    /// Weight of the every-opcode workload (pipelined batches of any request on `/t`,
+    /// checked by the model checker).
+    #[serde(default = "one")]
+    pub ops: u32,
 }
 
 fn default_pipeline_depth() -> [u32; 2] {
@@ -220,6 +224,7 @@ impl Default for Workload {
             lock_clients: 2,
             pipeline: 1,
             pipeline_depth: default_pipeline_depth(),
+            ops: 1,
         }
     }
 }

@@ -18,7 +18,7 @@ pub fn failure_kind(why: &str) -> String {
     let ident: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
     let named = !ident.is_empty()
         && ident.starts_with(|c: char| c.is_ascii_uppercase())
-        && rest[ident.len()..].starts_with([' ', '(', '{']);
+        && rest[ident.len()..].starts_with([' ', '(', '{', ':']);
     if named {
         format!("{head}: {ident}")
     } else {

@@ -214,6 +214,17 @@ impl Client {
         self.timeout_ms
     }
 
+    /// The xid the next request gets.
+    pub fn next_xid(&self) -> i32 {
+        self.next_xid
+    }
+
+    /// Continues the xid sequence of an earlier connection of the same session, as the Java
+    /// client does (its xids count per session handle, not per socket).
+    pub fn continue_xids(&mut self, next: i32) {
+        self.next_xid = next.max(1);
+    }
+
     /// Highest zxid seen in any reply.
     pub fn last_zxid(&self) -> i64 {
         *self.last_zxid.lock().expect("zxid lock")

@@ -26,8 +26,9 @@ pub(crate) use crate::bug;
 /// A write as it travels to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WriteOp {
-    /// A client request, with the session's identities for ACL checks.
-    Request { req: Request, auth: Vec<Id> },
+    /// A client request (`xid`: the client's, 0 for the server's own), with the session's
+    /// identities for ACL checks.
+    Request { req: Request, auth: Vec<Id>, xid: i32 },
     /// A new session.
     CreateSession { timeout: i32 },
     /// Session expiry, decided by the leader.
@@ -68,6 +69,8 @@ pub struct Origin {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Proposal {
     pub origin: Origin,
+    /// The client's xid for the request (ZooKeeper's TxnHeader.cxid; 0 for the server's own).
+    pub cxid: i32,
     pub entry: TxnEntry,
 }
 
@@ -885,6 +888,7 @@ impl Node {
                     WriteOp::Request {
                         req: Request::SetData(r),
                         auth,
+                        xid,
                     },
                 );
                 Slot::Done(self.frame(
@@ -898,7 +902,7 @@ impl Node {
                 let auth = self.auth_of(conn);
                 let req_id = self.new_req();
                 self.waiting.insert(req_id, Waiting::Write { conn, xid, close_after });
-                self.submit(req_id, session, WriteOp::Request { req: r, auth });
+                self.submit(req_id, session, WriteOp::Request { req: r, auth, xid });
                 Slot::InFlight { req_id, sync: false }
             }
         }
@@ -1181,7 +1185,11 @@ impl Node {
     fn propose(&mut self, origin: Origin, session: i64, op: WriteOp) {
         let zxid = self.next_zxid();
         let entry = self.prepare(zxid, session, &op);
-        let data = bincode::serde::encode_to_vec(Proposal { origin, entry }, bincode::config::standard())
+        let cxid = match op {
+            WriteOp::Request { xid, .. } => xid,
+            _ => 0,
+        };
+        let data = bincode::serde::encode_to_vec(Proposal { origin, cxid, entry }, bincode::config::standard())
             .expect("proposals encode");
         if self.raft.propose(data).is_err() {
             // Lost leadership between checks: forget prepared state, retry via the new leader.
@@ -1256,6 +1264,7 @@ impl Node {
                     WriteOp::Request {
                         req: Request::DeleteContainer(path),
                         auth: vec![],
+                        xid: 0,
                     },
                 );
             }
@@ -1622,6 +1631,19 @@ impl Node {
                 index: e.index,
                 term: e.term,
                 tree,
+            });
+            super::observer::report(super::observer::Observation::Committed {
+                node: self.id,
+                zxid: p.entry.zxid,
+                session: p.entry.session_id,
+                cxid: p.cxid,
+                kind: match (&p.entry.txn, p.entry.session_id) {
+                    (Txn::CreateSession { .. }, _) => super::observer::Committed::CreateSession,
+                    (Txn::CloseSession { .. }, _) if p.cxid == 0 => super::observer::Committed::Expire,
+                    (Txn::Delete { path }, 0) => super::observer::Committed::Reap(path.clone()),
+                    (_, 0) => super::observer::Committed::ReapFailed,
+                    _ => super::observer::Committed::Request,
+                },
             });
         }
         self.pending.applied(p.entry.zxid);

@@ -43,6 +43,15 @@ pub enum Observation {
     /// Something the sweep's coverage counts happened on `node` (`pre-vote-rejected`,
     /// `vote-rejected`, `session-expiry`, `set-watches`, `torn-tail-recovered`).
     Event { node: u64, what: &'static str },
+    /// `node` applied the transaction with `zxid`, made for `session`'s request `cxid` (the
+    /// model checker replays these in zxid order against the clients' requests).
+    Committed {
+        node: u64,
+        zxid: i64,
+        session: i64,
+        cxid: i32,
+        kind: Committed,
+    },
     /// `node` applied `index` (of `term`) and its tree then hashed to `tree`.
     Applied {
         node: u64,
@@ -50,6 +59,21 @@ pub enum Observation {
         term: u64,
         tree: u64,
     },
+}
+
+/// What made a committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// The client request (session, cxid) — including a client's closeSession.
+    Request,
+    /// A new session (the handshake, no xid).
+    CreateSession,
+    /// The leader expired the session.
+    Expire,
+    /// The leader deleted an empty container or an expired TTL node.
+    Reap(String),
+    /// The leader's reap of a node failed (it changed since).
+    ReapFailed,
 }
 
 /// A node's protocol state as it last reported it (after every batch of Raft work).

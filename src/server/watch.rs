@@ -143,7 +143,17 @@ impl Watches {
             EventType::NodeCreated | EventType::NodeDataChanged => self.data.trigger(p, t.event),
             EventType::NodeDeleted => {
                 let mut s = self.data.trigger(p, t.event);
-                s.extend(self.child.trigger(p, t.event));
+                let child = self.child.trigger(p, t.event);
+                if crate::bug("duplicate-watch-event") {
+                    // Broken on purpose: a session that watched both the data and the children
+                    // hears of the deletion twice.
+                    let both: Vec<i64> = s.intersection(&child).copied().collect();
+                    s.extend(child);
+                    let mut out: Vec<_> = s.into_iter().map(|s| (s, t.event, t.path.clone())).collect();
+                    out.extend(both.into_iter().map(|s| (s, t.event, t.path.clone())));
+                    return out;
+                }
+                s.extend(child);
                 s
             }
             EventType::NodeChildrenChanged => self.child.trigger(p, t.event),

@@ -342,8 +342,9 @@ impl DataTree {
         };
         parent.children.remove(path::name(path));
         let parent_acl = parent.acl.clone();
-        // Deletes move pzxid but not the stored cversion, which counts creates only.
-        if zxid > parent.stat.pzxid {
+        // Deletes move pzxid but not the stored cversion, which counts creates only. Broken
+        // on purpose under "delete-keeps-pzxid": the parent's pzxid stays where it was.
+        if zxid > parent.stat.pzxid && !crate::bug("delete-keeps-pzxid") {
             parent.stat.pzxid = zxid;
         }
         let node = self.nodes.remove(path).expect("checked above");

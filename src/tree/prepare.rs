@@ -82,7 +82,12 @@ impl Pending {
         self.nodes.insert(path.to_string(), (zxid, rec));
     }
 
+    /// Whether `session` may write. Session 0 is the server's own (container and TTL reaps):
+    /// no client has it.
     fn session_alive(&self, tree: &DataTree, session: i64) -> bool {
+        if session == 0 {
+            return true;
+        }
         match self.sessions.get(&session) {
             Some((_, alive)) => *alive,
             None => tree.sessions().contains_key(&session),
@@ -168,6 +173,11 @@ impl DataTree {
             };
             match self.prepare_op(&mut scratch, ctx, &req) {
                 Ok(t) => txns.push(t),
+                Err(_) if crate::bug("partial-multi") && !txns.is_empty() => {
+                    // Broken on purpose: the ops before the failure are applied.
+                    *pending = scratch;
+                    return Txn::Multi(txns);
+                }
                 Err(code) => {
                     // ZooKeeper reports ok for ops before the failure, the failure itself, and
                     // RuntimeInconsistency after it; nothing of the multi is applied.
@@ -190,6 +200,18 @@ impl DataTree {
 
     fn prepare_op(&self, pending: &mut Pending, ctx: &PrepareCtx<'_>, req: &Request) -> Result<Txn, ErrorCode> {
         let zxid = ctx.zxid;
+        // A closed, expired or closing session may not change anything (ZooKeeper's
+        // checkSession, first thing for every write but a create, which validates its mode
+        // first): a write in flight when its session expired must not take effect after.
+        let live = pending.session_alive(self, ctx.session_id);
+        if !live
+            && matches!(
+                req,
+                Request::Delete(_) | Request::SetData(_) | Request::SetAcl(_) | Request::Check(_)
+            )
+        {
+            return Err(ErrorCode::SessionExpired);
+        }
         match req {
             Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => {
                 self.prepare_create(pending, ctx, req.op_code(), &r.path, &r.data, &r.acl, r.flags, -1)
@@ -295,7 +317,18 @@ impl DataTree {
             // zraft refuses the request, as ZooKeeper does for any other ttl.
             return Err(ErrorCode::BadArguments);
         }
-        if mode.is_ephemeral() && !pending.session_alive(self, ctx.session_id) {
+        // Broken on purpose: under "ephemeral-for-closing-session" an ephemeral is created for
+        // a session that is closing or gone (it outlives its session); under
+        // "writes-after-expiry" (zraft until the model checker found it) only ephemeral
+        // creates check the session.
+        let skip = if mode.is_ephemeral() {
+            crate::bug("ephemeral-for-closing-session")
+        } else {
+            crate::bug("writes-after-expiry")
+        };
+        // (The server's own session 0 may not own an ephemeral.)
+        let alive = pending.session_alive(self, ctx.session_id) && !(mode.is_ephemeral() && ctx.session_id == 0);
+        if !alive && !skip {
             return Err(ErrorCode::SessionExpired);
         }
         if path_in.contains('\0') {

@@ -159,7 +159,7 @@ pub fn check(obs: &[Observation]) -> Result<(usize, usize), Box<RaftViolation>> 
                     }));
                 }
             }
-            Observation::Snapshot { .. } | Observation::Event { .. } => {}
+            Observation::Snapshot { .. } | Observation::Event { .. } | Observation::Committed { .. } => {}
         }
     }
     Ok((leaders.len(), compared))

@@ -5,23 +5,108 @@
 //! clients run the ephemeral-sequential lock recipe.
 
 pub mod lock;
+pub mod ops;
 pub mod register;
 pub mod sequential;
 
 use crate::config::RunConfig;
-use crate::history::{Op, Outcome, RegOp};
+use crate::history::{Op, Outcome, RegOp, Wire, WireRec};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zraft::client::{Client, ClientError};
-use zraft::jute::{ErrorCode, ReplyFrame, Request, Response, SetWatches};
+use zraft::jute::{ErrorCode, EventType, ReplyFrame, Request, Response, SetWatches};
 
 /// How long a client waits for any reply before calling the outcome unknown.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Session timeout clients ask for (milliseconds).
 pub const SESSION_TIMEOUT_MS: i32 = 4000;
+
+/// Appends one client's wire records — every request, reply and watch event, whole — to the
+/// run's log, stamped with simulated time: what the model checker replays.
+#[derive(Clone)]
+pub struct Tap {
+    client: u32,
+    start: madsim::time::Instant,
+    log: Arc<Mutex<Vec<WireRec>>>,
+    /// Connections this client opened so far (shared by clones).
+    conn: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Tap {
+    /// A tap for `client`, timing from `start`.
+    pub fn new(client: u32, start: madsim::time::Instant, log: Arc<Mutex<Vec<WireRec>>>) -> Self {
+        Tap {
+            client,
+            start,
+            log,
+            conn: Arc::default(),
+        }
+    }
+
+    fn push(&self, wire: Wire) {
+        let rec = WireRec {
+            client: self.client,
+            conn: self.conn.load(std::sync::atomic::Ordering::Relaxed),
+            at: self.start.elapsed().as_nanos() as u64,
+            wire,
+        };
+        self.log.lock().expect("wire lock").push(rec);
+    }
+
+    /// A new connection to `server` holding `session`.
+    pub fn connected(&self, server: u64, session: i64) {
+        self.conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.push(Wire::Connected { server, session });
+    }
+
+    /// A request goes out with `xid`.
+    pub fn sent(&self, xid: i32, request: &Request) {
+        self.push(Wire::Sent {
+            xid,
+            request: request.clone(),
+        });
+    }
+
+    /// A reply came in.
+    pub fn replied(&self, f: &ReplyFrame) {
+        self.push(Wire::Replied {
+            xid: f.header.xid,
+            err: f.header.err,
+            zxid: f.header.zxid,
+            response: f.response.clone(),
+        });
+    }
+
+    /// A watch notification came in.
+    pub fn event(&self, ev: &zraft::jute::WatcherEvent) {
+        self.push(Wire::Event {
+            r#type: ev.r#type,
+            path: ev.path.clone(),
+        });
+    }
+
+    /// Connects a harness client (setup, probes) to `server`, recording it.
+    pub async fn connect(&self, server: u64, timeout_ms: i32) -> Result<Client, ClientError> {
+        let c = Client::connect(&format!("10.0.0.{server}:2181"), timeout_ms, None, 0).await?;
+        self.connected(server, c.session_id());
+        Ok(c)
+    }
+
+    /// A harness client's request, recorded; a non-zero error code is an `Err`.
+    pub async fn ok(&self, c: &mut Client, request: Request, timeout: Duration) -> Result<Response, ClientError> {
+        self.sent(c.next_xid(), &request);
+        let f = c.call(request, timeout).await?;
+        self.replied(&f);
+        match ErrorCode::try_from(f.header.err) {
+            Ok(ErrorCode::Ok) => Ok(f.response),
+            Ok(e) => Err(ClientError::Server(e)),
+            Err(_) => Err(ClientError::Protocol(format!("error code {}", f.header.err))),
+        }
+    }
+}
 
 /// Appends one client's operations to the shared history, stamped with simulated time.
 #[derive(Clone)]
@@ -31,16 +116,19 @@ pub struct Recorder {
     history: Arc<Mutex<Vec<Op>>>,
     /// The next `Op::seq` of this client (shared by its clones).
     seq: Arc<std::sync::atomic::AtomicU64>,
+    /// The client's wire records.
+    pub tap: Tap,
 }
 
 impl Recorder {
-    /// A recorder for `client`, timing from `start`.
-    pub fn new(client: u32, start: madsim::time::Instant, history: Arc<Mutex<Vec<Op>>>) -> Self {
+    /// A recorder for `client`, timing from `start`, with its wire records going to `tap`.
+    pub fn new(client: u32, start: madsim::time::Instant, history: Arc<Mutex<Vec<Op>>>, tap: Tap) -> Self {
         Recorder {
             client,
             start,
             history,
             seq: Arc::default(),
+            tap,
         }
     }
 
@@ -98,7 +186,49 @@ pub struct Conn {
     events_taken: u64,
     /// Paths whose watch events were recorded since `take_fired`.
     fired: Vec<String>,
+    /// The session's next xid (it continues across the session's connections).
+    next_xid: i32,
+    /// Watches the every-opcode workload believes pending, re-sent with the data watches.
+    ops_watches: OpsWatches,
     rec: Recorder,
+}
+
+/// Pending watches of the every-opcode workload, by kind (setWatches2's lists).
+#[derive(Default)]
+struct OpsWatches {
+    data: std::collections::BTreeSet<String>,
+    exist: std::collections::BTreeSet<String>,
+    child: std::collections::BTreeSet<String>,
+    persistent: std::collections::BTreeSet<String>,
+    recursive: std::collections::BTreeSet<String>,
+}
+
+impl OpsWatches {
+    fn is_empty(&self) -> bool {
+        self.data.is_empty()
+            && self.exist.is_empty()
+            && self.child.is_empty()
+            && self.persistent.is_empty()
+            && self.recursive.is_empty()
+    }
+
+    /// A notification spends the one-shot watches it fires.
+    fn fired(&mut self, ty: i32, p: &str) {
+        match EventType::try_from(ty) {
+            Ok(EventType::NodeChildrenChanged) => {
+                self.child.remove(p);
+            }
+            Ok(EventType::NodeDeleted) => {
+                self.child.remove(p);
+                self.data.remove(p);
+                self.exist.remove(p);
+            }
+            _ => {
+                self.data.remove(p);
+                self.exist.remove(p);
+            }
+        }
+    }
 }
 
 impl Conn {
@@ -115,6 +245,8 @@ impl Conn {
             watched: Default::default(),
             events_taken: 0,
             fired: vec![],
+            next_xid: 1,
+            ops_watches: OpsWatches::default(),
             rec,
         }
     }
@@ -130,8 +262,11 @@ impl Conn {
             let resume = self.session.map(|s| (s, zraft::session::password(s)));
             let addr = format!("10.0.0.{node}:2181");
             match Client::connect(&addr, SESSION_TIMEOUT_MS, resume, self.last_zxid).await {
-                Ok(c) => {
+                Ok(mut c) => {
                     self.resumed = self.session == Some(c.session_id());
+                    self.next_xid = if self.resumed { self.next_xid } else { 1 };
+                    c.continue_xids(self.next_xid);
+                    self.rec.tap.connected(node, c.session_id());
                     self.session = Some(c.session_id());
                     self.epoch += 1;
                     self.events_taken = 0;
@@ -141,10 +276,11 @@ impl Conn {
                     // connection that resumed the session, relative to the last zxid seen on
                     // the old one (mostly: sometimes this client forgets them, as one that does
                     // not re-send would). A new session starts without watches.
-                    if self.resumed && !self.watched.is_empty() && rng.gen_bool(0.8) {
+                    if self.resumed && !(self.watched.is_empty() && self.ops_watches.is_empty()) && rng.gen_bool(0.8) {
                         self.set_watches().await;
                     } else {
                         self.watched.clear();
+                        self.ops_watches = OpsWatches::default();
                     }
                 }
                 Err(ClientError::SessionExpired) => {
@@ -165,15 +301,30 @@ impl Conn {
     async fn set_watches(&mut self) {
         let keys: Vec<String> = self.watched.iter().cloned().collect();
         let invoke = self.rec.now();
-        let req = SetWatches {
-            relative_zxid: self.last_zxid,
-            data_watches: keys.clone(),
-            exist_watches: vec![],
-            child_watches: vec![],
+        let w = &self.ops_watches;
+        let list = |s: &std::collections::BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+        let data_watches: Vec<String> = self.watched.union(&w.data).cloned().collect();
+        // As the Java client: setWatches2 only when there are persistent watches to re-send.
+        let req = if w.persistent.is_empty() && w.recursive.is_empty() {
+            Request::SetWatches(SetWatches {
+                relative_zxid: self.last_zxid,
+                data_watches,
+                exist_watches: list(&w.exist),
+                child_watches: list(&w.child),
+            })
+        } else {
+            Request::SetWatches2(zraft::jute::SetWatches2 {
+                relative_zxid: self.last_zxid,
+                data_watches,
+                exist_watches: list(&w.exist),
+                child_watches: list(&w.child),
+                persistent_watches: list(&w.persistent),
+                persistent_recursive_watches: list(&w.recursive),
+            })
         };
         // Changes missed while away fire before the reply (`call` records them, and their
         // watches are spent).
-        let (r, zxid) = self.call(Request::SetWatches(req)).await;
+        let (r, zxid) = self.call(req).await;
         let outcome = match &r {
             Ok(_) => Outcome::Ok(None),
             Err(ClientError::Server(_)) => Outcome::Fail,
@@ -191,6 +342,65 @@ impl Conn {
     /// Notes a data watch left on `key` by a successful read.
     pub fn watch(&mut self, key: &str) {
         self.watched.insert(key.to_string());
+    }
+
+    /// Notes the watch an every-opcode request left or removed, given its result.
+    pub fn note_watch(&mut self, q: &Request, r: &Result<Response, ClientError>) {
+        let ok = r.is_ok();
+        let no_node = matches!(r, Err(ClientError::Server(ErrorCode::NoNode)));
+        let w = &mut self.ops_watches;
+        match q {
+            Request::Exists(e) if e.watch && ok => {
+                w.data.insert(e.path.clone());
+            }
+            Request::Exists(e) if e.watch && no_node => {
+                w.exist.insert(e.path.clone());
+            }
+            Request::GetData(g) if g.watch && ok => {
+                w.data.insert(g.path.clone());
+            }
+            Request::GetChildren(g) if g.watch && ok => {
+                w.child.insert(g.path.clone());
+            }
+            Request::GetChildren2(g) if g.watch && ok => {
+                w.child.insert(g.path.clone());
+            }
+            Request::AddWatch(a) if ok => {
+                let set = if a.mode == 0 {
+                    &mut w.persistent
+                } else {
+                    &mut w.recursive
+                };
+                set.insert(a.path.clone());
+            }
+            Request::RemoveWatches(rw) if ok => {
+                let p = &rw.path;
+                if rw.r#type != 2 {
+                    w.child.remove(p);
+                }
+                if rw.r#type != 1 {
+                    w.data.remove(p);
+                    w.exist.remove(p);
+                }
+                if rw.r#type == 3 {
+                    w.persistent.remove(p);
+                    w.recursive.remove(p);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends `requests` and leaves at once, without waiting for any reply or closing the
+    /// session: they are in flight when the session expires.
+    pub fn send_and_vanish(&mut self, requests: Vec<Request>) {
+        if let Some(c) = self.client.as_mut() {
+            for r in requests {
+                self.rec.tap.sent(c.next_xid(), &r);
+                let _ = c.send(r);
+            }
+        }
+        self.vanish();
     }
 
     /// Which connection this is (changes on every reconnect).
@@ -221,7 +431,13 @@ impl Conn {
         let Some(c) = self.client.as_mut() else {
             return (Err(ClientError::ConnectionLoss), 0);
         };
-        let reply = c.call_counted(request, REPLY_TIMEOUT).await;
+        self.rec.tap.sent(c.next_xid(), &request);
+        let pending = c.send(request);
+        self.next_xid = c.next_xid();
+        let reply = match pending {
+            Ok(p) => p.wait(REPLY_TIMEOUT).await,
+            Err(e) => Err(e),
+        };
         let r = self.reply(reply);
         if let Some(c) = self.client.as_ref() {
             self.last_zxid = self.last_zxid.max(c.last_zxid());
@@ -241,7 +457,15 @@ impl Conn {
         let Some(c) = self.client.as_mut() else {
             return (0..n).map(|_| (Err(ClientError::ConnectionLoss), 0)).collect();
         };
-        let sent: Vec<_> = requests.into_iter().map(|r| c.send(r)).collect();
+        let tap = &self.rec.tap;
+        let sent: Vec<_> = requests
+            .into_iter()
+            .map(|r| {
+                tap.sent(c.next_xid(), &r);
+                c.send(r)
+            })
+            .collect();
+        self.next_xid = c.next_xid();
         let mut out = Vec::with_capacity(n);
         for s in sent {
             let reply = match s {
@@ -273,6 +497,7 @@ impl Conn {
             Err(e) => return (Err(e), 0),
         };
         self.take_events(before.saturating_sub(self.events_taken));
+        self.rec.tap.replied(&f);
         let zxid = f.header.zxid;
         match ErrorCode::try_from(f.header.err) {
             Ok(ErrorCode::Ok) => (Ok(f.response), zxid),
@@ -291,6 +516,8 @@ impl Conn {
                 break;
             };
             self.events_taken += 1;
+            self.rec.tap.event(&ev);
+            self.ops_watches.fired(ev.r#type, &ev.path);
             self.rec
                 .observed(self.session.unwrap_or(0), &ev.path, RegOp::WatchEvent);
             self.watched.remove(&ev.path);
@@ -312,6 +539,8 @@ impl Conn {
     pub fn vanish(&mut self) {
         self.client = None;
         self.session = None;
+        self.watched.clear();
+        self.ops_watches = OpsWatches::default();
     }
 }
 
@@ -329,8 +558,10 @@ pub async fn client(id: u32, cfg: RunConfig, rec: Recorder) {
         if conn.get(&mut rng).await.is_none() {
             continue;
         }
-        let pick = rng.gen_range(0..total + cfg.pipeline_weight);
-        if pick >= total {
+        let pick = rng.gen_range(0..total + cfg.pipeline_weight + cfg.ops_weight);
+        if pick >= total + cfg.pipeline_weight {
+            ops::step(cfg.pipeline_depth, &mut conn, &mut rng).await;
+        } else if pick >= total {
             regs.pipelined(cfg.pipeline_depth, &mut conn, &rec, &mut rng).await;
         } else if pick < cfg.weights[0] + cfg.weights[1] + cfg.weights[2] {
             let [r, w, _, _] = cfg.weights;
