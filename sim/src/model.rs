@@ -278,6 +278,8 @@ impl Model {
                 let fired = self.close_session(session, zxid);
                 return Some((ErrorCode::Ok, Response::Empty, fired));
             }
+            // ZooKeeper's default reconfigEnabled=false: an error transaction.
+            Request::Reconfig(_) => return Some((ErrorCode::ReconfigDisabled, Response::Empty, vec![])),
             _ => return None,
         };
         let mut undo = vec![];
