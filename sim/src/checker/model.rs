@@ -477,13 +477,37 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
     for (w, s) in &streams {
         let mut exp = expected.remove(w).unwrap_or_default();
         let mut k = 0;
-        for x in s {
+        // What the connection received last, for a counterexample.
+        let recent = |upto: usize| -> String {
+            s[upto.saturating_sub(12)..upto]
+                .iter()
+                .map(|x| match x {
+                    Ok(i) => {
+                        let r = calls[*i].reply.expect("replied");
+                        let q = format!("{:?}", calls[*i].request);
+                        format!(
+                            "\n    reply err {} zxid {:#x} to {}",
+                            r.err,
+                            r.zxid,
+                            &q[..q.len().min(160)]
+                        )
+                    }
+                    Err((ty, path)) => format!("\n    event {ty} {path}"),
+                })
+                .collect()
+        };
+        for (pos, x) in s.iter().enumerate() {
             match x {
                 Err((ty, path)) => {
                     let Some(&(z, _, _)) = exp.get(k) else {
                         return violation(
                             Kind::UnexpectedEvent,
-                            format!("client {} conn {}: event {ty} {path}, none expected", w.0, w.1),
+                            format!(
+                                "client {} conn {}: event {ty} {path}, none expected; before it:{}",
+                                w.0,
+                                w.1,
+                                recent(pos)
+                            ),
                         );
                     };
                     // Events of one transaction may come in any order.
@@ -494,10 +518,11 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
                         return violation(
                             Kind::UnexpectedEvent,
                             format!(
-                                "client {} conn {}: event {ty} {path}; expected next {:?}",
+                                "client {} conn {}: event {ty} {path}; expected next {:?}; before it:{}",
                                 w.0,
                                 w.1,
-                                &exp[k..exp.len().min(k + 4)]
+                                &exp[k..exp.len().min(k + 4)],
+                                recent(pos)
                             ),
                         );
                     };
@@ -511,8 +536,12 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
                         return violation(
                             Kind::MissingEvent,
                             format!(
-                                "client {} conn {}: reply to {:?} at {:#x} came before event {e:?}",
-                                w.0, w.1, calls[*i].request, r.zxid
+                                "client {} conn {}: reply to {:?} at {:#x} came before event {e:?}; before it:{}",
+                                w.0,
+                                w.1,
+                                calls[*i].request,
+                                r.zxid,
+                                recent(pos)
                             ),
                         );
                     }

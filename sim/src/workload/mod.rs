@@ -467,11 +467,18 @@ impl Conn {
             .collect();
         self.next_xid = c.next_xid();
         let mut out = Vec::with_capacity(n);
+        let mut lost = false;
         for s in sent {
+            // A reply that does not come ends the connection, as the Java client's read
+            // timeout does: the replies behind it are not waited for (nor recorded), since
+            // one that arrived after the lost one would show effects of a request whose
+            // reply the client never saw.
             let reply = match s {
+                _ if lost => Err(ClientError::ConnectionLoss),
                 Err(e) => Err(e),
                 Ok(p) => p.wait(REPLY_TIMEOUT).await,
             };
+            lost |= matches!(reply, Err(ref e) if !matches!(e, ClientError::Server(_)));
             let r = self.reply(reply);
             out.push(r);
         }
