@@ -476,9 +476,7 @@ impl Model {
                     return Err(ErrorCode::NoAuth);
                 }
                 let n = self.nodes.get(&r.path).ok_or(ErrorCode::NoNode)?;
-                if r.version != -1 && r.version != n.version {
-                    return Err(ErrorCode::BadVersion);
-                }
+                versioned(r.version, n.version)?;
                 if !n.children.is_empty() {
                     return Err(ErrorCode::NotEmpty);
                 }
@@ -486,19 +484,9 @@ impl Model {
                 Ok(Done::Deleted)
             }
             WriteOp::SetData(r) => {
-                if !live {
-                    return Err(ErrorCode::SessionExpired);
-                }
-                if !valid_path(&r.path) {
-                    return Err(ErrorCode::BadArguments);
-                }
-                let n = self.nodes.get(&r.path).ok_or(ErrorCode::NoNode)?;
-                if !allowed(&n.acl, perms::WRITE) {
-                    return Err(ErrorCode::NoAuth);
-                }
-                if r.version != -1 && r.version != n.version {
-                    return Err(ErrorCode::BadVersion);
-                }
+                usable(live, &r.path)?;
+                let n = self.node_for(&r.path, perms::WRITE)?;
+                versioned(r.version, n.version)?;
                 self.save(&r.path, undo);
                 let n = self.nodes.get_mut(&r.path).expect("looked up");
                 n.data = r.data.clone();
@@ -508,20 +496,10 @@ impl Model {
                 Ok(Done::DataSet(n.stat()))
             }
             WriteOp::SetAcl(r) => {
-                if !live {
-                    return Err(ErrorCode::SessionExpired);
-                }
-                if !valid_path(&r.path) {
-                    return Err(ErrorCode::BadArguments);
-                }
+                usable(live, &r.path)?;
                 let acl = fixup(&r.acl)?;
-                let n = self.nodes.get(&r.path).ok_or(ErrorCode::NoNode)?;
-                if !allowed(&n.acl, perms::ADMIN) {
-                    return Err(ErrorCode::NoAuth);
-                }
-                if r.version != -1 && r.version != n.aversion {
-                    return Err(ErrorCode::BadVersion);
-                }
+                let n = self.node_for(&r.path, perms::ADMIN)?;
+                versioned(r.version, n.aversion)?;
                 self.save(&r.path, undo);
                 let n = self.nodes.get_mut(&r.path).expect("looked up");
                 n.acl = acl;
@@ -529,22 +507,21 @@ impl Model {
                 Ok(Done::AclSet(n.stat()))
             }
             WriteOp::Check(r) => {
-                if !live {
-                    return Err(ErrorCode::SessionExpired);
-                }
-                if !valid_path(&r.path) {
-                    return Err(ErrorCode::BadArguments);
-                }
-                let n = self.nodes.get(&r.path).ok_or(ErrorCode::NoNode)?;
-                if !allowed(&n.acl, perms::READ) {
-                    return Err(ErrorCode::NoAuth);
-                }
-                if r.version != -1 && r.version != n.version {
-                    return Err(ErrorCode::BadVersion);
-                }
+                usable(live, &r.path)?;
+                let n = self.node_for(&r.path, perms::READ)?;
+                versioned(r.version, n.version)?;
                 Ok(Done::Checked)
             }
         }
+    }
+
+    /// The node a setData, setACL or check names, if it exists and allows `perm`.
+    fn node_for(&self, p: &str, perm: i32) -> Result<&Node, ErrorCode> {
+        let n = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
+        if !allowed(&n.acl, perm) {
+            return Err(ErrorCode::NoAuth);
+        }
+        Ok(n)
     }
 
     /// Deletes a childless node: the parent's pzxid moves (its stored cversion does not).
@@ -640,6 +617,26 @@ impl Model {
             _ => return None,
         })
     }
+}
+
+/// The checks PrepRequestProcessor makes first for setData, setACL and check: the session,
+/// then the path.
+fn usable(live: bool, p: &str) -> Result<(), ErrorCode> {
+    if !live {
+        return Err(ErrorCode::SessionExpired);
+    }
+    if !valid_path(p) {
+        return Err(ErrorCode::BadArguments);
+    }
+    Ok(())
+}
+
+/// checkAndIncVersion: -1 matches any version.
+fn versioned(expected: i32, current: i32) -> Result<(), ErrorCode> {
+    if expected != -1 && expected != current {
+        return Err(ErrorCode::BadVersion);
+    }
+    Ok(())
 }
 
 /// A failed multi's results.
