@@ -1,0 +1,119 @@
+//! Committed transactions applied (ZooKeeper's FinalRequestProcessor for writes): the tree,
+//! watches and sessions, and the replies to this node's own requests.
+
+use super::*;
+
+impl Node {
+    pub(super) fn apply(&mut self, e: &raft::Entry) {
+        if e.kind != EntryKind::Normal {
+            return;
+        }
+        let Ok((p, _)) = bincode::serde::decode_from_slice::<Proposal, _>(&e.data, bincode::config::standard()) else {
+            panic!("committed entry {} does not decode: the log is corrupt", e.index);
+        };
+        if p.entry.zxid <= self.tree.last_zxid() {
+            return;
+        }
+        let (result, triggers) = self.tree.apply(&p.entry);
+        #[cfg(madsim)]
+        {
+            let snap = snapshot::encode(&self.tree);
+            let tree = crc32c::crc32c(&snap) as u64 | ((snap.len() as u64) << 32);
+            crate::server::observer::report(crate::server::observer::Observation::Applied {
+                node: self.id,
+                index: e.index,
+                term: e.term,
+                tree,
+            });
+            crate::server::observer::report(crate::server::observer::Observation::Committed {
+                node: self.id,
+                zxid: p.entry.zxid,
+                session: p.entry.session_id,
+                cxid: p.cxid,
+                kind: match (&p.entry.txn, p.entry.session_id) {
+                    (Txn::CreateSession { .. }, _) => crate::server::observer::Committed::CreateSession,
+                    (Txn::CloseSession { .. }, _) if p.cxid == 0 => crate::server::observer::Committed::Expire,
+                    (Txn::Delete { path }, 0) => crate::server::observer::Committed::Reap(path.clone()),
+                    (_, 0) => crate::server::observer::Committed::ReapFailed,
+                    _ => crate::server::observer::Committed::Request,
+                },
+            });
+        }
+        self.pending.applied(p.entry.zxid);
+        self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
+        self.stats.applied += 1;
+        // Watches fire before a closing session's connection goes: ZooKeeper tells a session
+        // of its own ephemerals' deletion before it answers closeSession.
+        for t in &triggers {
+            for (s, ev, path) in self.watches.fire(t) {
+                // The watch is used up either way; a session that may not read the node
+                // is not told (ZooKeeper 3.8 checks READ per watcher when it notifies).
+                if self.may_read(s, &t.acl) {
+                    self.notify(s, ev, &path);
+                }
+            }
+        }
+        let session = p.entry.session_id;
+        match (&p.entry.txn, &result) {
+            (Txn::CreateSession { timeout }, _) => {
+                let now = self.mono();
+                self.tracker.add(session, *timeout, now);
+            }
+            (Txn::CloseSession { .. }, _) => {
+                self.tracker.remove(session);
+                self.expiring.remove(&session);
+                // A session closed elsewhere (expiry) ends its connection here too.
+                if let Some(conn) = self.session_conn.remove(&session) {
+                    self.watches.drop_session(session);
+                    if !self.mine(&p.origin)
+                        || !matches!(self.waiting.get(&p.origin.req_id), Some(Waiting::Write { .. }))
+                    {
+                        self.close_conn(conn);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !self.mine(&p.origin) {
+            return;
+        }
+        let req_id = p.origin.req_id;
+        match self.waiting.remove(&req_id) {
+            Some(Waiting::Write { conn, xid, close_after }) => {
+                let (err, resp) = result.reply();
+                let f = self.frame(xid, err, resp);
+                self.finish(conn, req_id, Slot::Done(f));
+                if close_after {
+                    self.close_conn(conn);
+                }
+            }
+            Some(Waiting::Connect {
+                conn,
+                session,
+                reply,
+                read_only,
+            }) => {
+                let timeout = match &p.entry.txn {
+                    Txn::CreateSession { timeout } => *timeout,
+                    _ => 0,
+                };
+                if matches!(result, TxnResult::SessionCreated) {
+                    self.session_conn.insert(session, conn);
+                    let _ = reply.send(Handshake::Ok(ConnectResponse {
+                        protocol_version: 0,
+                        time_out: timeout,
+                        session_id: session,
+                        passwd: password(session),
+                        read_only: read_only.map(|_| false),
+                    }));
+                } else {
+                    let _ = reply.send(Handshake::Expired);
+                }
+            }
+            Some(other) => {
+                self.waiting.insert(req_id, other);
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Four-letter words (`ruok`, `srvr`, `stat`, `mntr`, `conf`, `envi`, `cons`, `wchs`, `dump`)
+//! and the counters they report.
+
+use super::*;
+
+/// Counters for four-letter words.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub received: u64,
+    pub sent: u64,
+    pub applied: u64,
+    /// Requests answered through the queue, and their latency from arrival to reply.
+    pub answered: u64,
+    pub latency_total_ms: f64,
+    pub latency_min_ms: f64,
+    pub latency_max_ms: f64,
+}
+
+impl Stats {
+    /// Counts one request answered `d` after it arrived.
+    pub(super) fn latency(&mut self, d: std::time::Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        self.latency_min_ms = if self.answered == 0 {
+            ms
+        } else {
+            self.latency_min_ms.min(ms)
+        };
+        self.latency_max_ms = self.latency_max_ms.max(ms);
+        self.latency_total_ms += ms;
+        self.answered += 1;
+    }
+
+    /// min/avg/max in milliseconds, as ZooKeeper prints them.
+    pub(super) fn latency_line(&self) -> (f64, f64, f64) {
+        let avg = if self.answered == 0 {
+            0.0
+        } else {
+            self.latency_total_ms / self.answered as f64
+        };
+        (self.latency_min_ms, avg, self.latency_max_ms)
+    }
+}
+
+/// The version four-letter words report: the ZooKeeper release whose protocol and semantics
+/// zraft implements first (clients parse it, e.g. kazoo's server_version()), then zraft's own.
+pub const VERSION: &str = concat!("3.8.0-zraft-", env!("CARGO_PKG_VERSION"));
+
+impl Node {
+    pub(super) fn mode(&self) -> &'static str {
+        if self.read_only {
+            "read-only"
+        } else if self.cfg.peers.is_empty() {
+            "standalone"
+        } else if self.role == Role::Leader {
+            "leader"
+        } else if self.raft.conf().learners.contains(&self.id) {
+            "observer"
+        } else {
+            "follower"
+        }
+    }
+
+    /// Requests of all connections waiting for their replies.
+    pub(super) fn outstanding(&self) -> usize {
+        self.conns.values().map(|c| c.queue.len()).sum()
+    }
+
+    /// The `srvr` lines after the version (also the end of `stat`).
+    pub(super) fn server_summary(&self) -> String {
+        let (min, avg, max) = self.stats.latency_line();
+        format!(
+            "Latency min/avg/max: {}/{:.4}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
+            min as u64,
+            avg,
+            max as u64,
+            self.stats.received,
+            self.stats.sent,
+            self.conns.len(),
+            self.outstanding(),
+            self.tree.last_zxid(),
+            self.mode(),
+            self.tree.node_count()
+        )
+    }
+
+    /// One `cons`/`stat` line per connection, in ZooKeeper's format.
+    pub(super) fn client_lines(&self) -> String {
+        self.conns
+            .iter()
+            .map(|(id, c)| {
+                format!(
+                    " /{}[{}](queued={},recved={},sent={},sid=0x{:x})\n",
+                    c.ip,
+                    id,
+                    c.queue.len(),
+                    c.received,
+                    c.sent,
+                    c.session
+                )
+            })
+            .collect()
+    }
+
+    pub(super) fn four_letter(&self, cmd: &str) -> String {
+        match cmd {
+            "ruok" => "imok".into(),
+            "isro" => if self.read_only { "ro" } else { "rw" }.into(),
+            "srvr" => format!("Zookeeper version: {VERSION}\n{}", self.server_summary()),
+            "stat" => format!(
+                "Zookeeper version: {VERSION}\nClients:\n{}\n{}",
+                self.client_lines(),
+                self.server_summary()
+            ),
+            "mntr" => {
+                let (min, avg, max) = self.stats.latency_line();
+                let mut m = vec![
+                    ("zk_version", VERSION.to_string()),
+                    ("zk_server_state", self.mode().to_string()),
+                    ("zk_avg_latency", format!("{avg:.4}")),
+                    ("zk_max_latency", format!("{}", max as u64)),
+                    ("zk_min_latency", format!("{}", min as u64)),
+                    ("zk_packets_received", self.stats.received.to_string()),
+                    ("zk_packets_sent", self.stats.sent.to_string()),
+                    ("zk_num_alive_connections", self.conns.len().to_string()),
+                    ("zk_outstanding_requests", self.outstanding().to_string()),
+                    ("zk_znode_count", self.tree.node_count().to_string()),
+                    ("zk_watch_count", self.watches.count().to_string()),
+                    (
+                        "zk_ephemerals_count",
+                        self.tree
+                            .sessions()
+                            .keys()
+                            .map(|s| self.tree.ephemerals_of(*s).count())
+                            .sum::<usize>()
+                            .to_string(),
+                    ),
+                    ("zk_global_sessions", self.tree.sessions().len().to_string()),
+                    ("zk_uptime", self.mono_start.elapsed().as_millis().to_string()),
+                ];
+                if self.role == Role::Leader && !self.cfg.peers.is_empty() {
+                    m.push(("zk_followers", (self.cfg.peers.len() - 1).to_string()));
+                }
+                m.extend([
+                    ("zk_raft_term", self.raft.term().to_string()),
+                    ("zk_raft_commit_index", self.raft.committed().to_string()),
+                    ("zk_raft_applied_index", self.raft.applied().to_string()),
+                ]);
+                m.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
+            }
+            "conf" => format!(
+                "clientPort={}\n{}dataDir={}\ndataLogDir={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nserverId={}\n",
+                self.cfg.client_port,
+                self.cfg
+                    .tls
+                    .as_ref()
+                    .map(|t| format!("secureClientPort={}\n", t.port))
+                    .unwrap_or_default(),
+                self.cfg.data_dir,
+                self.cfg.log_dir(),
+                self.cfg.tick_time_ms,
+                self.cfg.max_client_cnxns,
+                self.cfg.min_session_timeout_ms,
+                self.cfg.max_session_timeout_ms,
+                self.id
+            ),
+            "envi" => format!(
+                "Environment:\nzookeeper.version={VERSION}\nzraft.version={}\nos.name={}\nos.arch={}\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+            "cons" => self.client_lines(),
+            "wchs" => format!("{} connections watching paths\nTotal watches:{}\n", self.session_conn.len(), self.watches.count()),
+            "dump" => {
+                let mut s = String::from("Sessions with Ephemerals:\n");
+                for sess in self.tree.sessions().keys() {
+                    let es: Vec<&String> = self.tree.ephemerals_of(*sess).collect();
+                    if !es.is_empty() {
+                        s.push_str(&format!("0x{sess:x}:\n"));
+                        for e in es {
+                            s.push_str(&format!("\t{e}\n"));
+                        }
+                    }
+                }
+                s
+            }
+            _ => String::new(),
+        }
+    }
+}
