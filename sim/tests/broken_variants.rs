@@ -150,6 +150,24 @@ mod sim {
                 "variant {bug} caught by the wrong checker: {what}"
             );
         }
+        // reap-recreated (a reap deletes a persistent node re-created at the reaped path after
+        // the reap was chosen) needs a narrow window: 5 of 10,005 sweep seeds reached it. The
+        // seeds that caught it (sim/tests/regressions.rs) must still catch it.
+        for (scenario, seed) in [
+            ("five-nodes", 40015),
+            ("leader-partition", 40395),
+            ("message-chaos", 40329),
+            ("seven-nodes", 40623),
+            ("small-appends", 40482),
+        ] {
+            let s = Scenario::load(&format!("{}/../scenarios/{scenario}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            std::env::set_var("ZRAFT_BUG", "reap-recreated");
+            let why = run(RunConfig::new(&s, seed)).failure();
+            std::env::remove_var("ZRAFT_BUG");
+            let why = why.unwrap_or_else(|| panic!("reap-recreated passed {scenario} seed {seed}"));
+            assert!(why.contains("model check failed: BadReap"), "reap-recreated: {why}");
+        }
+
         // raft-commit-unmatched (a follower commits the leader's commit index over its whole
         // log, not only up to the end of the append it accepted) is latent in this core: a
         // leader's first accepted append in a term starts at the last index the logs agree on

@@ -50,6 +50,21 @@ pub fn ttl_of(owner: i64) -> i64 {
     owner & MAX_TTL
 }
 
+/// Whether the server reaps a node with this stat and number of children at `now_ms`: an
+/// empty container that has had children, or an empty TTL node unchanged for longer than its
+/// TTL (ZooKeeper's ContainerManager).
+pub fn reapable(stat: &StatPersisted, children: usize, now_ms: i64) -> bool {
+    children == 0
+        && match owner_kind(stat.ephemeral_owner) {
+            OwnerKind::Container => stat.cversion > 0,
+            OwnerKind::Ttl => {
+                let ttl = ttl_of(stat.ephemeral_owner);
+                ttl != 0 && now_ms - stat.mtime > ttl
+            }
+            OwnerKind::Void | OwnerKind::Session => false,
+        }
+}
+
 /// Node metadata as stored (`StatPersisted`): Stat without the derived fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StatPersisted {
@@ -375,15 +390,7 @@ impl DataTree {
     pub fn reap_candidates(&self, now_ms: i64) -> Vec<String> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.children.is_empty())
-            .filter(|(_, n)| match owner_kind(n.stat.ephemeral_owner) {
-                OwnerKind::Container => n.stat.cversion > 0,
-                OwnerKind::Ttl => {
-                    let ttl = ttl_of(n.stat.ephemeral_owner);
-                    ttl != 0 && now_ms - n.stat.mtime > ttl
-                }
-                _ => false,
-            })
+            .filter(|(_, n)| reapable(&n.stat, n.children.len(), now_ms))
             .map(|(p, _)| p.clone())
             .collect()
     }

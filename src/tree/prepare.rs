@@ -3,7 +3,7 @@
 //! a failed one becomes `Txn::Error`, exactly as ZooKeeper logs an ErrorTxn.
 
 use super::acl::{check_acl, fixup_acl, AuthIds};
-use super::data_tree::{owner_kind, ttl_owner, DataTree, OwnerKind, StatPersisted, CONTAINER_OWNER};
+use super::data_tree::{owner_kind, reapable, ttl_owner, DataTree, OwnerKind, StatPersisted, CONTAINER_OWNER};
 use super::path::{self, validate_path};
 use super::txn::{Txn, TxnEntry};
 use crate::jute::{perms, Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request};
@@ -245,6 +245,18 @@ impl DataTree {
                     return Err(ErrorCode::NotEmpty);
                 }
                 if owner_kind(n.stat.ephemeral_owner) == OwnerKind::Session {
+                    return Err(ErrorCode::BadVersion);
+                }
+                // The server's own reap (session 0) chose the node from the applied tree; the
+                // writes prepared since may have refilled the container, touched the TTL node,
+                // or deleted it and created a persistent node at its path, which no reap may
+                // delete. (ZooKeeper 3.8 checks only that the node is no session's ephemeral,
+                // so its ContainerManager can delete a re-created persistent node.) Broken on
+                // purpose under "reap-recreated": the old check alone.
+                if ctx.session_id == 0
+                    && !reapable(&n.stat, n.child_count.max(0) as usize, ctx.time)
+                    && !crate::bug("reap-recreated")
+                {
                     return Err(ErrorCode::BadVersion);
                 }
                 self.record_delete(pending, zxid, p);
