@@ -281,6 +281,16 @@ impl Raft {
         }
     }
 
+    /// Campaigns at once if this node is the only voter: nobody else can vote, so a one-voter
+    /// cluster need not sit out an election timeout after it starts (ZooKeeper standalone
+    /// serves as soon as its data is loaded).
+    pub fn campaign_if_sole_voter(&mut self) {
+        if self.role != Role::Leader && self.conf.voters.len() == 1 && self.promotable() {
+            self.campaign(false);
+            debug_assert_eq!(self.role, Role::Leader, "a sole voter wins its own election");
+        }
+    }
+
     /// Proposes application data; returns the entry's index.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, RaftError> {
         self.check_can_propose()?;

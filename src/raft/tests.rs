@@ -165,6 +165,22 @@ fn single_node_elects_itself_and_commits() {
 }
 
 #[test]
+fn a_sole_voter_leads_at_once_after_a_restart() {
+    // A restarted one-voter cluster with a log: leader in the next term without a tick.
+    let mut r = node(1, &[1], &[1, 1, 2], 2, 3, |_| {});
+    r.campaign_if_sole_voter();
+    assert_eq!((r.role(), r.term()), (Role::Leader, 3));
+    // One voter of three: nothing happens before the election timeout.
+    let mut r = node(1, &[1, 2, 3], &[1], 1, 1, |_| {});
+    r.campaign_if_sole_voter();
+    assert_eq!((r.role(), r.term()), (Role::Follower, 1));
+    // A node that is not the voter never campaigns.
+    let mut r = node(2, &[1], &[1], 1, 1, |_| {});
+    r.campaign_if_sole_voter();
+    assert_eq!(r.role(), Role::Follower);
+}
+
+#[test]
 fn three_nodes_elect_exactly_one_leader() {
     for seed in 0..20 {
         let ids = [1, 2, 3];

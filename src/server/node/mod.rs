@@ -461,6 +461,7 @@ impl Node {
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         tokio::spawn(persist::run(storage, jobs_rx, events_tx));
         self.wal = Some(jobs_tx);
+        self.raft.campaign_if_sole_voter();
         // Apply what the log already holds before serving anything.
         self.process_ready()?;
         while let Some(ev) = events.recv().await {
