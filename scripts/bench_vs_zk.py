@@ -7,8 +7,14 @@ maxClientCnxns=0, admin.enableServer=false), then zraft as 1 and 3 nodes on 127.
 Runs the same matrix of loads against each with `zraft bench` and prints a table with
 throughput, p99 and zraft/ZooKeeper ratios; writes reports/bench/<stamp>.csv and .svg.
 
+With --big N (e.g. 1000000), first a memory-and-restart comparison on one node of each:
+N znodes of 100 bytes created (64 sessions, depth 16), the time that took, the server's
+resident memory and data directory afterwards, and, after kill -9, the time from starting the
+server again to its first acknowledged write (and the node count it came back with).
+
 Usage: scripts/bench_vs_zk.py [--zraft target/release/zraft] [--secs 8] [--nodes 1,3]
        [--loads set,get,create-seq] [--depths 1,16] [--sessions 64] [--value-size 1024]
+       [--big 1000000] [--only-big]
 """
 import argparse
 import csv
@@ -21,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
-from jute import four_letter  # noqa: E402
+from jute import CREATE, Conn, four_letter  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JARS = ":".join(sorted(os.path.join("/usr/share/java", f) for f in os.listdir("/usr/share/java") if f.endswith(".jar"))) \
@@ -50,7 +56,7 @@ class Cluster:
     """n servers of one kind on 127.0.0.1, client ports base..base+n-1."""
 
     def __init__(self, kind, n, base, root, zraft):
-        self.kind, self.n, self.base, self.procs = kind, n, base, []
+        self.kind, self.n, self.base, self.procs, self.cmds = kind, n, base, [], []
         self.dir = os.path.join(root, f"{kind}{n}")
         shutil.rmtree(self.dir, ignore_errors=True)
         servers = "".join(f"server.{i}=127.0.0.1:{base + 100 + i}:{base + 200 + i}\n" for i in range(1, n + 1)) if n > 1 else ""
@@ -69,6 +75,7 @@ class Cluster:
                        "-cp", JARS, "org.apache.zookeeper.server.quorum.QuorumPeerMain", os.path.join(d, "zoo.cfg")]
             else:
                 cmd = [zraft, "serve", "--config", os.path.join(d, "zoo.cfg")]
+            self.cmds.append((cmd, log))
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, env=dict(os.environ, ZRAFT_LOG="warn")))
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -81,6 +88,50 @@ class Cluster:
 
     def hosts(self):
         return ",".join(f"127.0.0.1:{self.base + i}" for i in range(self.n))
+
+    def rss_mb(self, i=0):
+        """Resident memory of server i (MB)."""
+        for line in open(f"/proc/{self.procs[i].pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def data_mb(self, i=0):
+        """Bytes under server i's data directory (its log excluded), in MB."""
+        d = os.path.join(self.dir, f"n{i + 1}")
+        return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs
+                   if f != "server.log") / 1e6
+
+    def crash_and_restart(self, i=0):
+        """kill -9 server i, start it again; seconds until it acknowledges a write."""
+        self.procs[i].kill()
+        self.procs[i].wait()
+        cmd, log = self.cmds[i]
+        t0 = time.time()
+        self.procs[i] = subprocess.Popen(cmd, stdout=log, stderr=log, env=dict(os.environ, ZRAFT_LOG="warn"))
+        addr = f"127.0.0.1:{self.base + i}"
+        while time.time() - t0 < 600:
+            try:
+                c = Conn(addr)
+            except (OSError, ConnectionError):
+                time.sleep(0.01)
+                continue
+            try:
+                xid = c.send(CREATE, {"path": f"/restart-{int(t0 * 1000)}", "data": b"x",
+                                      "acl": [(31, "world", "anyone")], "flags": 0})
+                if c.wait(lambda st: any(e[0] == "reply" and e[1] == xid for e in st), 60):
+                    if any(e[0] == "reply" and e[1] == xid and e[3] == 0 for e in c.stream):
+                        return time.time() - t0
+            finally:
+                c.close()
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.kind} did not take a write within 600 s of a restart")
+
+    def node_count(self, i=0):
+        for line in four_letter(f"127.0.0.1:{self.base + i}", "srvr").splitlines():
+            if line.startswith("Node count:"):
+                return int(line.split(":", 1)[1])
+        return -1
 
     def stop(self):
         for p in self.procs:
@@ -127,6 +178,7 @@ def svg(rows, path):
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zraft", default=os.path.join(REPO, "target/release/zraft"))
     p.add_argument("--secs", type=float, default=8.0)
@@ -138,6 +190,8 @@ def main():
     p.add_argument("--sessions", type=int, default=64)
     p.add_argument("--value-size", type=int, default=1024)
     p.add_argument("--dir", default=None, help="where the servers keep their data (default: a temp dir under target/)")
+    p.add_argument("--big", type=int, default=0, help="znodes of 100 bytes for the memory-and-restart comparison (0: skip)")
+    p.add_argument("--only-big", action="store_true", help="only the memory-and-restart comparison")
     a = p.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     os.makedirs(os.path.join(REPO, "reports/bench"), exist_ok=True)
@@ -145,7 +199,29 @@ def main():
     raw_csv = csv_path + ".raw"
     root = a.dir or tempfile.mkdtemp(prefix="bench-", dir=os.path.join(REPO, "target"))
     rows = []
-    for n in [int(x) for x in a.nodes.split(",")]:
+    big = {}
+    for kind in ["zk", "zraft"] if a.big > 0 else []:
+        print(f"== {kind} x1: {a.big} znodes of 100 bytes", flush=True)
+        c = Cluster(kind, 1, 29000, root, a.zraft)
+        try:
+            out = subprocess.run([a.zraft, "bench", "--hosts", c.hosts(), "--load", "create", "--depth", "16",
+                                  "--sessions", str(a.sessions), "--value-size", "100", "--count", str(a.big),
+                                  "--keys", "1", "--root", "/big"], capture_output=True, text=True, timeout=7200)
+            if out.returncode != 0:
+                raise RuntimeError(f"loading failed: {out.stderr}")
+            print("   ", out.stdout.strip(), flush=True)
+            secs = float(out.stdout.split(" ops in ")[1].split("s,")[0])
+            b = dict(load_s=secs, rss_mb=c.rss_mb(), data_mb=c.data_mb())
+            b["restart_s"] = c.crash_and_restart()
+            b["nodes_after"] = c.node_count()
+            b["rss_after_mb"] = c.rss_mb()
+            big[kind] = b
+            print(f"    load {secs:.1f} s, RSS {b['rss_mb']:.0f} MB, data {b['data_mb']:.0f} MB, "
+                  f"restart to a write {b['restart_s']:.2f} s ({b['nodes_after']} nodes, RSS {b['rss_after_mb']:.0f} MB)",
+                  flush=True)
+        finally:
+            c.stop()
+    for n in [int(x) for x in a.nodes.split(",")] if not a.only_big else []:
         for kind in ["zk", "zraft"]:
             print(f"== {kind} x{n}", flush=True)
             c = Cluster(kind, n, 25000 + 1000 * n, root, a.zraft)
@@ -159,6 +235,20 @@ def main():
             finally:
                 c.stop()
     shutil.rmtree(root, ignore_errors=True)
+    if big:
+        print(f"\n{a.big} znodes of 100 bytes, 1 node | {'ZooKeeper':>10} | {'zraft':>10} | ratio")
+        for k, what in [("load_s", "load s"), ("rss_mb", "RSS MB"), ("data_mb", "data dir MB"),
+                        ("restart_s", "restart to a write s"), ("rss_after_mb", "RSS after restart MB")]:
+            z, r = big["zk"][k], big["zraft"][k]
+            print(f"{what:>33} | {z:>10.2f} | {r:>10.2f} | {r / z if z else 0:.2f}")
+        with open(csv_path.replace(".csv", "-big.csv"), "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["server", "znodes", "load_s", "rss_mb", "data_mb", "restart_s", "nodes_after", "rss_after_mb"])
+            for k, b in big.items():
+                wr.writerow([k, a.big, f"{b['load_s']:.2f}", f"{b['rss_mb']:.0f}", f"{b['data_mb']:.0f}",
+                             f"{b['restart_s']:.3f}", b["nodes_after"], f"{b['rss_after_mb']:.0f}"])
+    if not rows:
+        return 0
     with open(csv_path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=["server", "nodes", "load", "depth", "sessions", "value_size", "ops_per_s", "ops",
                                            "errors", "p50_ms", "p99_ms", "p999_ms", "max_ms"], extrasaction="ignore")

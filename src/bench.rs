@@ -6,6 +6,7 @@ use crate::client::{Client, ClientError, PendingReply};
 use crate::jute::*;
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,9 @@ pub struct Settings {
     pub warmup: Duration,
     /// Root of the keys this run uses.
     pub root: String,
+    /// Stop after this many requests in all instead of after `duration` (no warm-up): the
+    /// time they took is the measurement (e.g. loading a million znodes).
+    pub count: Option<u64>,
 }
 
 /// What a run measured.
@@ -209,7 +213,13 @@ fn request(s: &Settings, rng: &mut Rng, session: usize, counter: &mut u64, value
 
 /// One session: keeps `depth` requests in flight until the deadline; records latencies after
 /// the warm-up.
-async fn session(s: Arc<Settings>, idx: usize, start: Instant, hist: Arc<Mutex<Histogram<u64>>>) -> (u64, u64) {
+async fn session(
+    s: Arc<Settings>,
+    idx: usize,
+    start: Instant,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    tickets: Arc<AtomicU64>,
+) -> (u64, u64) {
     let host = &s.hosts[idx % s.hosts.len()];
     let Ok(mut c) = Client::connect(host, 30_000, None, 0).await else {
         return (0, 1);
@@ -217,13 +227,22 @@ async fn session(s: Arc<Settings>, idx: usize, start: Instant, hist: Arc<Mutex<H
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (idx as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9));
     let value = vec![b'x'; s.value_size];
     let (mut counter, mut ops, mut errors) = (0u64, 0u64, 0u64);
-    let measure_from = start + s.warmup;
-    let end = measure_from + s.duration;
+    // A counted run has no deadline: it ends when the tickets run out.
+    let (measure_from, end) = match s.count {
+        Some(_) => (start, start + Duration::from_secs(365 * 86_400)),
+        None => (start + s.warmup, start + s.warmup + s.duration),
+    };
+    let take_ticket = || {
+        s.count.is_none()
+            || tickets
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1))
+                .is_ok()
+    };
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     let mut inflight: VecDeque<(Instant, PendingReply)> = VecDeque::new();
     loop {
         let now = Instant::now();
-        while now < end && inflight.len() < s.depth {
+        while now < end && inflight.len() < s.depth && take_ticket() {
             match c.send(request(&s, &mut rng, idx, &mut counter, &value)) {
                 Ok(p) => inflight.push_back((Instant::now(), p)),
                 Err(_) => return (ops, errors + 1),
@@ -256,9 +275,10 @@ pub async fn run(s: Settings) -> Result<Outcome, BenchError> {
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
     ));
+    let tickets = Arc::new(AtomicU64::new(s.count.unwrap_or(0)));
     let start = Instant::now();
     let tasks: Vec<_> = (0..s.sessions)
-        .map(|i| tokio::spawn(session(s.clone(), i, start, hist.clone())))
+        .map(|i| tokio::spawn(session(s.clone(), i, start, hist.clone(), tickets.clone())))
         .collect();
     let (mut ops, mut errors) = (0, 0);
     for t in tasks {
@@ -270,7 +290,10 @@ pub async fn run(s: Settings) -> Result<Outcome, BenchError> {
     Ok(Outcome {
         ops,
         errors,
-        secs: s.duration.as_secs_f64(),
+        secs: match s.count {
+            Some(_) => start.elapsed().as_secs_f64(),
+            None => s.duration.as_secs_f64(),
+        },
         p50_us: h.value_at_quantile(0.50),
         p99_us: h.value_at_quantile(0.99),
         p999_us: h.value_at_quantile(0.999),

@@ -70,6 +70,10 @@ enum Command {
         csv: Option<String>,
         #[arg(long, default_value = "")]
         label: String,
+        /// Send this many requests in all and report the time they took (instead of --secs
+        /// and --warmup).
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 
@@ -225,6 +229,7 @@ fn main() {
             root,
             csv,
             label,
+            count,
         }) => bench(
             zraft::bench::Settings {
                 hosts: hosts.split(',').map(str::to_string).collect(),
@@ -237,6 +242,7 @@ fn main() {
                 duration: std::time::Duration::from_secs_f64(secs),
                 warmup: std::time::Duration::from_secs_f64(warmup),
                 root,
+                count,
             },
             csv,
             label,
