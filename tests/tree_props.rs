@@ -524,3 +524,51 @@ fn a_reap_sees_the_writes_prepared_before_it() {
     let e = tree.prepare(&mut pending, &ctx(7, 22, 2000), &Request::DeleteContainer("/c".into()));
     assert_eq!(e.txn, Txn::Delete { path: "/c".into() });
 }
+
+/// Pending changes are forgotten exactly when applied: a node changed again after a change
+/// that is applied stays pending until its last change is.
+#[test]
+fn pending_changes_are_forgotten_as_they_are_applied() {
+    let auth = AuthIds::new();
+    let ctx = |zxid: i64| PrepareCtx {
+        session_id: 0,
+        auth: &auth,
+        zxid,
+        time: 1000,
+        config: TreeConfig::default(),
+    };
+    let set = |v: i32| {
+        Request::SetData(SetDataRequest {
+            path: "/a".into(),
+            data: Some(vec![1]),
+            version: v,
+        })
+    };
+    let mut tree = DataTree::new();
+    let mut pending = Pending::new();
+    let create = Request::Create(CreateRequest {
+        path: "/a".into(),
+        data: None,
+        acl: zraft::tree::acl::open_acl(),
+        flags: 0,
+    });
+    let entries: Vec<TxnEntry> = [create, set(0), set(1)]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| tree.prepare(&mut pending, &ctx(i as i64 + 1), r))
+        .collect();
+    assert!(entries.iter().all(|e| !matches!(e.txn, Txn::Error(_))), "{entries:?}");
+    for (i, e) in entries.iter().enumerate() {
+        tree.apply(e);
+        pending.applied(e.zxid);
+        // /a's last pending change is the third: until it is applied, version 1 is pending.
+        assert_eq!(pending.is_empty(), i == 2, "after applying zxid {}", e.zxid);
+        if i < 2 {
+            let again = tree.prepare(&mut pending.clone(), &ctx(10), &set(2));
+            assert!(
+                !matches!(again.txn, Txn::Error(_)),
+                "version 2 expected pending: {again:?}"
+            );
+        }
+    }
+}

@@ -1204,7 +1204,7 @@ impl Raft {
     fn apply_conf_changes(&mut self) {
         while self.conf_index < self.log.committed {
             let i = self.conf_index + 1;
-            let Some(e) = self.log.slice(i, i, usize::MAX).pop() else {
+            let Some(e) = self.log.iter(i, i).next() else {
                 self.conf_index = self.log.committed;
                 break;
             };
@@ -1240,7 +1240,9 @@ impl Raft {
     /// Membership as of `index` (≤ committed), for snapshot metadata.
     fn conf_at(&self, index: u64) -> ConfState {
         let mut conf = self.snapshot.meta.conf.clone();
-        for e in self.log.slice(self.snapshot.meta.index + 1, index, usize::MAX) {
+        // Borrowed: at a snapshot this scans every entry since the last one (copying them
+        // stalled the replica loop).
+        for e in self.log.iter(self.snapshot.meta.index + 1, index) {
             if e.kind == EntryKind::ConfChange {
                 if let Some(cc) = ConfChange::decode(&e.data) {
                     conf.apply(&cc);

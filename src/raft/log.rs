@@ -87,6 +87,18 @@ impl RaftLog {
         out
     }
 
+    /// The entries in `lo..=hi` held (clamped), borrowed: for scans that need no copies.
+    pub fn iter(&self, lo: u64, hi: u64) -> impl Iterator<Item = &Entry> {
+        let lo = lo.max(self.snap_index + 1);
+        let hi = hi.min(self.last_index());
+        let range = if lo > hi {
+            0..0
+        } else {
+            (lo - self.snap_index - 1) as usize..(hi - self.snap_index) as usize
+        };
+        self.entries[range].iter()
+    }
+
     /// Whether (index, term) matches our log.
     pub fn matches(&self, index: u64, term: u64) -> bool {
         self.term(index) == Some(term)

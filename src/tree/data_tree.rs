@@ -82,6 +82,7 @@ pub struct StatPersisted {
 /// One znode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
+    #[serde(with = "serde_bytes")]
     pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub stat: StatPersisted,
