@@ -5,11 +5,6 @@ use clap::{Parser, Subcommand};
 use std::process::{Child, Command as Proc};
 use zraft::server::config::Config;
 
-/// mimalloc for the binary only (the library and the simulation keep the system allocator).
-#[cfg(not(madsim))]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "zraft",
