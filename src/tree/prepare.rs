@@ -172,7 +172,13 @@ impl DataTree {
                 Some(r) if r.stat.ephemeral_owner == sid => {
                     es.insert(p.clone());
                 }
-                Some(_) => {}
+                // Deleted and re-created (by another session, or as a persistent node) since
+                // the tree's index was written: no longer this session's. (Kept, it made every
+                // write prepared after the close see the node as gone: found by
+                // pipelined_prepare_equals_sequential.)
+                Some(_) => {
+                    es.remove(p);
+                }
             }
         }
         for p in &es {
