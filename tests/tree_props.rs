@@ -114,7 +114,7 @@ impl Model {
         self.nodes.clear();
         let mut stack = vec!["/".to_string()];
         while let Some(p) = stack.pop() {
-            for c in &tree.node(&p).unwrap().children {
+            for c in tree.node(&p).unwrap().children() {
                 let cp = if p == "/" { format!("/{c}") } else { format!("{p}/{c}") };
                 if !cp.starts_with("/zookeeper") {
                     let cn = tree.node(&cp).unwrap();
@@ -334,11 +334,11 @@ fn corrupted_snapshots_are_typed_errors() {
         snapshot::decode(&good[..good.len() - 1]),
         Err(snapshot::SnapshotError::Truncated(good.len() - 1))
     );
-    let mut v2 = good.clone();
-    v2[7] = 2;
+    let mut v3 = good.clone();
+    v3[7] = 3;
     assert_eq!(
-        snapshot::decode(&v2),
-        Err(snapshot::SnapshotError::UnsupportedVersion(2))
+        snapshot::decode(&v3),
+        Err(snapshot::SnapshotError::UnsupportedVersion(3))
     );
     assert_eq!(snapshot::decode(b"nope"), Err(snapshot::SnapshotError::Truncated(4)));
 }

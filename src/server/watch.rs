@@ -208,7 +208,7 @@ mod tests {
         WatchTrigger {
             event: e,
             path: p.into(),
-            acl: vec![],
+            acl: Default::default(),
         }
     }
 

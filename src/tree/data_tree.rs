@@ -1,11 +1,20 @@
 //! The znode tree and its deterministic `apply`.
+//!
+//! Laid out for a million znodes (ZooKeeper 3.8 needs about 1.1 KiB a node): nodes live in
+//! one arena indexed by `NodeId`, a parent maps its children's names to their ids (so no path
+//! is stored whole and every name once), identical ACL lists are one shared `AclRef`
+//! (ZooKeeper's ReferenceCountedACLCache), and data is an exact-size boxed slice. Nothing of
+//! the layout is observable: reads, stats, child order (by name) and snapshots are those of
+//! the tree's contents alone.
 
 use super::acl::{open_acl, read_acl};
+use super::name::Name;
 use super::path;
 use super::txn::{Txn, TxnEntry, TxnResult, WatchTrigger};
 use crate::jute::{Acl, ErrorCode, EventType, Stat};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// ephemeralOwner of container nodes.
 pub const CONTAINER_OWNER: i64 = i64::MIN;
@@ -79,23 +88,59 @@ pub struct StatPersisted {
     pub pzxid: i64,
 }
 
+/// A shared, immutable ACL list: nodes with equal ACLs hold the same one.
+pub type AclRef = Arc<Vec<Acl>>;
+
+/// A node's slot in the arena.
+type NodeId = u32;
+
+/// The root's slot; it is never freed.
+const ROOT: NodeId = 0;
+
+/// A node's children, by name (byte order, which is the order getChildren answers in).
+type Children = BTreeMap<Name, NodeId>;
+
 /// One znode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Node {
-    #[serde(with = "serde_bytes")]
-    pub data: Option<Vec<u8>>,
-    pub acl: Vec<Acl>,
+    data: Option<Box<[u8]>>,
+    acl: AclRef,
     pub stat: StatPersisted,
-    pub children: BTreeSet<String>,
+    /// None rather than an empty map: most nodes are leaves.
+    children: Option<Box<Children>>,
 }
 
 impl Node {
+    /// The data; None is a node created with null data (as distinct from empty).
+    pub fn data(&self) -> Option<&[u8]> {
+        self.data.as_deref()
+    }
+
+    /// The ACL.
+    pub fn acl(&self) -> &AclRef {
+        &self.acl
+    }
+
+    /// Number of children.
+    pub fn child_count(&self) -> usize {
+        self.children.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// The children's names in byte order.
+    pub fn children(&self) -> impl Iterator<Item = &str> {
+        self.children.iter().flat_map(|c| c.keys().map(Name::as_str))
+    }
+
+    fn child(&self, name: &str) -> Option<NodeId> {
+        self.children.as_ref()?.get(name.as_bytes()).copied()
+    }
+
     /// The client-visible Stat, translated as ZooKeeper's `DataNode.copyStat`: the stored
     /// cversion counts creates, clients see creates plus deletes (`2 × stored − children`), and
     /// container/TTL markers read as 0.
     pub fn stat(&self) -> Stat {
         let s = &self.stat;
-        let num_children = self.children.len() as i32;
+        let num_children = self.child_count() as i32;
         Stat {
             czxid: s.czxid,
             mzxid: s.mzxid,
@@ -117,12 +162,23 @@ impl Node {
 }
 
 /// The replicated state: znodes, the ephemerals index and the live sessions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct DataTree {
-    pub(crate) nodes: BTreeMap<String, Node>,
-    pub(crate) ephemerals: BTreeMap<i64, BTreeSet<String>>,
-    pub(crate) sessions: BTreeMap<i64, i32>,
-    pub(crate) last_zxid: i64,
+    /// The arena; a freed slot is None until reused (lowest-numbered last freed first).
+    slots: Vec<Option<Node>>,
+    free: Vec<NodeId>,
+    /// Every distinct ACL list in use (and, until the next sweep, some no longer in use).
+    acls: BTreeSet<AclRef>,
+    /// Size of `acls` at which unused lists are swept out.
+    acl_sweep_at: usize,
+    /// Paths of container and TTL nodes: all the reaper has to look at (ZooKeeper's
+    /// `DataTree.containers` and `ttls`), rather than every node.
+    special: BTreeSet<String>,
+    ephemerals: BTreeMap<i64, BTreeSet<String>>,
+    sessions: BTreeMap<i64, i32>,
+    last_zxid: i64,
+    /// Live nodes, the root included.
+    count: usize,
 }
 
 impl Default for DataTree {
@@ -131,29 +187,62 @@ impl Default for DataTree {
     }
 }
 
+/// Trees are equal when their contents are: the arena's layout does not count.
+impl PartialEq for DataTree {
+    fn eq(&self, other: &Self) -> bool {
+        self.last_zxid == other.last_zxid
+            && self.count == other.count
+            && self.sessions == other.sessions
+            && self.ephemerals == other.ephemerals
+            && self.special == other.special
+            && self.same_nodes(ROOT, other, ROOT)
+    }
+}
+
+impl Eq for DataTree {}
+
 impl DataTree {
     /// A fresh tree with ZooKeeper's system nodes (the config node's aversion is -1, as a
     /// fresh ZooKeeper 3.8 reports).
     pub fn new() -> Self {
-        let node = |acl: Vec<Acl>, aversion: i32, children: &[&str]| Node {
-            data: Some(vec![]),
-            acl,
-            stat: StatPersisted {
-                aversion,
-                ..Default::default()
-            },
-            children: children.iter().map(|c| c.to_string()).collect(),
+        let mut t = DataTree::empty(0, BTreeMap::new());
+        let add = |t: &mut DataTree, parent: Option<(NodeId, &str)>, acl: Vec<Acl>, aversion: i32| {
+            let acl = t.intern(&acl);
+            let node = Node {
+                data: Some(Box::default()),
+                acl,
+                stat: StatPersisted {
+                    aversion,
+                    ..Default::default()
+                },
+                children: None,
+            };
+            let id = t.alloc(node);
+            if let Some((p, name)) = parent {
+                t.link(p, name, id);
+            }
+            id
         };
-        let mut nodes = BTreeMap::new();
-        nodes.insert("/".to_string(), node(open_acl(), 0, &["zookeeper"]));
-        nodes.insert("/zookeeper".to_string(), node(open_acl(), 0, &["config", "quota"]));
-        nodes.insert("/zookeeper/quota".to_string(), node(open_acl(), 0, &[]));
-        nodes.insert("/zookeeper/config".to_string(), node(read_acl(), -1, &[]));
+        let root = add(&mut t, None, open_acl(), 0);
+        assert_eq!(root, ROOT);
+        let zk = add(&mut t, Some((ROOT, "zookeeper")), open_acl(), 0);
+        add(&mut t, Some((zk, "config")), read_acl(), -1);
+        add(&mut t, Some((zk, "quota")), open_acl(), 0);
+        t
+    }
+
+    /// No nodes at all, not even the root (which must come first).
+    fn empty(last_zxid: i64, sessions: BTreeMap<i64, i32>) -> Self {
         DataTree {
-            nodes,
+            slots: vec![],
+            free: vec![],
+            acls: BTreeSet::new(),
+            acl_sweep_at: 64,
+            special: BTreeSet::new(),
             ephemerals: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            last_zxid: 0,
+            sessions,
+            last_zxid,
+            count: 0,
         }
     }
 
@@ -164,14 +253,12 @@ impl DataTree {
 
     /// A node by path.
     pub fn node(&self, path: &str) -> Option<&Node> {
-        // ZooKeeper's DataTree keeps the root under "" as well as "/": a read of the empty
-        // path (length 0 on the wire) answers with the root. Writes reject "" before looking.
-        self.nodes.get(if path.is_empty() { "/" } else { path })
+        self.lookup(path).map(|id| self.get(id))
     }
 
     /// Number of znodes, system nodes included.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.count
     }
 
     /// Live sessions and their negotiated timeouts.
@@ -186,18 +273,82 @@ impl DataTree {
 
     /// getAllChildrenNumber: the count of all descendants of `path` (system nodes included).
     pub fn descendant_count(&self, path: &str) -> usize {
-        if path == "/" {
-            return self.nodes.len() - 1;
-        }
-        let prefix = if path == "/" {
-            "/".to_string()
-        } else {
-            format!("{path}/")
+        let Some(id) = self.lookup(path) else {
+            return 0;
         };
-        self.nodes
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .count()
+        if id == ROOT {
+            return self.count - 1;
+        }
+        let mut stack = vec![id];
+        let mut n = 0;
+        while let Some(id) = stack.pop() {
+            let kids = self.get(id).children.iter().flat_map(|c| c.values());
+            for &k in kids {
+                n += 1;
+                stack.push(k);
+            }
+        }
+        n
+    }
+
+    /// The slot of the node at `path`. ZooKeeper's DataTree keeps the root under "" as well
+    /// as "/": a read of the empty path (length 0 on the wire) answers with the root. Writes
+    /// reject "" before looking. An empty component ("//", a trailing "/") names no node.
+    fn lookup(&self, path: &str) -> Option<NodeId> {
+        if path.is_empty() || path == "/" {
+            return Some(ROOT);
+        }
+        let rest = path.strip_prefix('/')?;
+        let mut id = ROOT;
+        for name in rest.split('/') {
+            id = self.get(id).child(name)?;
+        }
+        Some(id)
+    }
+
+    fn get(&self, id: NodeId) -> &Node {
+        self.slots[id as usize].as_ref().expect("a live node's id")
+    }
+
+    fn get_mut(&mut self, id: NodeId) -> &mut Node {
+        self.slots[id as usize].as_mut().expect("a live node's id")
+    }
+
+    fn alloc(&mut self, node: Node) -> NodeId {
+        self.count += 1;
+        match self.free.pop() {
+            Some(id) => {
+                debug_assert!(self.slots[id as usize].is_none(), "free slot {id} in use");
+                self.slots[id as usize] = Some(node);
+                id
+            }
+            None => {
+                let id = NodeId::try_from(self.slots.len()).expect("fewer than 2^32 znodes");
+                self.slots.push(Some(node));
+                id
+            }
+        }
+    }
+
+    fn link(&mut self, parent: NodeId, name: &str, child: NodeId) {
+        let kids = self.get_mut(parent).children.get_or_insert_with(Default::default);
+        let old = kids.insert(name.into(), child);
+        assert!(old.is_none(), "{name} linked twice");
+    }
+
+    /// The shared copy of an ACL list.
+    fn intern(&mut self, acl: &Vec<Acl>) -> AclRef {
+        if let Some(a) = self.acls.get(acl) {
+            return a.clone();
+        }
+        if self.acls.len() >= self.acl_sweep_at {
+            // Lists no node holds any more (nor a copy of the tree, which holds them too).
+            self.acls.retain(|a| Arc::strong_count(a) > 1);
+            self.acl_sweep_at = (self.acls.len() * 2).max(64);
+        }
+        let a = Arc::new(acl.clone());
+        self.acls.insert(a.clone());
+        a
     }
 
     /// Applies one committed transaction. Never fails: a transaction that no longer fits the
@@ -226,16 +377,37 @@ impl DataTree {
                 ephemeral_owner,
                 parent_cversion,
             } => {
-                let Some(parent_path) = path::parent(path).map(str::to_string) else {
+                let (Some(parent_path), name) = (path::parent(path), path::name(path)) else {
                     return TxnResult::Error(ErrorCode::BadArguments);
                 };
-                if self.nodes.contains_key(path) {
-                    return TxnResult::Error(ErrorCode::NodeExists);
-                }
-                let Some(parent) = self.nodes.get_mut(&parent_path) else {
+                let Some(pid) = self.lookup(parent_path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
-                parent.children.insert(path::name(path).to_string());
+                if name.is_empty() || name.contains('/') {
+                    return TxnResult::Error(ErrorCode::BadArguments);
+                }
+                if self.get(pid).child(name).is_some() {
+                    return TxnResult::Error(ErrorCode::NodeExists);
+                }
+                let acl = self.intern(acl);
+                let node = Node {
+                    data: data.as_deref().map(Box::from),
+                    acl: acl.clone(),
+                    stat: StatPersisted {
+                        czxid: zxid,
+                        mzxid: zxid,
+                        ctime: e.time,
+                        mtime: e.time,
+                        ephemeral_owner: *ephemeral_owner,
+                        pzxid: zxid,
+                        ..Default::default()
+                    },
+                    children: None,
+                };
+                let stat = node.stat();
+                let id = self.alloc(node);
+                self.link(pid, name, id);
+                let parent = self.get_mut(pid);
                 let cv = if *parent_cversion == -1 {
                     parent.stat.cversion + 1
                 } else {
@@ -245,38 +417,27 @@ impl DataTree {
                     parent.stat.cversion = cv;
                     parent.stat.pzxid = zxid;
                 }
-                let stat = StatPersisted {
-                    czxid: zxid,
-                    mzxid: zxid,
-                    ctime: e.time,
-                    mtime: e.time,
-                    ephemeral_owner: *ephemeral_owner,
-                    pzxid: zxid,
-                    ..Default::default()
-                };
-                let node = Node {
-                    data: data.clone(),
-                    acl: acl.clone(),
-                    stat,
-                    children: BTreeSet::new(),
-                };
-                let stat = node.stat();
-                self.nodes.insert(path.clone(), node);
-                let parent_acl = self.nodes.get(&parent_path).map(|n| n.acl.clone()).unwrap_or_default();
-                if owner_kind(*ephemeral_owner) == OwnerKind::Session {
-                    self.ephemerals
-                        .entry(*ephemeral_owner)
-                        .or_default()
-                        .insert(path.clone());
+                let parent_acl = parent.acl.clone();
+                match owner_kind(*ephemeral_owner) {
+                    OwnerKind::Session => {
+                        self.ephemerals
+                            .entry(*ephemeral_owner)
+                            .or_default()
+                            .insert(path.clone());
+                    }
+                    OwnerKind::Container | OwnerKind::Ttl => {
+                        self.special.insert(path.clone());
+                    }
+                    OwnerKind::Void => {}
                 }
                 triggers.push(WatchTrigger {
                     event: EventType::NodeCreated,
                     path: path.clone(),
-                    acl: acl.clone(),
+                    acl,
                 });
                 triggers.push(WatchTrigger {
                     event: EventType::NodeChildrenChanged,
-                    path: parent_path,
+                    path: parent_path.to_string(),
                     acl: parent_acl,
                 });
                 TxnResult::Created {
@@ -287,10 +448,11 @@ impl DataTree {
             }
             Txn::Delete { path } => self.delete(path, zxid, triggers),
             Txn::SetData { path, data, version } => {
-                let Some(n) = self.nodes.get_mut(path) else {
+                let Some(id) = self.lookup(path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
-                n.data = data.clone();
+                let n = self.get_mut(id);
+                n.data = data.as_deref().map(Box::from);
                 n.stat.version = *version;
                 n.stat.mzxid = zxid;
                 n.stat.mtime = e.time;
@@ -302,10 +464,12 @@ impl DataTree {
                 TxnResult::DataSet(n.stat())
             }
             Txn::SetAcl { path, acl, version } => {
-                let Some(n) = self.nodes.get_mut(path) else {
+                let Some(id) = self.lookup(path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
-                n.acl = acl.clone();
+                let acl = self.intern(acl);
+                let n = self.get_mut(id);
+                n.acl = acl;
                 n.stat.aversion = *version;
                 TxnResult::AclSet(n.stat())
             }
@@ -325,11 +489,7 @@ impl DataTree {
             }
             Txn::CloseSession { ephemerals } => {
                 for p in ephemerals {
-                    if self
-                        .nodes
-                        .get(p)
-                        .is_some_and(|n| n.stat.ephemeral_owner == e.session_id)
-                    {
+                    if self.node(p).is_some_and(|n| n.stat.ephemeral_owner == e.session_id) {
                         self.delete(p, zxid, triggers);
                     }
                 }
@@ -345,33 +505,47 @@ impl DataTree {
     }
 
     fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<WatchTrigger>) -> TxnResult {
-        let Some(parent_path) = path::parent(path).map(str::to_string) else {
+        let (Some(parent_path), name) = (path::parent(path), path::name(path)) else {
             return TxnResult::Error(ErrorCode::BadArguments);
         };
-        match self.nodes.get(path) {
-            None => return TxnResult::Error(ErrorCode::NoNode),
-            Some(n) if !n.children.is_empty() => return TxnResult::Error(ErrorCode::NotEmpty),
-            Some(_) => {}
-        }
-        let Some(parent) = self.nodes.get_mut(&parent_path) else {
+        let Some(pid) = self.lookup(parent_path) else {
             return TxnResult::Error(ErrorCode::NoNode);
         };
-        parent.children.remove(path::name(path));
+        let Some(id) = self.get(pid).child(name) else {
+            return TxnResult::Error(ErrorCode::NoNode);
+        };
+        if self.get(id).child_count() > 0 {
+            return TxnResult::Error(ErrorCode::NotEmpty);
+        }
+        let parent = self.get_mut(pid);
+        let kids = parent.children.as_mut().expect("the parent lists the node");
+        kids.remove(name.as_bytes());
+        if kids.is_empty() {
+            parent.children = None;
+        }
         let parent_acl = parent.acl.clone();
         // Deletes move pzxid but not the stored cversion, which counts creates only. Broken
         // on purpose under "delete-keeps-pzxid": the parent's pzxid stays where it was.
         if zxid > parent.stat.pzxid && !crate::bug("delete-keeps-pzxid") {
             parent.stat.pzxid = zxid;
         }
-        let node = self.nodes.remove(path).expect("checked above");
+        let node = self.slots[id as usize].take().expect("a live node's id");
+        self.free.push(id);
+        self.count -= 1;
         let owner = node.stat.ephemeral_owner;
-        if owner_kind(owner) == OwnerKind::Session {
-            if let Some(set) = self.ephemerals.get_mut(&owner) {
-                set.remove(path);
-                if set.is_empty() {
-                    self.ephemerals.remove(&owner);
+        match owner_kind(owner) {
+            OwnerKind::Session => {
+                if let Some(set) = self.ephemerals.get_mut(&owner) {
+                    set.remove(path);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&owner);
+                    }
                 }
             }
+            OwnerKind::Container | OwnerKind::Ttl => {
+                self.special.remove(path);
+            }
+            OwnerKind::Void => {}
         }
         triggers.push(WatchTrigger {
             event: EventType::NodeDeleted,
@@ -380,7 +554,7 @@ impl DataTree {
         });
         triggers.push(WatchTrigger {
             event: EventType::NodeChildrenChanged,
-            path: parent_path,
+            path: parent_path.to_string(),
             acl: parent_acl,
         });
         TxnResult::Deleted
@@ -389,56 +563,136 @@ impl DataTree {
     /// Nodes ZooKeeper's ContainerManager would delete now: empty containers that have had a
     /// child (stored cversion > 0), and empty TTL nodes not modified for longer than their TTL.
     pub fn reap_candidates(&self, now_ms: i64) -> Vec<String> {
-        self.nodes
+        self.special
             .iter()
-            .filter(|(_, n)| reapable(&n.stat, n.children.len(), now_ms))
-            .map(|(p, _)| p.clone())
+            .filter(|p| self.node(p).is_some_and(|n| reapable(&n.stat, n.child_count(), now_ms)))
+            .cloned()
             .collect()
     }
 
-    /// Checks the structural invariants; used by tests and debug builds after apply.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        for (p, n) in &self.nodes {
-            for c in &n.children {
-                let cp = path::join(p, c);
-                match self.nodes.get(&cp) {
-                    None => return Err(format!("{p} lists missing child {c}")),
-                    // Every child creation moved the parent's pzxid to at least its czxid.
-                    Some(child) if child.stat.czxid > n.stat.pzxid => {
-                        return Err(format!(
-                            "{p} has pzxid {} below child {c}'s czxid {}",
-                            n.stat.pzxid, child.stat.czxid
-                        ))
+    /// Visits every node in pre-order (children by name): its depth (the root's is 0), name
+    /// (the root's is empty) and node. What a snapshot writes.
+    pub(crate) fn walk<'a>(&'a self, mut visit: impl FnMut(usize, &'a str, &'a Node)) {
+        let mut stack: Vec<(usize, &'a str, NodeId)> = vec![(0, "", ROOT)];
+        while let Some((depth, name, id)) = stack.pop() {
+            let n = self.get(id);
+            visit(depth, name, n);
+            if let Some(kids) = &n.children {
+                stack.extend(kids.iter().rev().map(|(k, &c)| (depth + 1, k.as_str(), c)));
+            }
+        }
+    }
+
+    /// Whether the subtrees at `a` (here) and `b` (in `other`) hold the same contents.
+    fn same_nodes(&self, a: NodeId, other: &DataTree, b: NodeId) -> bool {
+        let mut stack = vec![(a, b)];
+        while let Some((a, b)) = stack.pop() {
+            let (x, y) = (self.get(a), other.get(b));
+            if x.data != y.data || *x.acl != *y.acl || x.stat != y.stat || x.child_count() != y.child_count() {
+                return false;
+            }
+            if let (Some(xs), Some(ys)) = (&x.children, &y.children) {
+                for ((xn, &xc), (yn, &yc)) in xs.iter().zip(ys.iter()) {
+                    if xn != yn {
+                        return false;
                     }
-                    Some(_) => {}
+                    stack.push((xc, yc));
                 }
             }
-            if p != "/" {
-                let parent = path::parent(p).ok_or_else(|| format!("{p} has no parent"))?;
-                match self.nodes.get(parent) {
-                    Some(pn) if pn.children.contains(path::name(p)) => {}
-                    _ => return Err(format!("{p} is not listed by its parent")),
+        }
+        true
+    }
+
+    /// Checks the structural invariants; used by tests and debug builds after apply, and on
+    /// every snapshot loaded.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen = vec![false; self.slots.len()];
+        let mut stack = vec![("/".to_string(), ROOT)];
+        let mut live = 0;
+        let mut specials = 0;
+        let mut ephemerals = 0;
+        while let Some((p, id)) = stack.pop() {
+            let Some(Some(n)) = self.slots.get(id as usize) else {
+                return Err(format!("{p} is linked to a free slot"));
+            };
+            if std::mem::replace(&mut seen[id as usize], true) {
+                return Err(format!("{p} is linked twice"));
+            }
+            live += 1;
+            if !self.acls.get(&*n.acl).is_some_and(|a| Arc::ptr_eq(a, &n.acl)) {
+                return Err(format!("{p}'s ACL is not the shared copy"));
+            }
+            if n.children.as_ref().is_some_and(|c| c.is_empty()) {
+                return Err(format!("{p} has an empty children map"));
+            }
+            for (c, &cid) in n.children.iter().flat_map(|c| c.iter()) {
+                let c = c.as_str();
+                if c.is_empty() || c.contains('/') {
+                    return Err(format!("{p} has a child named {c:?}"));
                 }
-                if n.stat.czxid > n.stat.mzxid || n.stat.czxid > n.stat.pzxid {
-                    return Err(format!("{p} has czxid after mzxid/pzxid"));
+                let cp = path::join(&p, c);
+                let Some(Some(child)) = self.slots.get(cid as usize) else {
+                    return Err(format!("{p} lists missing child {c}"));
+                };
+                // Every child creation moved the parent's pzxid to at least its czxid.
+                if child.stat.czxid > n.stat.pzxid {
+                    return Err(format!(
+                        "{p} has pzxid {} below child {c}'s czxid {}",
+                        n.stat.pzxid, child.stat.czxid
+                    ));
                 }
+                stack.push((cp, cid));
+            }
+            if id != ROOT && (n.stat.czxid > n.stat.mzxid || n.stat.czxid > n.stat.pzxid) {
+                return Err(format!("{p} has czxid after mzxid/pzxid"));
             }
             if n.stat.mzxid > self.last_zxid || n.stat.pzxid > self.last_zxid {
                 return Err(format!("{p} has a zxid from the future"));
             }
             let owner = n.stat.ephemeral_owner;
-            if owner_kind(owner) == OwnerKind::Session {
-                if !n.children.is_empty() {
-                    return Err(format!("ephemeral {p} has children"));
+            match owner_kind(owner) {
+                OwnerKind::Session => {
+                    ephemerals += 1;
+                    if n.child_count() > 0 {
+                        return Err(format!("ephemeral {p} has children"));
+                    }
+                    if !self.ephemerals.get(&owner).is_some_and(|s| s.contains(&p)) {
+                        return Err(format!("ephemeral {p} missing from its session's index"));
+                    }
                 }
-                if !self.ephemerals.get(&owner).is_some_and(|s| s.contains(p)) {
-                    return Err(format!("ephemeral {p} missing from its session's index"));
+                OwnerKind::Container | OwnerKind::Ttl => {
+                    specials += 1;
+                    if !self.special.contains(&p) {
+                        return Err(format!("container or TTL node {p} missing from the reaper's index"));
+                    }
                 }
+                OwnerKind::Void => {}
             }
+        }
+        if live != self.count {
+            return Err(format!("{} nodes counted, {live} reachable", self.count));
+        }
+        let free: BTreeSet<NodeId> = self.free.iter().copied().collect();
+        if free.len() != self.free.len()
+            || free
+                .iter()
+                .any(|&f| self.slots.get(f as usize).is_none_or(|s| s.is_some()))
+        {
+            return Err("the free list holds a live, missing or repeated slot".into());
+        }
+        if self.slots.len() != live + free.len() {
+            return Err(format!(
+                "{} slots: {live} reachable, {} free, the rest lost",
+                self.slots.len(),
+                free.len()
+            ));
+        }
+        if self.ephemerals.values().map(BTreeSet::len).sum::<usize>() != ephemerals || self.special.len() != specials {
+            return Err("an index lists a node that is not its kind".into());
         }
         for (s, paths) in &self.ephemerals {
             for p in paths {
-                if self.nodes.get(p).map(|n| n.stat.ephemeral_owner) != Some(*s) {
+                if self.node(p).map(|n| n.stat.ephemeral_owner) != Some(*s) {
                     return Err(format!(
                         "index lists {p} for session {s:#x}, but it is not its ephemeral"
                     ));
@@ -446,5 +700,228 @@ impl DataTree {
             }
         }
         Ok(())
+    }
+}
+
+/// Rebuilds a tree from a pre-order walk (children by name), as a snapshot holds it: the
+/// indexes are derived, child maps are built in bulk (full B-tree nodes), and every structural
+/// claim is checked rather than trusted.
+pub(crate) struct Rebuild {
+    tree: DataTree,
+    /// The nodes whose children are still to come, innermost last.
+    open: Vec<Frame>,
+}
+
+struct Frame {
+    id: NodeId,
+    path: String,
+    left: usize,
+    kids: Vec<(Name, NodeId)>,
+}
+
+impl Rebuild {
+    /// An empty tree at `last_zxid` with these sessions; the root comes first.
+    pub(crate) fn new(last_zxid: i64, sessions: BTreeMap<i64, i32>) -> Self {
+        Rebuild {
+            tree: DataTree::empty(last_zxid, sessions),
+            open: vec![],
+        }
+    }
+
+    /// The shared copy of an ACL list.
+    pub(crate) fn acl(&mut self, acl: &Vec<Acl>) -> AclRef {
+        self.tree.intern(acl)
+    }
+
+    /// The next node of the walk and how many children follow it.
+    pub(crate) fn push(
+        &mut self,
+        name: &str,
+        data: Option<Box<[u8]>>,
+        acl: AclRef,
+        stat: StatPersisted,
+        children: usize,
+    ) -> Result<(), String> {
+        let path = match self.open.last_mut() {
+            None if self.tree.count == 0 => {
+                if !name.is_empty() {
+                    return Err(format!("the first node is {name:?}, not the root"));
+                }
+                "/".to_string()
+            }
+            None => return Err(format!("node {name:?} after the last announced one")),
+            Some(top) => {
+                if name.is_empty() || name.contains('/') {
+                    return Err(format!("a child of {} is named {name:?}", top.path));
+                }
+                if top.kids.last().is_some_and(|(prev, _)| prev.as_str() >= name) {
+                    return Err(format!("children of {} out of order at {name:?}", top.path));
+                }
+                path::join(&top.path, name)
+            }
+        };
+        if !self.tree.acls.get(&*acl).is_some_and(|a| Arc::ptr_eq(a, &acl)) {
+            return Err(format!("{path}'s ACL is not the shared copy"));
+        }
+        let id = self.tree.alloc(Node {
+            data,
+            acl,
+            stat,
+            children: None,
+        });
+        match owner_kind(stat.ephemeral_owner) {
+            OwnerKind::Session => {
+                self.tree
+                    .ephemerals
+                    .entry(stat.ephemeral_owner)
+                    .or_default()
+                    .insert(path.clone());
+            }
+            OwnerKind::Container | OwnerKind::Ttl => {
+                self.tree.special.insert(path.clone());
+            }
+            OwnerKind::Void => {}
+        }
+        if let Some(top) = self.open.last_mut() {
+            top.kids.push((name.into(), id));
+            top.left -= 1;
+        }
+        if children > 0 {
+            self.open.push(Frame {
+                id,
+                path,
+                left: children,
+                // Bounded: a corrupt count must not allocate before the children turn up.
+                kids: Vec::with_capacity(children.min(1 << 12)),
+            });
+        }
+        while self.open.last().is_some_and(|f| f.left == 0) {
+            let f = self.open.pop().expect("checked");
+            // Sorted already, so collecting builds the B-tree bottom-up with full nodes.
+            self.tree.get_mut(f.id).children = Some(Box::new(f.kids.into_iter().collect()));
+        }
+        Ok(())
+    }
+
+    /// The tree, once every announced node has come, its invariants checked.
+    pub(crate) fn finish(self) -> Result<DataTree, String> {
+        if let Some(f) = self.open.last() {
+            return Err(format!("{} children of {} missing", f.left, f.path));
+        }
+        if self.tree.count == 0 {
+            return Err("no root".into());
+        }
+        self.tree.check_invariants()?;
+        Ok(self.tree)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jute::{Id, OpCode};
+
+    fn create(t: &mut DataTree, path: &str, acl: Vec<Acl>) -> TxnResult {
+        let e = TxnEntry {
+            session_id: 1,
+            zxid: t.last_zxid() + 1,
+            time: 5,
+            txn: Txn::Create {
+                op: OpCode::Create,
+                path: path.into(),
+                data: Some(vec![1; 100]),
+                acl,
+                ephemeral_owner: 0,
+                parent_cversion: -1,
+            },
+        };
+        t.apply(&e).0
+    }
+
+    fn delete(t: &mut DataTree, path: &str) -> TxnResult {
+        let e = TxnEntry {
+            session_id: 1,
+            zxid: t.last_zxid() + 1,
+            time: 5,
+            txn: Txn::Delete { path: path.into() },
+        };
+        t.apply(&e).0
+    }
+
+    fn digest(user: usize) -> Vec<Acl> {
+        vec![Acl {
+            perms: 31,
+            id: Id {
+                scheme: "digest".into(),
+                id: format!("u{user}:hash"),
+            },
+        }]
+    }
+
+    /// What a node costs is what the memory budget (300 MB for a million znodes) rests on.
+    #[test]
+    fn a_node_slot_is_96_bytes() {
+        assert!(
+            std::mem::size_of::<Option<Node>>() <= 96,
+            "{}",
+            std::mem::size_of::<Option<Node>>()
+        );
+    }
+
+    /// Nodes with equal ACLs share one list; lists nobody holds any more are swept out, so
+    /// many short-lived ACLs do not accumulate.
+    #[test]
+    fn equal_acls_are_shared_and_unused_ones_swept() {
+        let mut t = DataTree::new();
+        for i in 0..100 {
+            assert!(matches!(
+                create(&mut t, &format!("/n{i}"), open_acl()),
+                TxnResult::Created { .. }
+            ));
+        }
+        let a = t.node("/n0").unwrap().acl().clone();
+        assert!(Arc::ptr_eq(&a, t.node("/n99").unwrap().acl()));
+        assert!(Arc::ptr_eq(&a, t.node("/").unwrap().acl()));
+        for i in 0..1000 {
+            create(&mut t, "/d", digest(i));
+            assert_eq!(delete(&mut t, "/d"), TxnResult::Deleted);
+            assert!(t.acls.len() <= 130, "{} lists kept after {i} ACLs", t.acls.len());
+        }
+        t.check_invariants().unwrap();
+    }
+
+    /// Slots are reused; the arena holds live nodes and free slots only.
+    #[test]
+    fn freed_slots_are_reused() {
+        let mut t = DataTree::new();
+        for round in 0..3 {
+            for i in 0..50 {
+                create(&mut t, &format!("/r{i}"), open_acl());
+            }
+            for i in 0..50 {
+                assert_eq!(delete(&mut t, &format!("/r{i}")), TxnResult::Deleted, "round {round}");
+            }
+            t.check_invariants().unwrap();
+        }
+        assert_eq!(t.slots.len(), 4 + 50);
+        assert_eq!(t.node_count(), 4);
+        // Looked up by name, never by a stale slot.
+        assert!(t.node("/r0").is_none());
+        assert_eq!(delete(&mut t, "/r0"), TxnResult::Error(ErrorCode::NoNode));
+        assert_eq!(delete(&mut t, "/zookeeper"), TxnResult::Error(ErrorCode::NotEmpty));
+    }
+
+    /// Paths with empty components, relative paths and trailing slashes name no node.
+    #[test]
+    fn malformed_paths_find_nothing() {
+        let mut t = DataTree::new();
+        create(&mut t, "/a", open_acl());
+        create(&mut t, "/a/b", open_acl());
+        for p in ["//a", "/a/", "a", "/a//b", "/a/b/", "zookeeper", "/a/b/c"] {
+            assert!(t.node(p).is_none(), "{p}");
+        }
+        assert!(t.node("/a/b").is_some());
+        assert_eq!(t.descendant_count("/a"), 1);
+        assert_eq!(t.descendant_count("/"), 5);
     }
 }

@@ -3,7 +3,7 @@
 //! a failed one becomes `Txn::Error`, exactly as ZooKeeper logs an ErrorTxn.
 
 use super::acl::{check_acl, fixup_acl, AuthIds};
-use super::data_tree::{owner_kind, reapable, ttl_owner, DataTree, OwnerKind, StatPersisted, CONTAINER_OWNER};
+use super::data_tree::{owner_kind, reapable, ttl_owner, AclRef, DataTree, OwnerKind, StatPersisted, CONTAINER_OWNER};
 use super::path::{self, validate_path};
 use super::txn::{Txn, TxnEntry};
 use crate::jute::{perms, Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request};
@@ -37,7 +37,7 @@ pub struct PrepareCtx<'a> {
 struct NodeRec {
     stat: StatPersisted,
     child_count: i32,
-    acl: Vec<Acl>,
+    acl: AclRef,
 }
 
 /// Changes prepared but not yet applied, layered over the tree so that a pipeline of writes
@@ -97,8 +97,8 @@ impl Pending {
         tree.node(path)
             .map(|n| NodeRec {
                 stat: n.stat,
-                child_count: n.children.len() as i32,
-                acl: n.acl.clone(),
+                child_count: n.child_count() as i32,
+                acl: n.acl().clone(),
             })
             .ok_or(ErrorCode::NoNode)
     }
@@ -329,7 +329,7 @@ impl DataTree {
                 check_acl(&n.acl, perms::ADMIN, ctx.auth)?;
                 let version = check_version(n.stat.aversion, r.version)?;
                 n.stat.aversion = version;
-                n.acl = acl.clone();
+                n.acl = AclRef::new(acl.clone());
                 pending.put(zxid, &r.path, Some(n));
                 Ok(Txn::SetAcl {
                     path: r.path.clone(),
@@ -438,7 +438,7 @@ impl DataTree {
             Some(NodeRec {
                 stat,
                 child_count: 0,
-                acl: acl.clone(),
+                acl: AclRef::new(acl.clone()),
             }),
         );
         Ok(Txn::Create {

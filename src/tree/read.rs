@@ -29,17 +29,17 @@ impl DataTree {
             }
             Request::GetAllChildrenNumber(r) => {
                 let n = self.node(&r.path).ok_or(ErrorCode::NoNode)?;
-                check_acl(&n.acl, perms::READ, auth)?;
+                check_acl(n.acl(), perms::READ, auth)?;
                 Ok(Response::GetAllChildrenNumber(GetAllChildrenNumberResponse {
                     total_number: self.descendant_count(&r.path) as i32,
                 }))
             }
             Request::GetAcl(r) => {
                 let n = self.node(&r.path).ok_or(ErrorCode::NoNode)?;
-                check_acl(&n.acl, perms::READ | perms::ADMIN, auth)?;
-                let acl = match check_acl(&n.acl, perms::ADMIN, auth) {
-                    Ok(()) => n.acl.clone(),
-                    Err(_) => redact(&n.acl),
+                check_acl(n.acl(), perms::READ | perms::ADMIN, auth)?;
+                let acl = match check_acl(n.acl(), perms::ADMIN, auth) {
+                    Ok(()) => n.acl().to_vec(),
+                    Err(_) => redact(n.acl()),
                 };
                 Ok(Response::GetAcl(GetAclResponse { acl, stat: n.stat() }))
             }
@@ -92,14 +92,14 @@ impl DataTree {
 
     fn get_data(&self, auth: &AuthIds, path: &str) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
         let n = self.node(path).ok_or(ErrorCode::NoNode)?;
-        check_acl(&n.acl, perms::READ, auth)?;
-        Ok((n.data.clone(), n.stat()))
+        check_acl(n.acl(), perms::READ, auth)?;
+        Ok((n.data().map(<[u8]>::to_vec), n.stat()))
     }
 
     fn get_children(&self, auth: &AuthIds, path: &str) -> Result<(Vec<String>, Stat), ErrorCode> {
         let n = self.node(path).ok_or(ErrorCode::NoNode)?;
-        check_acl(&n.acl, perms::READ, auth)?;
-        Ok((n.children.iter().cloned().collect(), n.stat()))
+        check_acl(n.acl(), perms::READ, auth)?;
+        Ok((n.children().map(str::to_string).collect(), n.stat()))
     }
 }
 

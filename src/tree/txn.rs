@@ -103,11 +103,11 @@ impl TxnResult {
 
 /// A change that fires watches: an event type on a path, and the ACL of the node it is about
 /// (a watcher without READ on it is not told, as ZooKeeper 3.8 decides per watcher).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchTrigger {
     pub event: EventType,
     pub path: String,
-    pub acl: Vec<crate::jute::Acl>,
+    pub acl: super::data_tree::AclRef,
 }
 
 impl TxnResult {
