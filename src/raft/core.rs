@@ -94,6 +94,10 @@ pub struct Ready {
     pub messages: Vec<Message>,
     pub committed: Vec<Entry>,
     pub read_states: Vec<ReadState>,
+    /// The bytes of the snapshot at this index are wanted (to send to a follower) and were
+    /// dropped (`drop_snapshot_data`): read them from storage and hand them to
+    /// `snapshot_loaded`.
+    pub load_snapshot: Option<u64>,
 }
 
 /// Why a request to the node was refused.
@@ -137,7 +141,12 @@ pub struct Raft {
     conf: ConfState,
     conf_index: u64,
     pending_conf_index: u64,
+    /// The latest snapshot; its data is empty while not loaded (see `snapshot_loaded`).
     snapshot: Snapshot,
+    /// Whether `snapshot.data` holds the snapshot's bytes.
+    snapshot_loaded: bool,
+    /// The runtime is asked (or is to be asked, `Some(false)`) for the bytes of the snapshot.
+    snapshot_wanted: Option<bool>,
     progress: BTreeMap<NodeId, Progress>,
     votes: BTreeMap<NodeId, bool>,
     election_elapsed: u32,
@@ -172,6 +181,8 @@ impl Raft {
             conf_index: rec.snapshot.meta.index,
             pending_conf_index: 0,
             snapshot: rec.snapshot,
+            snapshot_loaded: true,
+            snapshot_wanted: None,
             log,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -376,8 +387,57 @@ impl Raft {
             meta: meta.clone(),
             data,
         };
+        self.snapshot_loaded = true;
+        self.snapshot_wanted = None;
         self.log.compact(index);
         Ok(meta)
+    }
+
+    /// Forgets the snapshot's bytes unless a follower is being sent them: a runtime that can
+    /// read the snapshot back from storage need not hold a copy of its state machine in
+    /// memory. When a follower needs it, `Ready::load_snapshot` asks for it. Whether they
+    /// were dropped (or were not held).
+    pub fn drop_snapshot_data(&mut self) -> bool {
+        if !self.snapshot_loaded {
+            return true;
+        }
+        if self
+            .progress
+            .values()
+            .any(|p| matches!(p.state, ProgressState::Snapshot { .. }))
+        {
+            return false;
+        }
+        self.snapshot.data = Vec::new();
+        self.snapshot_loaded = false;
+        true
+    }
+
+    /// The bytes asked for by `Ready::load_snapshot`. Ignored unless they are the current
+    /// snapshot's (storage may hold a newer one Raft has not been told of yet): the next
+    /// chunk due (at the latest on a heartbeat response) asks again.
+    pub fn snapshot_loaded(&mut self, snap: Snapshot) {
+        if snap.meta != self.snapshot.meta {
+            if !self.snapshot_loaded {
+                self.snapshot_wanted = None;
+            }
+            return;
+        }
+        if self.snapshot_loaded {
+            return;
+        }
+        self.snapshot = snap;
+        self.snapshot_loaded = true;
+        self.snapshot_wanted = None;
+        let waiting: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| matches!(p.state, ProgressState::Snapshot { .. }))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in waiting {
+            self.send_snapshot_chunk(id);
+        }
     }
 
     /// What a snapshot of the state after applying `index` would say of itself (for a runtime
@@ -524,6 +584,7 @@ impl Raft {
             || self.log.applied < self.log.committed
             || self.pending_snapshot.is_some()
             || !self.read_states.is_empty()
+            || self.snapshot_wanted == Some(false)
     }
 
     /// Takes the next batch of work. Its entries and hard state count as handed to storage:
@@ -537,6 +598,13 @@ impl Raft {
             messages: std::mem::take(&mut self.msgs),
             committed: self.log.to_apply(),
             read_states: std::mem::take(&mut self.read_states),
+            load_snapshot: match self.snapshot_wanted {
+                Some(false) => {
+                    self.snapshot_wanted = Some(true);
+                    Some(self.snapshot.meta.index)
+                }
+                _ => None,
+            },
         };
         self.prev_hard_state = hs;
         if let Some(last) = rd.entries.last() {
@@ -974,6 +1042,8 @@ impl Raft {
         self.conf_index = snap.meta.index;
         self.apply_conf_changes();
         self.snapshot = snap.clone();
+        self.snapshot_loaded = true;
+        self.snapshot_wanted = None;
         self.pending_snapshot = Some(snap);
         self.snapshot_installed(from, index);
     }
@@ -1054,6 +1124,13 @@ impl Raft {
             // A newer snapshot replaced the one being sent: start over with it.
             pr.become_snapshot(self.snapshot.meta.index);
             return self.send_snapshot_chunk(to);
+        }
+        if !self.snapshot_loaded {
+            // Sent once the runtime has read the bytes back (`snapshot_loaded`).
+            if self.snapshot_wanted.is_none() {
+                self.snapshot_wanted = Some(false);
+            }
+            return;
         }
         let len = self.snapshot.data.len() as u64;
         let start = offset.min(len);

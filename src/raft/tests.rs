@@ -10,6 +10,8 @@ struct Cluster {
     /// Every message delivered, for assertions on traffic.
     log: Vec<Message>,
     applied: BTreeMap<NodeId, Vec<Entry>>,
+    /// `Ready::load_snapshot` requests: node and snapshot index.
+    loads: Vec<(NodeId, u64)>,
 }
 
 fn config(id: NodeId) -> Config {
@@ -57,6 +59,7 @@ impl Cluster {
             cut: BTreeSet::new(),
             log: vec![],
             applied: BTreeMap::new(),
+            loads: vec![],
         }
     }
 
@@ -77,6 +80,7 @@ impl Cluster {
                 if r.has_ready() {
                     any = true;
                     let rd = r.ready();
+                    self.loads.extend(rd.load_snapshot.map(|i| (*id, i)));
                     self.queue.extend(rd.messages.iter().cloned());
                     self.applied
                         .entry(*id)
@@ -563,8 +567,9 @@ fn leadership_transfer_hands_over_after_catch_up() {
     assert_eq!(c.r(1).transfer_leader(2), Err(RaftError::NotLeader { leader: Some(3) }));
 }
 
-#[test]
-fn lagging_follower_gets_a_chunked_snapshot() {
+/// Three nodes in 7-byte snapshot chunks; node 3 cut off while 20 entries commit, then the
+/// leader (1) compacts its log into a 100-byte snapshot. Node 3 is still cut off.
+fn follower_behind_a_snapshot() -> (Cluster, u64, SnapshotMeta, Vec<u8>) {
     let ids = [1, 2, 3];
     let mut c = Cluster::new(
         ids.iter()
@@ -579,7 +584,13 @@ fn lagging_follower_gets_a_chunked_snapshot() {
     c.settle();
     let applied = c.r(1).applied();
     let data: Vec<u8> = (0..100).collect();
-    c.r(1).compact(applied, data.clone()).unwrap();
+    let meta = c.r(1).compact(applied, data.clone()).unwrap();
+    (c, applied, meta, data)
+}
+
+#[test]
+fn lagging_follower_gets_a_chunked_snapshot() {
+    let (mut c, applied, _, _) = follower_behind_a_snapshot();
     c.cut.clear();
     c.tick_all(3);
     let chunks = c
@@ -593,6 +604,52 @@ fn lagging_follower_gets_a_chunked_snapshot() {
     c.r(1).propose(b"after".to_vec()).unwrap();
     c.settle();
     assert_eq!(c.r(3).last_index(), c.r(1).last_index());
+}
+
+/// A leader that dropped its snapshot's bytes asks for them once, sends nothing until they
+/// come, ignores bytes of another snapshot, then sends the chunks; and keeps them only while
+/// a follower is being sent them.
+#[test]
+fn dropped_snapshot_bytes_are_loaded_when_a_follower_needs_them() {
+    let (mut c, applied, meta, data) = follower_behind_a_snapshot();
+    assert!(c.r(1).drop_snapshot_data());
+    c.cut.clear();
+    c.tick_all(3);
+    let chunks = |c: &Cluster| {
+        c.log
+            .iter()
+            .filter(|m| matches!(m.body, Body::InstallSnapshot { .. }))
+            .count()
+    };
+    assert_eq!(chunks(&c), 0, "no chunk before the bytes are back");
+    assert_eq!(c.loads, vec![(1, applied)], "asked once, however many heartbeats");
+    // Bytes of some other snapshot are not taken for these; the next chunk due asks again.
+    let mut other = meta.clone();
+    other.index -= 1;
+    c.r(1).snapshot_loaded(Snapshot {
+        meta: other,
+        data: vec![9; 100],
+    });
+    c.tick_all(3);
+    assert_eq!(chunks(&c), 0);
+    assert_eq!(c.loads, vec![(1, applied), (1, applied)]);
+    // Nor may the bytes go while the follower waits for them.
+    assert!(c.r(1).drop_snapshot_data());
+    c.r(1).snapshot_loaded(Snapshot {
+        meta: meta.clone(),
+        data: data.clone(),
+    });
+    assert!(!c.r(1).drop_snapshot_data(), "a follower is being sent them");
+    c.settle();
+    c.tick_all(3);
+    assert!(chunks(&c) >= 15, "100 bytes in 7-byte chunks: {}", chunks(&c));
+    assert_eq!(c.r(3).snapshot_meta(), &meta);
+    assert_eq!(c.r(3).committed(), c.r(1).committed());
+    assert!(c.r(1).drop_snapshot_data(), "sent: nobody needs them now");
+    c.r(1).propose(b"after".to_vec()).unwrap();
+    c.settle();
+    assert_eq!(c.r(3).last_index(), c.r(1).last_index());
+    assert_eq!(c.loads.len(), 2);
 }
 
 #[test]
