@@ -607,17 +607,29 @@ impl DataTree {
     /// every snapshot loaded.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen = vec![false; self.slots.len()];
-        let mut stack = vec![("/".to_string(), ROOT)];
+        // Paths are made only for nodes with children and for what needs one (an index
+        // lookup, an error): a path string per node was most of a million-node load's check.
+        let mut parents: Vec<String> = vec![];
+        let mut stack: Vec<(Option<usize>, &str, NodeId)> = vec![(None, "", ROOT)];
         let mut live = 0;
         let mut specials = 0;
         let mut ephemerals = 0;
-        while let Some((p, id)) = stack.pop() {
+        while let Some((parent, name, id)) = stack.pop() {
+            let path_of =
+                |parents: &[String]| parent.map_or_else(|| "/".to_string(), |i| path::join(&parents[i], name));
             let Some(Some(n)) = self.slots.get(id as usize) else {
-                return Err(format!("{p} is linked to a free slot"));
+                return Err(format!("{} is linked to a free slot", path_of(&parents)));
             };
             if std::mem::replace(&mut seen[id as usize], true) {
-                return Err(format!("{p} is linked twice"));
+                return Err(format!("{} is linked twice", path_of(&parents)));
             }
+            let me = n.children.is_some().then(|| {
+                parents.push(path_of(&parents));
+                parents.len() - 1
+            });
+            let parents = &parents;
+            let path = || path_of(parents);
+            let p = Lazy(&path);
             live += 1;
             if !self.acls.get(&*n.acl).is_some_and(|a| Arc::ptr_eq(a, &n.acl)) {
                 return Err(format!("{p}'s ACL is not the shared copy"));
@@ -630,7 +642,6 @@ impl DataTree {
                 if c.is_empty() || c.contains('/') {
                     return Err(format!("{p} has a child named {c:?}"));
                 }
-                let cp = path::join(&p, c);
                 let Some(Some(child)) = self.slots.get(cid as usize) else {
                     return Err(format!("{p} lists missing child {c}"));
                 };
@@ -641,7 +652,7 @@ impl DataTree {
                         n.stat.pzxid, child.stat.czxid
                     ));
                 }
-                stack.push((cp, cid));
+                stack.push((me, c, cid));
             }
             if id != ROOT && (n.stat.czxid > n.stat.mzxid || n.stat.czxid > n.stat.pzxid) {
                 return Err(format!("{p} has czxid after mzxid/pzxid"));
@@ -656,13 +667,13 @@ impl DataTree {
                     if n.child_count() > 0 {
                         return Err(format!("ephemeral {p} has children"));
                     }
-                    if !self.ephemerals.get(&owner).is_some_and(|s| s.contains(&p)) {
+                    if !self.ephemerals.get(&owner).is_some_and(|s| s.contains(&path())) {
                         return Err(format!("ephemeral {p} missing from its session's index"));
                     }
                 }
                 OwnerKind::Container | OwnerKind::Ttl => {
                     specials += 1;
-                    if !self.special.contains(&p) {
+                    if !self.special.contains(&path()) {
                         return Err(format!("container or TTL node {p} missing from the reaper's index"));
                     }
                 }
@@ -700,6 +711,15 @@ impl DataTree {
             }
         }
         Ok(())
+    }
+}
+
+/// Displays a path made only when displayed (in an error message).
+struct Lazy<'a, F: Fn() -> String>(&'a F);
+
+impl<F: Fn() -> String> std::fmt::Display for Lazy<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&(self.0)())
     }
 }
 
@@ -742,12 +762,11 @@ impl Rebuild {
         stat: StatPersisted,
         children: usize,
     ) -> Result<(), String> {
-        let path = match self.open.last_mut() {
+        match self.open.last() {
             None if self.tree.count == 0 => {
                 if !name.is_empty() {
                     return Err(format!("the first node is {name:?}, not the root"));
                 }
-                "/".to_string()
             }
             None => return Err(format!("node {name:?} after the last announced one")),
             Some(top) => {
@@ -757,36 +776,43 @@ impl Rebuild {
                 if top.kids.last().is_some_and(|(prev, _)| prev.as_str() >= name) {
                     return Err(format!("children of {} out of order at {name:?}", top.path));
                 }
-                path::join(&top.path, name)
             }
+        }
+        // Made only where needed: a path string per node was a fifth of decoding a snapshot.
+        let path = || {
+            self.open
+                .last()
+                .map_or_else(|| "/".to_string(), |top| path::join(&top.path, name))
         };
         if !self.tree.acls.get(&*acl).is_some_and(|a| Arc::ptr_eq(a, &acl)) {
-            return Err(format!("{path}'s ACL is not the shared copy"));
+            return Err(format!("{}'s ACL is not the shared copy", path()));
         }
+        let kind = owner_kind(stat.ephemeral_owner);
+        let path = (children > 0 || kind != OwnerKind::Void).then(path);
         let id = self.tree.alloc(Node {
             data,
             acl,
             stat,
             children: None,
         });
-        match owner_kind(stat.ephemeral_owner) {
-            OwnerKind::Session => {
+        match (kind, &path) {
+            (OwnerKind::Session, Some(p)) => {
                 self.tree
                     .ephemerals
                     .entry(stat.ephemeral_owner)
                     .or_default()
-                    .insert(path.clone());
+                    .insert(p.clone());
             }
-            OwnerKind::Container | OwnerKind::Ttl => {
-                self.tree.special.insert(path.clone());
+            (OwnerKind::Container | OwnerKind::Ttl, Some(p)) => {
+                self.tree.special.insert(p.clone());
             }
-            OwnerKind::Void => {}
+            _ => {}
         }
         if let Some(top) = self.open.last_mut() {
             top.kids.push((name.into(), id));
             top.left -= 1;
         }
-        if children > 0 {
+        if let (true, Some(path)) = (children > 0, path) {
             self.open.push(Frame {
                 id,
                 path,
