@@ -209,7 +209,22 @@ fn bench(s: zraft::bench::Settings, csv: Option<String>, label: String) {
     }
 }
 
+/// Two glibc malloc arenas rather than one per core and thread: the replica loop's task moves
+/// between worker threads, so the tree's nodes would be spread over every arena, each keeping
+/// its own free memory (a million znodes: 431 MB resident with the default, 351 MB with two,
+/// the same throughput). MALLOC_ARENA_MAX, if set, is left to decide.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() {
+    limit_malloc_arenas();
     init_logs();
     let cli = Cli::parse();
     match cli.command {

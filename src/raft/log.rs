@@ -199,6 +199,11 @@ impl RaftLog {
         assert!(index <= self.applied, "compacting unapplied entries");
         let term = self.term(index).expect("compact index held");
         self.entries.drain(..(index - self.snap_index) as usize);
+        // The Vec keeps the capacity of the longest log it held (12 MB of Entry headers after
+        // 250k entries): give back what the next stretch between snapshots will not need.
+        if self.entries.capacity() > 4 * self.entries.len() + 1024 {
+            self.entries.shrink_to(2 * self.entries.len() + 1024);
+        }
         self.snap_index = index;
         self.snap_term = term;
     }

@@ -88,6 +88,11 @@ pub struct Config {
     /// Fewest applied entries between snapshots (zoo.cfg `snapCount`, ZooKeeper's default
     /// 100,000); a snapshot also waits for as many entries as the tree has nodes.
     pub snap_count: u64,
+    /// Log bytes since the last snapshot that call for a new one whatever `snap_count` says
+    /// (zoo.cfg `snapSizeLimitInKb`, in bytes here). ZooKeeper's default is 4 GiB, but its log
+    /// lives on disk only; Raft keeps the entries since the snapshot in memory, so zraft's
+    /// default is 32 MiB, which bounds that memory and the replay at restart.
+    pub snap_size_limit: u64,
     /// The super user's digest (`super:<base64 sha1>`), as ZooKeeper's
     /// `DigestAuthenticationProvider.superDigest` system property; `zraft` reads it from
     /// ZRAFT_SUPER_DIGEST.
@@ -127,6 +132,7 @@ impl Default for Config {
             raft_max_append_bytes: 1 << 20,
             container_check_ms: 60_000,
             snap_count: 100_000,
+            snap_size_limit: 32 << 20,
             super_digest: None,
             unknown_keys: vec![],
         }
@@ -194,6 +200,7 @@ impl Config {
                 "autopurge.purgeInterval" => c.autopurge_purge_interval_h = num(file, k, v)?,
                 "znode.container.checkIntervalMs" => c.container_check_ms = num(file, k, v)?,
                 "snapCount" => c.snap_count = num::<u64>(file, k, v)?.max(1),
+                "snapSizeLimitInKb" => c.snap_size_limit = num::<u64>(file, k, v)?.max(1).saturating_mul(1024),
                 "readonlymode.enabled" => {
                     c.read_only_enabled = match v.to_ascii_lowercase().as_str() {
                         "true" => true,

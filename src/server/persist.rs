@@ -5,7 +5,7 @@
 
 use super::node::Event;
 use crate::raft::{Entry, HardState, Snapshot, SnapshotMeta};
-use crate::storage::{delete_files, Disk, Storage, StorageError};
+use crate::storage::{delete_files, write_snapshot, Disk, Storage, StorageError};
 use crate::tree::{snapshot, DataTree};
 use tokio::sync::mpsc;
 
@@ -20,10 +20,18 @@ pub enum Job {
         hard_state: Option<HardState>,
     },
     /// A snapshot of the local tree for log compaction, taken from a copy so that encoding,
-    /// checksumming and writing it happen here and not on the replica loop (its index is
-    /// applied, so the entries up to it are in the jobs before it). Reported back with
-    /// `Event::Snapshotted` once durable; only then does Raft drop the log before it.
+    /// checksumming and writing it happen off the replica loop: in a task of its own beside
+    /// this stage (so that appends go on meanwhile: writing a million znodes' snapshot took
+    /// a second, and stalled every write for as long), which reports `Event::SnapshotWritten`;
+    /// the loop then hands it back as `AdoptSnapshot`. Where the disk has no second handle,
+    /// here in order. Its index is applied, so the entries up to it are in the jobs before it.
     Snapshot { meta: SnapshotMeta, tree: Box<DataTree> },
+    /// A snapshot written beside this stage: take it as current and drop the log it covers.
+    /// Reported back with `Event::Snapshotted`; only then does Raft drop the log before it.
+    AdoptSnapshot(Snapshot),
+    /// Read the current snapshot back: Raft dropped its bytes and a follower needs them.
+    /// Reported with `Event::SnapshotLoaded`.
+    LoadSnapshot,
 }
 
 /// Runs storage work where blocking is allowed: the blocking pool in real builds. Under madsim
@@ -40,9 +48,16 @@ async fn blocking<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Writes a batch; the snapshots it took for compaction.
-fn persist(storage: &mut Storage<Box<dyn Disk>>, batch: Vec<Job>) -> Result<Vec<Snapshot>, StorageError> {
-    let mut taken = vec![];
+/// Snapshots a batch took for compaction, and read back for Raft.
+#[derive(Default)]
+struct Done {
+    taken: Vec<Snapshot>,
+    loaded: Vec<Snapshot>,
+}
+
+/// Writes a batch.
+fn persist(storage: &mut Storage<Box<dyn Disk>>, batch: Vec<Job>) -> Result<Done, StorageError> {
+    let mut done = Done::default();
     for job in batch {
         match job {
             Job::Ready {
@@ -64,13 +79,68 @@ fn persist(storage: &mut Storage<Box<dyn Disk>>, batch: Vec<Job>) -> Result<Vec<
                     meta,
                     data: snapshot::encode(&tree),
                 };
+                drop(tree);
+                release_free_memory();
                 storage.save_snapshot(&s)?;
-                taken.push(s);
+                done.taken.push(s);
             }
+            Job::AdoptSnapshot(s) => {
+                storage.adopt_snapshot(&s.meta)?;
+                // Reported even if a newer snapshot superseded it: Raft refuses the stale one.
+                done.taken.push(s);
+            }
+            Job::LoadSnapshot => done.loaded.push(storage.load_snapshot()?),
         }
     }
     storage.sync()?;
-    Ok(taken)
+    Ok(done)
+}
+
+/// Hands memory the allocator holds free back to the system. A snapshot's copy of the tree is
+/// as large as the tree; once it is encoded, glibc would keep all of it in its free lists and
+/// the server's resident size would stay at twice the tree's (measured: 1M znodes, 442 MB →
+/// 268 MB after trimming, 47 ms, here on the WAL stage's thread).
+pub fn release_free_memory() {
+    #[cfg(all(not(madsim), target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the system; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Encodes and writes a compaction snapshot in a task of its own, through a second disk
+/// handle, while the stage goes on with appends; the loop is told with `SnapshotWritten`, or
+/// with a storage error (which stops the node, as any other).
+fn write_beside(
+    mut disk: Box<dyn Disk>,
+    dir: String,
+    meta: SnapshotMeta,
+    tree: Box<DataTree>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    tokio::spawn(async move {
+        // Simulated time, like any write: a crash meanwhile leaves no snapshot.
+        let latency = disk.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let written = blocking(move || {
+            let s = Snapshot {
+                meta,
+                data: snapshot::encode(&tree),
+            };
+            drop(tree);
+            release_free_memory();
+            // Its own temp file: the stage may be saving a snapshot from the leader meanwhile.
+            let tmp = format!("snap-{}.tmp", s.meta.index);
+            write_snapshot(&mut *disk, &dir, &s, &tmp).map(|()| s)
+        })
+        .await;
+        let _ = events.send(match written {
+            Ok(s) => Event::SnapshotWritten(s),
+            Err(e) => Event::Persisted(Err(e)),
+        });
+    });
 }
 
 /// Persists jobs until the replica loop goes away or storage fails (then it reports the error
@@ -85,11 +155,22 @@ pub async fn run(
         while let Ok(j) = jobs.try_recv() {
             batch.push(j);
         }
+        let mut here = Vec::with_capacity(batch.len());
+        for job in batch {
+            match job {
+                Job::Snapshot { meta, tree } => match storage.disk().detached() {
+                    Some(side) => write_beside(side, storage.dir().to_string(), meta, tree, events.clone()),
+                    None => here.push(Job::Snapshot { meta, tree }),
+                },
+                job => here.push(job),
+            }
+        }
+        let batch = here;
         let upto = batch
             .iter()
             .filter_map(|j| match j {
                 Job::Ready { id, .. } => Some(*id),
-                Job::Snapshot { .. } => None,
+                _ => None,
             })
             .max();
         // A simulated disk takes simulated time (drawn per seed): a crash meanwhile loses the
@@ -125,16 +206,19 @@ pub async fn run(
                 }
             }
         }
-        let (taken, result) = match result {
-            Ok(taken) => (taken, Ok(upto)),
-            Err(e) => (vec![], Err(e)),
+        let (done, result) = match result {
+            Ok(done) => (done, Ok(upto)),
+            Err(e) => (Done::default(), Err(e)),
         };
         let failed = result.is_err();
         if events.send(Event::Persisted(result)).is_err() || failed {
             return;
         }
-        for s in taken {
+        for s in done.taken {
             let _ = events.send(Event::Snapshotted(s));
+        }
+        for s in done.loaded {
+            let _ = events.send(Event::SnapshotLoaded(s));
         }
     }
 }

@@ -559,22 +559,44 @@ impl<D: Disk> Storage<D> {
     pub fn save_snapshot(&mut self, snap: &Snapshot) -> StorageResult<()> {
         self.sync()?;
         self.write_snapshot_file(snap)?;
-        let old = std::mem::replace(&mut self.snapshot, snap.meta.clone());
+        self.adopt(&snap.meta)
+    }
+
+    /// Takes as current a snapshot that `write_snapshot` wrote through another handle (off
+    /// the write path) and drops the log segments it makes unnecessary. A snapshot older than
+    /// the current one (a newer one was installed from the leader meanwhile) is not taken: its
+    /// file becomes garbage. Whether it was taken.
+    ///
+    /// Only for snapshots of this log's own applied state: a crash after the file was written
+    /// and before this leaves a snapshot newer than the recorded one, which recovery takes (the
+    /// newest file wins, entries it covers are skipped), and the log still leads up to it.
+    pub fn adopt_snapshot(&mut self, meta: &SnapshotMeta) -> StorageResult<bool> {
+        if meta.index < self.snapshot.index {
+            self.garbage.push(format!("{}/{}", self.dir, snap_name(meta.index)));
+            return Ok(false);
+        }
+        self.sync()?;
+        self.adopt(meta)?;
+        Ok(true)
+    }
+
+    fn adopt(&mut self, meta: &SnapshotMeta) -> StorageResult<()> {
+        let old = std::mem::replace(&mut self.snapshot, meta.clone());
         // Keep the log only if it holds the snapshot's last entry (same term): otherwise its
         // entries after the snapshot may come from a divergent history.
-        let matches = snap.meta.index == old.index || self.terms.get(&snap.meta.index) == Some(&snap.meta.term);
+        let matches = meta.index == old.index || self.terms.get(&meta.index) == Some(&meta.term);
         if !matches {
             for s in std::mem::take(&mut self.segments) {
                 self.disk.remove(&s.path)?;
             }
             self.offsets.clear();
             self.terms.clear();
-            self.last_index = snap.meta.index;
-            self.new_segment(snap.meta.index + 1)?;
+            self.last_index = meta.index;
+            self.new_segment(meta.index + 1)?;
             self.write_hard_state_now()?;
         } else {
             // Whole segments that end at or before the snapshot are garbage now.
-            while self.segments.len() > 1 && self.segments[1].first_index <= snap.meta.index + 1 {
+            while self.segments.len() > 1 && self.segments[1].first_index <= meta.index + 1 {
                 let s = self.segments.remove(0);
                 self.garbage.push(s.path);
                 self.offsets.retain(|_, (seg, _)| *seg != 0);
@@ -582,12 +604,12 @@ impl<D: Disk> Storage<D> {
                     v.0 -= 1;
                 }
             }
-            self.offsets.retain(|&i, _| i > snap.meta.index);
-            self.terms.retain(|&i, _| i > snap.meta.index);
+            self.offsets.retain(|&i, _| i > meta.index);
+            self.terms.retain(|&i, _| i > meta.index);
         }
         // Older snapshot files are no longer needed.
         for n in self.disk.list(&self.dir)? {
-            if n.starts_with("snap-") && n.ends_with(".snap") && n != snap_name(snap.meta.index) {
+            if n.starts_with("snap-") && n.ends_with(".snap") && n != snap_name(meta.index) {
                 self.garbage.push(format!("{}/{n}", self.dir));
             }
         }
@@ -614,24 +636,7 @@ impl<D: Disk> Storage<D> {
     }
 
     fn write_snapshot_file(&mut self, snap: &Snapshot) -> StorageResult<()> {
-        let meta = bincode::serde::encode_to_vec(&snap.meta, bincode::config::standard()).expect("meta encodes");
-        let mut b = Vec::with_capacity(snap.data.len() + meta.len() + 32);
-        b.extend_from_slice(SNAP_MAGIC);
-        b.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        b.extend_from_slice(&(meta.len() as u64).to_be_bytes());
-        b.extend_from_slice(&meta);
-        b.extend_from_slice(&(snap.data.len() as u64).to_be_bytes());
-        b.extend_from_slice(&snap.data);
-        let c = crc(&b);
-        b.extend_from_slice(&c.to_be_bytes());
-        let tmp = format!("{}/snap.tmp", self.dir);
-        let _ = self.disk.remove(&tmp);
-        self.disk.write_at(&tmp, 0, &b)?;
-        self.disk.sync(&tmp)?;
-        self.disk
-            .rename(&tmp, &format!("{}/{}", self.dir, snap_name(snap.meta.index)))?;
-        self.disk.sync_dir(&self.dir)?;
-        Ok(())
+        write_snapshot(&mut self.disk, &self.dir, snap, "snap.tmp")
     }
 
     fn read_snapshot_file(&mut self, path: &str, report: &mut RecoveryReport) -> StorageResult<Snapshot> {
@@ -642,7 +647,7 @@ impl<D: Disk> Storage<D> {
         };
         let mut last_err = corrupt("unreadable");
         for _ in 0..3 {
-            let b = self.disk.read(path)?;
+            let mut b = self.disk.read(path)?;
             if b.len() < 28 {
                 last_err = corrupt("truncated snapshot");
             } else if &b[..4] != SNAP_MAGIC {
@@ -669,14 +674,21 @@ impl<D: Disk> Storage<D> {
                 if meta_end + 8 + dl + 4 != b.len() {
                     return Err(corrupt("data length"));
                 }
-                return Ok(Snapshot {
-                    meta,
-                    data: b[meta_end + 8..meta_end + 8 + dl].to_vec(),
-                });
+                // The data in place, not copied out of the file's bytes.
+                b.truncate(meta_end + 8 + dl);
+                b.drain(..meta_end + 8);
+                return Ok(Snapshot { meta, data: b });
             }
             report.reread += 1;
         }
         Err(last_err)
+    }
+
+    /// Reads the current snapshot back (for a Raft that dropped its bytes and has a follower
+    /// to send them to); checked as at recovery.
+    pub fn load_snapshot(&mut self) -> StorageResult<Snapshot> {
+        let path = format!("{}/{}", self.dir, snap_name(self.snapshot.index));
+        self.read_snapshot_file(&path, &mut RecoveryReport::default())
     }
 
     /// The directory the log and snapshots are in.
@@ -688,6 +700,31 @@ impl<D: Disk> Storage<D> {
     pub fn disk(&mut self) -> &mut D {
         &mut self.disk
     }
+}
+
+/// Writes a snapshot file durably: to `tmp_name`, synced, renamed into place, directory
+/// synced. Callable through a detached disk handle, so that a large snapshot is written off
+/// the WAL's write path (`Storage::adopt_snapshot` then takes it).
+pub fn write_snapshot<D: Disk + ?Sized>(disk: &mut D, dir: &str, snap: &Snapshot, tmp_name: &str) -> StorageResult<()> {
+    let meta = bincode::serde::encode_to_vec(&snap.meta, bincode::config::standard()).expect("meta encodes");
+    let mut head = Vec::with_capacity(meta.len() + 32);
+    head.extend_from_slice(SNAP_MAGIC);
+    head.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    head.extend_from_slice(&(meta.len() as u64).to_be_bytes());
+    head.extend_from_slice(&meta);
+    head.extend_from_slice(&(snap.data.len() as u64).to_be_bytes());
+    // Written in three pieces rather than copied into one buffer: the data is the whole
+    // tree (a million znodes are 120 MB).
+    let c = crc32c::crc32c_append(crc(&head), &snap.data);
+    let tmp = format!("{dir}/{tmp_name}");
+    let _ = disk.remove(&tmp);
+    disk.write_at(&tmp, 0, &head)?;
+    disk.write_at(&tmp, head.len() as u64, &snap.data)?;
+    disk.write_at(&tmp, (head.len() + snap.data.len()) as u64, &c.to_be_bytes())?;
+    disk.sync(&tmp)?;
+    disk.rename(&tmp, &format!("{}/{}", dir, snap_name(snap.meta.index)))?;
+    disk.sync_dir(dir)?;
+    Ok(())
 }
 
 fn snap_name(index: u64) -> String {

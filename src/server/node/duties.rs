@@ -7,6 +7,8 @@ use super::*;
 impl Node {
     pub(super) fn on_tick(&mut self) {
         self.raft.tick();
+        // Snapshot bytes loaded for a follower go once no follower is being sent them.
+        self.raft.drop_snapshot_data();
         self.check_read_only();
         let (now, mono) = (self.now(), self.mono());
         if self.role == Role::Leader && self.leader_ready && mono - self.last_reap >= self.cfg.container_check_ms as i64

@@ -149,6 +149,10 @@ pub enum Event {
     Persisted(Result<Option<u64>, StorageError>),
     /// A snapshot for log compaction is durable: Raft may drop the log before it.
     Snapshotted(raft::Snapshot),
+    /// A compaction snapshot was written beside the WAL stage: the stage is to adopt it.
+    SnapshotWritten(raft::Snapshot),
+    /// The current snapshot, read back for Raft to send to a follower.
+    SnapshotLoaded(raft::Snapshot),
     FourLetter {
         cmd: String,
         reply: oneshot::Sender<String>,
@@ -285,6 +289,8 @@ pub struct Node {
     boot: u64,
     /// A snapshot for compaction is on its way through the WAL stage.
     snapshotting: bool,
+    /// Bytes of the entries applied since the last snapshot began (for `snap_size_limit`).
+    log_bytes: u64,
     /// `Ready`s handed to the WAL stage and not yet durable, oldest first.
     unpersisted: VecDeque<Unpersisted>,
     tree: DataTree,
@@ -396,7 +402,9 @@ impl Node {
             term: rec.hard_state.term,
             vote: rec.hard_state.vote,
         });
-        let raft = Raft::new(rcfg, rec);
+        let mut raft = Raft::new(rcfg, rec);
+        // The tree is the snapshot's state; its bytes are read back when a follower needs them.
+        raft.drop_snapshot_data();
         let applied_zxid = Arc::new(AtomicI64::new(tree.last_zxid()));
         let now = clock.now_ms();
         // Distinct for every start of this node: a restart takes longer than a millisecond,
@@ -413,6 +421,7 @@ impl Node {
             next_ready: 0,
             boot,
             snapshotting: false,
+            log_bytes: 0,
             unpersisted: VecDeque::new(),
             tree,
             pending: Pending::new(),
@@ -512,6 +521,7 @@ impl Node {
                 let index = s.meta.index;
                 // Refused only if a newer snapshot was installed from the leader meanwhile.
                 let _compacted = self.raft.compact(index, s.data).is_ok();
+                self.raft.drop_snapshot_data();
                 #[cfg(madsim)]
                 if _compacted {
                     self.snapshots_seen += 1;
@@ -522,6 +532,8 @@ impl Node {
                     });
                 }
             }
+            Event::SnapshotLoaded(s) => self.raft.snapshot_loaded(s),
+            Event::SnapshotWritten(s) => self.wal_job(Job::AdoptSnapshot(s)),
             Event::FourLetter { cmd, reply } => {
                 let _ = reply.send(self.four_letter(&cmd));
             }

@@ -10,8 +10,13 @@ impl Node {
     pub(super) fn process_ready(&mut self) -> Result<(), NodeError> {
         while self.raft.has_ready() {
             let rd = self.raft.ready();
+            if rd.load_snapshot.is_some() {
+                self.wal_job(Job::LoadSnapshot);
+            }
             if let Some(s) = &rd.snapshot {
                 self.tree = snapshot::decode(&s.data)?;
+                // Installed: Raft need not keep the bytes (nor, once persisted, this Ready).
+                self.raft.drop_snapshot_data();
                 self.pending = Pending::new();
                 self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
                 // Installing a snapshot skips the transactions it covers, and with them their
@@ -94,6 +99,9 @@ impl Node {
                 }
             }
             for e in &rd.committed {
+                // What the entry costs in memory: its bytes and Entry's own (with the
+                // allocator's), until a snapshot lets Raft drop it.
+                self.log_bytes += e.data.len() as u64 + 64;
                 self.apply(e);
             }
             if let Some(last) = rd.committed.last() {
@@ -218,11 +226,12 @@ impl Node {
         // a snapshot then costs a bounded amount per entry however large the tree grows
         // (a fixed interval makes loading a big tree quadratic).
         let due = self.raft.snapshot_meta().index + self.cfg.snap_count.max(self.tree.node_count() as u64);
-        if self.snapshotting || applied < due {
+        if self.snapshotting || (applied < due && self.log_bytes < self.cfg.snap_size_limit) {
             return;
         }
         if let Ok(meta) = self.raft.snapshot_meta_at(applied) {
             self.snapshotting = true;
+            self.log_bytes = 0;
             // A copy is a consistent view at `applied`; the WAL stage encodes and writes it.
             self.wal_job(Job::Snapshot {
                 meta,
