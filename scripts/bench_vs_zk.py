@@ -14,7 +14,7 @@ server again to its first acknowledged write (and the node count it came back wi
 
 Usage: scripts/bench_vs_zk.py [--zraft target/release/zraft] [--secs 8] [--nodes 1,3]
        [--loads set,get,create-seq] [--depths 1,16] [--sessions 64] [--value-size 1024]
-       [--big 1000000] [--only-big]
+       [--big 1000000] [--only-big] [--servers zk,zraft]
 """
 import argparse
 import csv
@@ -218,6 +218,7 @@ def main():
     p.add_argument("--dir", default=None, help="where the servers keep their data (default: a temp dir under target/)")
     p.add_argument("--big", type=int, default=0, help="znodes of 100 bytes for the memory-and-restart comparison (0: skip)")
     p.add_argument("--only-big", action="store_true", help="only the memory-and-restart comparison")
+    p.add_argument("--servers", default="zk,zraft", help="which servers to run (zraft alone: figures without ratios, for iterating)")
     a = p.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     os.makedirs(os.path.join(REPO, "reports/bench"), exist_ok=True)
@@ -226,7 +227,8 @@ def main():
     root = a.dir or tempfile.mkdtemp(prefix="bench-", dir=os.path.join(REPO, "target"))
     rows = []
     big = {}
-    for kind in ["zk", "zraft"] if a.big > 0 else []:
+    servers = a.servers.split(",")
+    for kind in servers if a.big > 0 else []:
         print(f"== {kind} x1: {a.big} znodes of 100 bytes", flush=True)
         c = Cluster(kind, 1, 29000, root, a.zraft)
         try:
@@ -248,7 +250,7 @@ def main():
         finally:
             c.stop()
     for n in [int(x) for x in a.nodes.split(",")] if not a.only_big else []:
-        for kind in ["zk", "zraft"]:
+        for kind in servers:
             print(f"== {kind} x{n}", flush=True)
             c = Cluster(kind, n, 25000 + 1000 * n, root, a.zraft)
             try:
@@ -265,7 +267,7 @@ def main():
         print(f"\n{a.big} znodes of 100 bytes, 1 node | {'ZooKeeper':>10} | {'zraft':>10} | ratio")
         for k, what in [("load_s", "load s"), ("rss_mb", "RSS MB"), ("data_mb", "data dir MB"),
                         ("restart_s", "restart to a write s"), ("rss_after_mb", "RSS after restart MB")]:
-            z, r = big["zk"][k], big["zraft"][k]
+            z, r = big.get("zk", {}).get(k, 0), big.get("zraft", {}).get(k, 0)
             print(f"{what:>33} | {z:>10.2f} | {r:>10.2f} | {r / z if z else 0:.2f}")
         with open(csv_path.replace(".csv", "-big.csv"), "w", newline="") as f:
             wr = csv.writer(f)
@@ -285,11 +287,13 @@ def main():
     print()
     print(f"{'nodes':>5} {'load':>10} {'depth':>5} | {'ZK ops/s':>9} {'p99 ms':>7} | {'zraft ops/s':>11} {'p99 ms':>7} | {'ratio':>5} {'p99 ratio':>9}")
     for n, load, depth in sorted({(r["nodes"], r["load"], r["depth"]) for r in rows}):
-        z = next(r for r in rows if (r["nodes"], r["load"], r["depth"], r["server"]) == (n, load, depth, "zk"))
-        r = next(r for r in rows if (r["nodes"], r["load"], r["depth"], r["server"]) == (n, load, depth, "zraft"))
+        none = {"ops_per_s": 0, "p99_ms": 0}
+        z = next((r for r in rows if (r["nodes"], r["load"], r["depth"], r["server"]) == (n, load, depth, "zk")), none)
+        r = next((r for r in rows if (r["nodes"], r["load"], r["depth"], r["server"]) == (n, load, depth, "zraft")), none)
         zo, ro = float(z["ops_per_s"]), float(r["ops_per_s"])
         zp, rp = float(z["p99_ms"]), float(r["p99_ms"])
-        print(f"{n:>5} {load:>10} {depth:>5} | {zo:>9.0f} {zp:>7.2f} | {ro:>11.0f} {rp:>7.2f} | {ro / zo:>5.2f} {rp / zp if zp else 0:>9.2f}")
+        print(f"{n:>5} {load:>10} {depth:>5} | {zo:>9.0f} {zp:>7.2f} | {ro:>11.0f} {rp:>7.2f} | "
+              f"{ro / zo if zo else 0:>5.2f} {rp / zp if zp else 0:>9.2f}")
     print(f"\ncsv: {csv_path}\nplot: {csv_path.replace('.csv', '.svg')}")
 
 
