@@ -12,12 +12,19 @@ use zraft::tree::{snapshot, DataTree, Txn, TxnEntry};
 /// Resident memory of this process, MB (Linux).
 fn rss_mb() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096 / (1 << 20)
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let mut tree = DataTree::new();
     let create = |tree: &mut DataTree, path: String| {
         let zxid = tree.last_zxid() + 1;

@@ -49,7 +49,7 @@ ROWS=(
   "partial-multi|tree|a failed multi applies the ops before the failing one|minority-partition"
   "ephemeral-for-closing-session|tree|an ephemeral created for a closing or closed session|minority-partition leader-partition"
   "writes-after-expiry|tree|writes of an expired session applied after the expiry (zraft before the model checker)|minority-partition leader-partition"
-  "reap-recreated|tree|a reap deletes a persistent node re-created at the reaped path after the reap was chosen (zraft before the 40000..40667 sweep)|five-nodes leader-partition"
+  "reap-recreated|tree|a reap deletes a persistent node re-created at the reaped path after the reap was chosen (zraft before the 40000..40667 sweep)|reap-race five-nodes"
 )
 
 echo "Planted bugs: first seed of 0..$SEEDS caught (system harness: \`ZRAFT_BUG=<variant> $SIM run scenarios/<s>.toml --seeds 0..$SEEDS --first\`; core: \`ZRAFT_BUG=<variant> ZRAFT_RAFT_FIND=$SEEDS\` on tests/raft_model.rs built with --cfg zraft_bugs). Build $(git rev-parse --short HEAD)."

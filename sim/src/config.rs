@@ -38,6 +38,8 @@ pub struct RunConfig {
     pub snap_count: u64,
     /// Bytes of entries per Raft append (the servers' default: 1 MiB).
     pub max_append_bytes: usize,
+    /// The servers' znode.container.checkIntervalMs.
+    pub container_check_ms: u64,
 }
 
 impl RunConfig {
@@ -87,6 +89,7 @@ impl RunConfig {
             },
             max_append_bytes: s.max_append_bytes,
             snap_count: r.gen_range(s.snap_count[0]..=s.snap_count[1].max(s.snap_count[0])),
+            container_check_ms: s.container_check_ms,
         }
     }
 }
@@ -116,6 +119,7 @@ impl RunConfig {
             disk_latency_us: s.nemesis.disk_latency_us,
             snap_count: s.snap_count[0],
             max_append_bytes: s.max_append_bytes,
+            container_check_ms: s.container_check_ms,
         }
     }
 
@@ -124,7 +128,7 @@ impl RunConfig {
         let q = |s: &str| format!("{s:?}");
         let names = |fs: &[Fault]| fs.iter().map(|f| q(&f.name())).collect::<Vec<_>>().join(", ");
         let mut t = format!(
-            "description = {}\npinned = true\nnodes = {}\nseconds = {}\nclients = [{c}, {c}]\nseeds = \"{}..{}\"\nliveness_secs = {}\nsnap_count = [{s}, {s}]\nmax_append_bytes = {}\n\n",
+            "description = {}\npinned = true\nnodes = {}\nseconds = {}\nclients = [{c}, {c}]\nseeds = \"{}..{}\"\nliveness_secs = {}\nsnap_count = [{s}, {s}]\nmax_append_bytes = {}\ncontainer_check_ms = {}\n\n",
             q(description),
             self.nodes,
             self.secs,
@@ -132,6 +136,7 @@ impl RunConfig {
             self.seed + 1,
             self.liveness_secs,
             self.max_append_bytes,
+            self.container_check_ms,
             c = self.clients,
             s = self.snap_count,
         );

@@ -274,6 +274,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         clocks.push(clock.clone());
         exits.push(exit.clone());
         let (n, seed, snap_count, max_append) = (cfg.nodes, cfg.seed, cfg.snap_count, cfg.max_append_bytes);
+        let container_check_ms = cfg.container_check_ms;
         let node = handle
             .create_node()
             .name(format!("zraft-{id}"))
@@ -282,7 +283,10 @@ async fn scenario(cfg: RunConfig) -> Outputs {
                 let (disk, clock, exit) = (disk.clone(), clock.clone(), exit.clone());
                 async move {
                     let r = zraft::server::run_with_clock(
-                        server_config(id, n, snap_count, max_append),
+                        Config {
+                            container_check_ms,
+                            ..server_config(id, n, snap_count, max_append)
+                        },
                         Box::new(disk),
                         Box::new(clock),
                         seed ^ id,

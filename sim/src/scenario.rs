@@ -261,12 +261,20 @@ pub struct Scenario {
     /// short appends, each a separate message to lose, delay or reorder.
     #[serde(default = "max_append_bytes")]
     pub max_append_bytes: usize,
+    /// How often the leader looks for containers and TTL nodes to reap
+    /// (`znode.container.checkIntervalMs`; ZooKeeper's default is a minute, the harness's 1 s).
+    #[serde(default = "container_check_ms")]
+    pub container_check_ms: u64,
     /// One seed's exact choices (what `zraft-sim shrink` writes): every range is taken as is
     /// instead of drawn from (`clients`, `snap_count`, `pipeline_depth`: their first value;
     /// `disk_latency_us` and `interval_ms`: the range itself; timer drift from
     /// `tick_drift_ppm_nodes`), and `faults` are not subset even with `swarm`.
     #[serde(default)]
     pub pinned: bool,
+}
+
+fn container_check_ms() -> u64 {
+    1000
 }
 
 fn max_append_bytes() -> usize {

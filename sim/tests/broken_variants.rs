@@ -32,7 +32,7 @@ mod sim {
     fn broken_variants_are_caught() {
         // Each variant, the scenario that exposes it, and the words of the checkers that may
         // catch it (a lost write shows as a Raft divergence or as a linearizability failure).
-        let variants: [(&str, &str, &[&str]); 25] = [
+        let variants: [(&str, &str, &[&str]); 26] = [
             (
                 "stale-sync",
                 "minority-partition",
@@ -136,6 +136,12 @@ mod sim {
                 "snapshot-catch-up",
                 &["Raft invariant broken: LogMismatch"],
             ),
+            // A reap that deletes a persistent node re-created at the reaped path after the
+            // reap was chosen: a narrow window in the general scenarios (5 of 10,005 sweep
+            // seeds reached it, and which ones moved with every change of timing), wide in
+            // reap-race (deep pipelines of deletes and re-creates on slow disks, a reaper every
+            // 20 ms: 15 of 40 seeds).
+            ("reap-recreated", "reap-race", &["model check failed: BadReap"]),
         ];
         for (bug, scenario, checkers) in variants {
             let caught = caught_within(bug, scenario, 60);
@@ -149,23 +155,6 @@ mod sim {
                 checkers.iter().any(|c| what.contains(c)),
                 "variant {bug} caught by the wrong checker: {what}"
             );
-        }
-        // reap-recreated (a reap deletes a persistent node re-created at the reaped path after
-        // the reap was chosen) needs a narrow window: 5 of 10,005 sweep seeds reached it. The
-        // seeds that caught it (sim/tests/regressions.rs) must still catch it.
-        for (scenario, seed) in [
-            ("five-nodes", 40015),
-            ("leader-partition", 40395),
-            ("message-chaos", 40329),
-            ("seven-nodes", 40623),
-            ("small-appends", 40482),
-        ] {
-            let s = Scenario::load(&format!("{}/../scenarios/{scenario}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
-            std::env::set_var("ZRAFT_BUG", "reap-recreated");
-            let why = run(RunConfig::new(&s, seed)).failure();
-            std::env::remove_var("ZRAFT_BUG");
-            let why = why.unwrap_or_else(|| panic!("reap-recreated passed {scenario} seed {seed}"));
-            assert!(why.contains("model check failed: BadReap"), "reap-recreated: {why}");
         }
 
         // raft-commit-unmatched (a follower commits the leader's commit index over its whole
