@@ -194,6 +194,10 @@ struct Inode {
     data: Vec<u8>,
     /// Contents as of the last sync.
     durable: Vec<u8>,
+    /// The lowest offset written or truncated to since the last sync: a sync copies from
+    /// there only (copying the whole file made every fsync cost the segment's length, a
+    /// fifth of the simulator's time). The default, 0, copies everything.
+    dirty: usize,
 }
 
 #[derive(Debug, Default)]
@@ -303,6 +307,7 @@ impl SimDisk {
             }
             ino.data = after.clone();
             ino.durable = after;
+            ino.dirty = usize::MAX;
         }
         st.names = st.durable_names.clone();
     }
@@ -343,6 +348,7 @@ impl SimDisk {
             st.stats.misdirected += 1;
             off = st.rng.as_mut().expect("seeded").gen_range(0..len);
         }
+        st.inodes[i].dirty = st.inodes[i].dirty.min(off);
         let d = &mut st.inodes[i].data;
         if d.len() < off + data.len() {
             d.resize(off + data.len(), 0);
@@ -413,6 +419,7 @@ impl Disk for SimDisk {
         self.with(path, |st| {
             let i = Self::inode(st, path, false)?;
             st.inodes[i].data.truncate(len as usize);
+            st.inodes[i].dirty = st.inodes[i].dirty.min(len as usize);
             Ok(())
         })
     }
@@ -421,7 +428,12 @@ impl Disk for SimDisk {
         self.with(path, |st| {
             let i = Self::inode(st, path, false)?;
             st.stats.syncs += 1;
-            st.inodes[i].durable = st.inodes[i].data.clone();
+            let ino = &mut st.inodes[i];
+            let from = ino.dirty.min(ino.data.len()).min(ino.durable.len());
+            ino.durable.truncate(from);
+            ino.durable.extend_from_slice(&ino.data[from..]);
+            ino.dirty = usize::MAX;
+            debug_assert!(ino.durable == ino.data, "a sync leaves the file durable as it is");
             Ok(())
         })
     }

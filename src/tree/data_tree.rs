@@ -572,13 +572,13 @@ impl DataTree {
 
     /// Visits every node in pre-order (children by name): its depth (the root's is 0), name
     /// (the root's is empty) and node. What a snapshot writes.
-    pub(crate) fn walk<'a>(&'a self, mut visit: impl FnMut(usize, &'a str, &'a Node)) {
-        let mut stack: Vec<(usize, &'a str, NodeId)> = vec![(0, "", ROOT)];
+    pub(crate) fn walk<'a>(&'a self, mut visit: impl FnMut(usize, &'a [u8], &'a Node)) {
+        let mut stack: Vec<(usize, &'a [u8], NodeId)> = vec![(0, b"", ROOT)];
         while let Some((depth, name, id)) = stack.pop() {
             let n = self.get(id);
             visit(depth, name, n);
             if let Some(kids) = &n.children {
-                stack.extend(kids.iter().rev().map(|(k, &c)| (depth + 1, k.as_str(), c)));
+                stack.extend(kids.iter().rev().map(|(k, &c)| (depth + 1, k.as_bytes(), c)));
             }
         }
     }
