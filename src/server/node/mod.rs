@@ -291,6 +291,9 @@ pub struct Node {
     snapshotting: bool,
     /// Bytes of the entries applied since the last snapshot began (for `snap_size_limit`).
     log_bytes: u64,
+    /// Size of the latest snapshot: the log may hold a quarter as much before the next one, so
+    /// that writing snapshots costs at most four bytes per byte logged however large the tree.
+    snapshot_bytes: u64,
     /// `Ready`s handed to the WAL stage and not yet durable, oldest first.
     unpersisted: VecDeque<Unpersisted>,
     tree: DataTree,
@@ -402,6 +405,7 @@ impl Node {
             term: rec.hard_state.term,
             vote: rec.hard_state.vote,
         });
+        let snapshot_bytes = rec.snapshot.data.len() as u64;
         let mut raft = Raft::new(rcfg, rec);
         // The tree is the snapshot's state; its bytes are read back when a follower needs them.
         raft.drop_snapshot_data();
@@ -422,6 +426,7 @@ impl Node {
             boot,
             snapshotting: false,
             log_bytes: 0,
+            snapshot_bytes,
             unpersisted: VecDeque::new(),
             tree,
             pending: Pending::new(),
@@ -520,6 +525,7 @@ impl Node {
                 self.snapshotting = false;
                 let index = s.meta.index;
                 // Refused only if a newer snapshot was installed from the leader meanwhile.
+                self.snapshot_bytes = s.data.len() as u64;
                 let _compacted = self.raft.compact(index, s.data).is_ok();
                 self.raft.drop_snapshot_data();
                 #[cfg(madsim)]

@@ -16,6 +16,7 @@ impl Node {
             if let Some(s) = &rd.snapshot {
                 self.tree = snapshot::decode(&s.data)?;
                 // Installed: Raft need not keep the bytes (nor, once persisted, this Ready).
+                self.snapshot_bytes = s.data.len() as u64;
                 self.raft.drop_snapshot_data();
                 self.pending = Pending::new();
                 self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
@@ -226,7 +227,8 @@ impl Node {
         // a snapshot then costs a bounded amount per entry however large the tree grows
         // (a fixed interval makes loading a big tree quadratic).
         let due = self.raft.snapshot_meta().index + self.cfg.snap_count.max(self.tree.node_count() as u64);
-        if self.snapshotting || (applied < due && self.log_bytes < self.cfg.snap_size_limit) {
+        let size_limit = self.cfg.snap_size_limit.max(self.snapshot_bytes / 4);
+        if self.snapshotting || (applied < due && self.log_bytes < size_limit) {
             return;
         }
         if let Ok(meta) = self.raft.snapshot_meta_at(applied) {
