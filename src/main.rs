@@ -214,7 +214,7 @@ fn bench(s: zraft::bench::Settings, csv: Option<String>, label: String) {
 /// its own free memory (a million znodes: 431 MB resident with the default, 351 MB with two,
 /// the same throughput). MALLOC_ARENA_MAX, if set, is left to decide.
 fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[cfg(all(not(madsim), target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
         unsafe {
