@@ -641,7 +641,7 @@ impl World {
                     } else {
                         ConfChange::AddLearner(id)
                     };
-                    if r.propose_conf_change(cc).is_ok() {
+                    if r.propose_conf_change(cc, vec![]).is_ok() {
                         self.stats.conf_changes += 1;
                     }
                 }

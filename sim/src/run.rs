@@ -15,6 +15,7 @@ use std::time::Duration;
 use zraft::client::ClientError;
 use zraft::jute::*;
 use zraft::server::config::{Config, Peer};
+use zraft::server::membership::ServerSpec;
 use zraft::server::observer::Observation;
 use zraft::storage::{Faults, SimDisk};
 
@@ -157,8 +158,7 @@ fn server_config(id: u64, nodes: u64, snap_count: u64, max_append_bytes: usize) 
         peers: (1..=nodes)
             .map(|i| Peer {
                 id: i,
-                addr: format!("10.0.0.{i}:2888"),
-                observer: false,
+                spec: ServerSpec::parse(&format!("10.0.0.{i}:2888:3888:participant;2181")).expect("a valid spec"),
             })
             .collect(),
         raft_tick_ms: 50,

@@ -10,6 +10,7 @@ mod sim {
     use zraft::client::Client;
     use zraft::jute::CreateMode;
     use zraft::server::config::{Config, Peer};
+    use zraft::server::membership::ServerSpec;
     use zraft::storage::{Faults, SimDisk};
 
     fn config(id: u64) -> Config {
@@ -21,8 +22,7 @@ mod sim {
             peers: (1..=3)
                 .map(|i| Peer {
                     id: i,
-                    addr: format!("10.0.0.{i}:2888"),
-                    observer: false,
+                    spec: ServerSpec::parse(&format!("10.0.0.{i}:2888:3888")).expect("a valid spec"),
                 })
                 .collect(),
             raft_tick_ms: 100,

@@ -484,9 +484,10 @@ impl Response {
         let resp = match op {
             OpCode::Create => Response::Create(Record::read(r)?),
             OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => Response::Create2(Record::read(r)?),
-            OpCode::SetData | OpCode::Check | OpCode::Reconfig => Response::SetData(Record::read(r)?),
+            OpCode::SetData | OpCode::Check => Response::SetData(Record::read(r)?),
             OpCode::Exists => Response::Exists(Record::read(r)?),
-            OpCode::GetData => Response::GetData(Record::read(r)?),
+            // ZooKeeper answers reconfig with the new configuration (GetDataResponse).
+            OpCode::GetData | OpCode::Reconfig => Response::GetData(Record::read(r)?),
             OpCode::GetAcl => Response::GetAcl(Record::read(r)?),
             OpCode::SetAcl => Response::SetAcl(Record::read(r)?),
             OpCode::GetChildren => Response::GetChildren(Record::read(r)?),

@@ -308,9 +308,10 @@ impl Raft {
         Ok(self.append_entry(EntryKind::Normal, data))
     }
 
-    /// Proposes a single-server membership change. Only one may be pending, and only after an
-    /// entry of the current term committed (the single-server-change safety rule).
-    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<u64, RaftError> {
+    /// Proposes a single-server membership change with the application's `context` (returned
+    /// with the committed entry). Only one may be pending, and only after an entry of the
+    /// current term committed (the single-server-change safety rule).
+    pub fn propose_conf_change(&mut self, cc: ConfChange, context: Vec<u8>) -> Result<u64, RaftError> {
         self.check_can_propose()?;
         if self.pending_conf_index > self.log.committed {
             return Err(RaftError::ConfChangePending);
@@ -323,7 +324,7 @@ impl Raft {
         if next.voters.is_empty() {
             return Err(RaftError::EmptyConfiguration);
         }
-        let index = self.append_entry(EntryKind::ConfChange, cc.encode());
+        let index = self.append_entry(EntryKind::ConfChange, cc.encode(context));
         self.pending_conf_index = index;
         Ok(index)
     }
@@ -1289,24 +1290,55 @@ impl Raft {
             if e.kind != EntryKind::ConfChange {
                 continue;
             }
-            let Some(cc) = ConfChange::decode(&e.data) else {
+            let Some((cc, _)) = ConfChange::decode(&e.data) else {
                 continue;
             };
             self.conf.apply(&cc);
             if self.role == Role::Leader {
                 let last = self.log.last_index();
+                let snap = self.snapshot.meta.index;
                 for m in self.conf.members().collect::<Vec<_>>() {
-                    if m != self.id {
-                        self.progress.entry(m).or_insert_with(|| Progress::new(last));
+                    if m != self.id && !self.progress.contains_key(&m) {
+                        // A member new to this leader starts from the snapshot: a fresh node
+                        // bootstrapped its own idea of the initial membership, and only the
+                        // snapshot's replaces it (one whose log is further along ignores it).
+                        let mut pr = Progress::new(last);
+                        if snap > 0 {
+                            pr.become_snapshot(snap);
+                        }
+                        self.progress.insert(m, pr);
                     }
                 }
                 let conf = self.conf.clone();
+                // A removed member is sent the log up to its removal, committed, once more:
+                // it learns it is out (and stops serving) instead of campaigning in vain.
+                let gone: Vec<NodeId> = self
+                    .progress
+                    .keys()
+                    .copied()
+                    .filter(|id| !conf.members().any(|m| m == *id))
+                    .collect();
+                for id in gone {
+                    self.send_append(id, true);
+                }
                 self.progress
                     .retain(|id, _| conf.voters.contains(id) || conf.learners.contains(id));
                 if self.lead_transferee.is_some_and(|t| !conf.voters.contains(&t)) {
                     self.lead_transferee = None;
                 }
                 if !conf.voters.contains(&self.id) {
+                    // Removed: hand over at once instead of leaving the rest to sit out an
+                    // election timeout (the dissertation's leadership transfer). A voter
+                    // holding the whole log may campaign without a pre-vote.
+                    let last = self.log.last_index();
+                    let heir = conf
+                        .voters
+                        .iter()
+                        .copied()
+                        .find(|v| self.progress.get(v).is_some_and(|p| p.matched == last));
+                    if let Some(h) = heir {
+                        self.send(h, Body::TimeoutNow);
+                    }
                     let term = self.term;
                     self.become_follower(term, None);
                 }
@@ -1321,7 +1353,7 @@ impl Raft {
         // stalled the replica loop).
         for e in self.log.iter(self.snapshot.meta.index + 1, index) {
             if e.kind == EntryKind::ConfChange {
-                if let Some(cc) = ConfChange::decode(&e.data) {
+                if let Some((cc, _)) = ConfChange::decode(&e.data) {
                     conf.apply(&cc);
                 }
             }

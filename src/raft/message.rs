@@ -11,7 +11,7 @@ pub type NodeId = u64;
 pub enum EntryKind {
     /// Application data.
     Normal,
-    /// A bincode-encoded `ConfChange`.
+    /// A bincode-encoded `ConfChange` and the application's context for it.
     ConfChange,
     /// The empty entry a new leader appends to commit its term.
     Noop,
@@ -76,10 +76,10 @@ impl ConfState {
                 self.learners.remove(&id);
                 self.voters.insert(id);
             }
+            // A voter made a learner is demoted: it leaves the quorum and keeps the log.
             ConfChange::AddLearner(id) => {
-                if !self.voters.contains(&id) {
-                    self.learners.insert(id);
-                }
+                self.voters.remove(&id);
+                self.learners.insert(id);
             }
             ConfChange::Remove(id) => {
                 self.voters.remove(&id);
@@ -97,17 +97,27 @@ pub enum ConfChange {
     Remove(NodeId),
 }
 
+/// A membership-change entry's data: the change, and bytes Raft does not read (the server
+/// puts the transaction that records the new configuration there, as etcd's `Context`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ConfChangeData {
+    change: ConfChange,
+    #[serde(with = "serde_bytes")]
+    context: Vec<u8>,
+}
+
 impl ConfChange {
-    /// Encodes for an entry's data.
-    pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).expect("conf change encodes")
+    /// Encodes for an entry's data, with the application's `context`.
+    pub fn encode(&self, context: Vec<u8>) -> Vec<u8> {
+        let d = ConfChangeData { change: *self, context };
+        bincode::serde::encode_to_vec(&d, bincode::config::standard()).expect("conf change encodes")
     }
 
-    /// Decodes an entry's data.
-    pub fn decode(b: &[u8]) -> Option<Self> {
-        bincode::serde::decode_from_slice(b, bincode::config::standard())
+    /// Decodes an entry's data: the change and its context.
+    pub fn decode(b: &[u8]) -> Option<(Self, Vec<u8>)> {
+        bincode::serde::decode_from_slice::<ConfChangeData, _>(b, bincode::config::standard())
             .ok()
-            .map(|(c, _)| c)
+            .map(|(d, _)| (d.change, d.context))
     }
 }
 

@@ -662,9 +662,9 @@ fn membership_changes_one_at_a_time_with_learners() {
         node(4, &ids, &[], 0, 0, |_| {}),
     ]);
     c.campaign(1);
-    c.r(1).propose_conf_change(ConfChange::AddLearner(4)).unwrap();
+    c.r(1).propose_conf_change(ConfChange::AddLearner(4), vec![]).unwrap();
     assert_eq!(
-        c.r(1).propose_conf_change(ConfChange::AddVoter(4)),
+        c.r(1).propose_conf_change(ConfChange::AddVoter(4), vec![]),
         Err(RaftError::ConfChangePending)
     );
     c.settle();
@@ -677,17 +677,92 @@ fn membership_changes_one_at_a_time_with_learners() {
         c.r(4).tick();
     }
     assert_eq!(c.r(4).role(), Role::Follower);
-    c.r(1).propose_conf_change(ConfChange::AddVoter(4)).unwrap();
+    c.r(1).propose_conf_change(ConfChange::AddVoter(4), vec![]).unwrap();
     c.settle();
     assert_eq!(c.r(1).conf().voters.len(), 4);
-    // Removing the leader makes it step down once committed.
-    c.r(1).propose_conf_change(ConfChange::Remove(1)).unwrap();
+    // Removing the leader makes it step down once committed, and hand over at once: a voter
+    // with the whole log campaigns without waiting out an election timeout.
+    c.r(1).propose_conf_change(ConfChange::Remove(1), vec![]).unwrap();
     c.settle();
     assert_eq!(c.r(1).role(), Role::Follower);
-    c.tick_all(40);
     let leaders = c.leaders();
-    assert_eq!(leaders.len(), 1);
+    assert_eq!(leaders.len(), 1, "no tick needed");
     assert_ne!(leaders[0], 1);
+    let l = leaders[0];
+    assert!(!c.r(l).conf().voters.contains(&1));
+    assert!(!c.r(l).conf().learners.contains(&1));
+}
+
+#[test]
+fn a_new_member_starts_from_the_leaders_snapshot() {
+    // Node 4 bootstrapped believing it is one of four voters; the ensemble never said so.
+    let ids = [1, 2, 3];
+    let mut c = Cluster::new(vec![
+        node(1, &ids, &[], 0, 0, |_| {}),
+        node(2, &ids, &[], 0, 0, |_| {}),
+        node(3, &ids, &[], 0, 0, |_| {}),
+        node(4, &[1, 2, 3, 4], &[], 0, 0, |_| {}),
+    ]);
+    c.campaign(1);
+    for i in 0..5u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    let applied = c.r(1).applied();
+    c.r(1).compact(applied, b"tree".to_vec()).unwrap();
+    c.r(1)
+        .propose_conf_change(ConfChange::AddLearner(4), b"ctx".to_vec())
+        .unwrap();
+    c.settle();
+    c.tick_all(3);
+    assert_eq!(
+        c.r(4).snapshot_meta().index,
+        applied,
+        "sent the snapshot, not entries from 1"
+    );
+    let leader_conf = c.r(1).conf().clone();
+    assert_eq!(
+        c.r(4).conf(),
+        &leader_conf,
+        "the snapshot's membership replaced its own"
+    );
+    assert!(c.r(4).conf().learners.contains(&4));
+    assert_eq!(c.r(4).last_index(), c.r(1).last_index());
+    // The context comes back with the committed entry, for the application.
+    let last = c.r(4).last_index();
+    let e = c.r(4).entries(last, last).pop().unwrap();
+    assert_eq!(e.kind, EntryKind::ConfChange);
+    assert_eq!(
+        ConfChange::decode(&e.data),
+        Some((ConfChange::AddLearner(4), b"ctx".to_vec()))
+    );
+}
+
+#[test]
+fn a_demoted_voter_leaves_the_quorum_and_keeps_the_log() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    c.r(1).propose(b"x".to_vec()).unwrap();
+    c.settle();
+    c.r(1).propose_conf_change(ConfChange::AddLearner(3), vec![]).unwrap();
+    c.settle();
+    assert_eq!(c.r(1).conf().voters.len(), 2);
+    assert!(c.r(1).conf().learners.contains(&3));
+    // Two voters: cutting node 2 stops commits although node 3 still acknowledges.
+    c.cut.insert(2);
+    let before = c.r(1).committed();
+    c.r(1).propose(b"y".to_vec()).unwrap();
+    c.settle();
+    assert_eq!(c.r(1).committed(), before, "a learner's acknowledgement does not count");
+    assert_eq!(
+        c.r(3).last_index(),
+        c.r(1).last_index(),
+        "the learner still gets the log"
+    );
+    c.cut.clear();
+    c.settle();
+    c.tick_all(2);
+    assert!(c.r(1).committed() > before);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Server configuration: ZooKeeper's `zoo.cfg` keys, parsed with errors that name the key.
 
+use super::membership::{DynamicConfig, ServerSpec};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use thiserror::Error;
@@ -21,9 +22,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub id: u64,
-    /// Address of the Raft peer transport (ZooKeeper's quorum port).
-    pub addr: String,
-    pub observer: bool,
+    /// Where it is reached and whether it votes.
+    pub spec: ServerSpec,
 }
 
 /// Whether TLS clients must present a certificate (`ssl.clientAuth`).
@@ -73,6 +73,11 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `readonlymode.enabled`: a member cut off from the leader serves read-only sessions.
     pub read_only_enabled: bool,
+    /// `reconfigEnabled`: whether clients may change the membership (ZooKeeper's default: no).
+    pub reconfig_enabled: bool,
+    /// `standaloneEnabled`: a single server runs standalone (no reconfig) and a reconfig must
+    /// leave at least two voters (ZooKeeper's default: true).
+    pub standalone_enabled: bool,
     pub my_id: u64,
     pub peers: Vec<Peer>,
     pub max_client_cnxns: u32,
@@ -122,6 +127,8 @@ impl Default for Config {
             plain_client_port: true,
             tls: None,
             read_only_enabled: false,
+            reconfig_enabled: false,
+            standalone_enabled: true,
             my_id: 1,
             peers: vec![],
             max_client_cnxns: 60,
@@ -147,6 +154,14 @@ fn invalid(file: &str, key: &str, msg: impl Into<String>) -> ConfigError {
         file: file.into(),
         key: key.into(),
         msg: msg.into(),
+    }
+}
+
+fn boolean(file: &str, key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(file, key, "expected true or false")),
     }
 }
 
@@ -204,13 +219,9 @@ impl Config {
                 "znode.container.checkIntervalMs" => c.container_check_ms = num(file, k, v)?,
                 "snapCount" => c.snap_count = num::<u64>(file, k, v)?.max(1),
                 "snapSizeLimitInKb" => c.snap_size_limit = num::<u64>(file, k, v)?.max(1).saturating_mul(1024),
-                "readonlymode.enabled" => {
-                    c.read_only_enabled = match v.to_ascii_lowercase().as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => return Err(invalid(file, k, "expected true or false")),
-                    }
-                }
+                "readonlymode.enabled" => c.read_only_enabled = boolean(file, k, v)?,
+                "reconfigEnabled" => c.reconfig_enabled = boolean(file, k, v)?,
+                "standaloneEnabled" => c.standalone_enabled = boolean(file, k, v)?,
                 "secureClientPort" => secure_port = Some(num::<u16>(file, k, v)?),
                 "secureClientPortAddress" => secure_address = Some(v.clone()),
                 "ssl.keyStore.location" => key_store = Some(v.clone()),
@@ -236,24 +247,17 @@ impl Config {
                 }
                 // TLS needs the Netty factory in ZooKeeper; zraft has one connection layer.
                 "serverCnxnFactory" => {}
-                "admin.enableServer" | "standaloneEnabled" | "reconfigEnabled" | "maxSessionTimeoutMs" => {}
+                "admin.enableServer" | "maxSessionTimeoutMs" => {}
                 key if key.starts_with("server.") => {
                     let id: u64 = num(file, k, &key["server.".len()..])?;
-                    let spec = v.split(';').next().unwrap_or("");
-                    let parts: Vec<&str> = spec.split(':').collect();
-                    if parts.len() < 2 || parts[1].parse::<u16>().is_err() {
-                        return Err(invalid(
+                    let spec = ServerSpec::parse(v).map_err(|_| {
+                        invalid(
                             file,
                             k,
-                            "expected host:peerPort[:electionPort][:participant|observer]",
-                        ));
-                    }
-                    let observer = parts.get(3).is_some_and(|r| *r == "observer");
-                    c.peers.push(Peer {
-                        id,
-                        addr: format!("{}:{}", parts[0], parts[1]),
-                        observer,
-                    });
+                            "expected host:peerPort[:electionPort][:participant|observer][;[clientHost:]clientPort]",
+                        )
+                    })?;
+                    c.peers.push(Peer { id, spec });
                 }
                 other => c.unknown_keys.push(other.to_string()),
             }
@@ -327,7 +331,15 @@ impl Config {
 
     /// Peers as socket addresses (resolved from literal IPs or localhost).
     pub fn peer_addrs(&self) -> BTreeMap<u64, String> {
-        self.peers.iter().map(|p| (p.id, p.addr.clone())).collect()
+        self.peers.iter().map(|p| (p.id, p.spec.peer_addr())).collect()
+    }
+
+    /// The membership this file describes (ZooKeeper's static configuration, version 0).
+    pub fn initial_membership(&self) -> DynamicConfig {
+        DynamicConfig {
+            servers: self.peers.iter().map(|p| (p.id, p.spec.clone())).collect(),
+            version: 0,
+        }
     }
 
     /// Whether this server answers four-letter word `w`.
@@ -363,11 +375,17 @@ mod tests {
     fn real_zoo_cfg() {
         let text = "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/tmp/zk\nclientPort=2181\n\
                     server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890;2183\n\
-                    4lw.commands.whitelist=ruok, srvr\nautopurge.purgeInterval=1\nfoo.bar=1\n";
+                    4lw.commands.whitelist=ruok, srvr\nautopurge.purgeInterval=1\nfoo.bar=1\nreconfigEnabled=true\n";
         let c = Config::parse("zoo.cfg", text, |_| Some("2\n".into())).unwrap();
         assert_eq!(c.my_id, 2);
         assert_eq!(c.peers.len(), 3);
-        assert_eq!(c.peers[2].addr, "127.0.0.1:2890");
+        assert_eq!(c.peers[2].spec.peer_addr(), "127.0.0.1:2890");
+        assert_eq!(
+            c.initial_membership().render(),
+            "server.1=127.0.0.1:2888:3888:participant\nserver.2=127.0.0.1:2889:3889:participant\n\
+             server.3=127.0.0.1:2890:3890:participant;0.0.0.0:2183\nversion=0"
+        );
+        assert!(c.reconfig_enabled && c.standalone_enabled);
         assert_eq!(c.min_session_timeout_ms, 4000);
         assert_eq!(c.max_session_timeout_ms, 40000);
         assert!(c.allows_4lw("ruok") && !c.allows_4lw("stat"));

@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod config;
 pub mod conn;
+pub mod membership;
 pub mod node;
 pub mod observer;
 pub mod peer;

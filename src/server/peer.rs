@@ -29,7 +29,9 @@ fn decode(b: &[u8]) -> Option<PeerMsg> {
 /// Outbound queues to every peer.
 #[derive(Clone, Default)]
 pub struct Peers {
-    queues: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    me: NodeId,
+    /// Each peer's address and the queue of its outbound task.
+    queues: BTreeMap<NodeId, (String, mpsc::Sender<Vec<u8>>)>,
     /// Recent messages per peer, for message chaos to replay (simulation builds only).
     #[cfg(madsim)]
     sent: std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, std::collections::VecDeque<Vec<u8>>>>>,
@@ -42,25 +44,40 @@ const REPLAYABLE: usize = 64;
 impl Peers {
     /// Starts an outbound task per peer (all but `me`).
     pub fn start(me: NodeId, addrs: &BTreeMap<NodeId, String>) -> Self {
-        let mut queues = BTreeMap::new();
+        let mut p = Peers {
+            me,
+            queues: BTreeMap::new(),
+            #[cfg(madsim)]
+            sent: Default::default(),
+        };
+        p.update(addrs);
+        p
+    }
+
+    /// Follows a membership change: tasks start for new peers and for moved ones, and stop
+    /// for peers no longer listed (their queues close).
+    pub fn update(&mut self, addrs: &BTreeMap<NodeId, String>) {
+        let me = self.me;
+        self.queues
+            .retain(|id, (addr, _)| addrs.get(id).is_some_and(|a| a == addr));
         for (&id, addr) in addrs {
-            if id == me {
+            if id == me || self.queues.contains_key(&id) {
                 continue;
             }
             let (tx, rx) = mpsc::channel(QUEUE);
-            queues.insert(id, tx);
+            self.queues.insert(id, (addr.clone(), tx));
             tokio::spawn(outbound(me, addr.clone(), rx));
         }
-        Peers {
-            queues,
-            #[cfg(madsim)]
-            sent: Default::default(),
-        }
+    }
+
+    /// The peers messages can be sent to.
+    pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.queues.keys().copied()
     }
 
     /// Queues a message; false if the peer is unknown or its queue is full (dropped).
     pub fn send(&self, to: NodeId, m: &PeerMsg) -> bool {
-        let Some(q) = self.queues.get(&to) else {
+        let Some((_, q)) = self.queues.get(&to) else {
             return false;
         };
         // Only Raft messages: the protocol must survive any fate of them. A forwarded write or
@@ -124,8 +141,15 @@ async fn outbound(me: NodeId, addr: String, mut rx: mpsc::Receiver<Vec<u8>>) {
             Err(_) => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
-                // Messages queued while the peer is down are stale; drop them.
-                while rx.try_recv().is_ok() {}
+                // Messages queued while the peer is down are stale; drop them. A closed queue
+                // means the peer left the ensemble.
+                loop {
+                    match rx.try_recv() {
+                        Ok(_) => {}
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    }
+                }
                 continue;
             }
         };

@@ -92,6 +92,9 @@ pub struct StatPersisted {
 pub type AclRef = Arc<Vec<Acl>>;
 
 /// A node's slot in the arena.
+/// Where ZooKeeper keeps the ensemble's dynamic configuration.
+pub const CONFIG_NODE: &str = "/zookeeper/config";
+
 type NodeId = u32;
 
 /// The root's slot; it is never freed.
@@ -228,6 +231,15 @@ impl DataTree {
         let zk = add(&mut t, Some((ROOT, "zookeeper")), open_acl(), 0);
         add(&mut t, Some((zk, "config")), read_acl(), -1);
         add(&mut t, Some((zk, "quota")), open_acl(), 0);
+        t
+    }
+
+    /// A fresh tree whose `/zookeeper/config` holds an ensemble's static configuration, as
+    /// ZooKeeper in quorum mode shows it before any reconfig (version 0, zxid 0).
+    pub fn with_config(config: &[u8]) -> Self {
+        let mut t = DataTree::new();
+        let id = t.lookup(CONFIG_NODE).expect("a fresh tree has the config node");
+        t.get_mut(id).data = Some(Box::from(config));
         t
     }
 

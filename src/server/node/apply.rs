@@ -2,19 +2,44 @@
 //! watches and sessions, and the replies to this node's own requests.
 
 use super::*;
+use crate::tree::data_tree::CONFIG_NODE;
 
 impl Node {
     pub(super) fn apply(&mut self, e: &raft::Entry) {
-        if e.kind != EntryKind::Normal {
-            return;
-        }
-        let Ok((p, _)) = bincode::serde::decode_from_slice::<Proposal, _>(&e.data, bincode::config::standard()) else {
+        // A membership change carries the transaction that records it in /zookeeper/config.
+        let context;
+        let data = match e.kind {
+            EntryKind::Normal => &e.data,
+            EntryKind::ConfChange => match raft::ConfChange::decode(&e.data) {
+                Some((_, c)) if !c.is_empty() => {
+                    context = c;
+                    &context
+                }
+                Some(_) => return,
+                None => panic!(
+                    "committed membership change {} does not decode: the log is corrupt",
+                    e.index
+                ),
+            },
+            EntryKind::Noop => return,
+        };
+        let Ok((p, _)) = bincode::serde::decode_from_slice::<Proposal, _>(data, bincode::config::standard()) else {
             panic!("committed entry {} does not decode: the log is corrupt", e.index);
         };
         if p.entry.zxid <= self.tree.last_zxid() {
             return;
         }
         let (result, triggers) = self.tree.apply(&p.entry);
+        let config_changed = match &p.entry.txn {
+            Txn::SetData { path, .. } => path == CONFIG_NODE,
+            Txn::Multi(ts) => ts
+                .iter()
+                .any(|t| matches!(t, Txn::SetData { path, .. } if path == CONFIG_NODE)),
+            _ => false,
+        };
+        if config_changed && result.err() == ErrorCode::Ok {
+            self.refresh_members();
+        }
         #[cfg(madsim)]
         {
             // The tree's digest at every 16th index (the same indexes on every node; 0 means
@@ -87,8 +112,23 @@ impl Node {
         }
         let req_id = p.origin.req_id;
         match self.waiting.remove(&req_id) {
-            Some(Waiting::Write { conn, xid, close_after }) => {
-                let (err, resp) = result.reply();
+            Some(Waiting::Write {
+                conn,
+                xid,
+                close_after,
+                reconfig,
+            }) => {
+                let (err, resp) = match (&result, &p.entry.txn) {
+                    // ZooKeeper answers a reconfig with the new configuration and its stat.
+                    (TxnResult::DataSet(stat), Txn::SetData { data, .. }) if reconfig => (
+                        ErrorCode::Ok,
+                        Response::GetData(GetDataResponse {
+                            data: data.clone(),
+                            stat: stat.clone(),
+                        }),
+                    ),
+                    _ => result.reply(),
+                };
                 let f = self.frame(xid, err, resp);
                 self.finish(conn, req_id, Slot::Done(f));
                 if close_after {

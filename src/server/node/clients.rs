@@ -5,6 +5,12 @@ use super::*;
 
 impl Node {
     pub(super) fn on_connect(&mut self, c: Connecting) {
+        if !self.is_member() {
+            // Removed from the ensemble: the connection closes unanswered (not as an expired
+            // session), so the client tries another server.
+            let _ = c.reply.send(Handshake::Refused);
+            return;
+        }
         if self.read_only {
             self.connect_read_only(c);
             return;
@@ -202,9 +208,18 @@ impl Node {
             }
             r => {
                 let close_after = matches!(r, Request::CloseSession);
+                let reconfig = matches!(r, Request::Reconfig(_));
                 let auth = self.auth_of(conn);
                 let req_id = self.new_req();
-                self.waiting.insert(req_id, Waiting::Write { conn, xid, close_after });
+                self.waiting.insert(
+                    req_id,
+                    Waiting::Write {
+                        conn,
+                        xid,
+                        close_after,
+                        reconfig,
+                    },
+                );
                 self.submit(req_id, session, WriteOp::Request { req: r, auth, xid });
                 Slot::InFlight { req_id, sync: false }
             }

@@ -7,6 +7,7 @@ use super::*;
 impl Node {
     pub(super) fn on_tick(&mut self) {
         self.raft.tick();
+        self.drive_reconfig();
         // Snapshot bytes loaded for a follower go once no follower is being sent them.
         self.raft.drop_snapshot_data();
         self.check_read_only();

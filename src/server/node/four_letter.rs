@@ -102,6 +102,10 @@ impl Node {
     }
 
     pub(super) fn four_letter(&self, cmd: &str) -> String {
+        if !self.is_member() && matches!(cmd, "srvr" | "stat" | "mntr" | "cons" | "wchs" | "dump") {
+            // As a ZooKeeper server that left the ensemble by reconfig.
+            return "This ZooKeeper instance is not currently serving requests\n".into();
+        }
         match cmd {
             "ruok" => "imok".into(),
             "isro" => if self.read_only { "ro" } else { "rw" }.into(),
@@ -138,7 +142,11 @@ impl Node {
                     ("zk_uptime", self.mono_start.elapsed().as_millis().to_string()),
                 ];
                 if self.role == Role::Leader && !self.cfg.peers.is_empty() {
-                    m.push(("zk_followers", (self.cfg.peers.len() - 1).to_string()));
+                    let conf = self.raft.conf();
+                    let followers = conf.voters.len().saturating_sub(1);
+                    m.push(("zk_followers", (followers + conf.learners.len()).to_string()));
+                    m.push(("zk_synced_followers", followers.to_string()));
+                    m.push(("zk_synced_observers", conf.learners.len().to_string()));
                 }
                 m.extend([
                     ("zk_raft_term", self.raft.term().to_string()),
@@ -147,8 +155,10 @@ impl Node {
                 ]);
                 m.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
             }
-            "conf" => format!(
-                "clientPort={}\n{}dataDir={}\ndataLogDir={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nserverId={}\n",
+            "conf" => {
+                let me = self.members.servers.get(&self.id);
+                format!(
+                "clientPort={}\n{}dataDir={}\ndataLogDir={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nserverId={}\n{}",
                 self.cfg.client_port,
                 self.cfg
                     .tls
@@ -161,8 +171,23 @@ impl Node {
                 self.cfg.max_client_cnxns,
                 self.cfg.min_session_timeout_ms,
                 self.cfg.max_session_timeout_ms,
-                self.id
-            ),
+                self.id,
+                // In quorum mode ZooKeeper adds its limits and the membership it runs with.
+                if self.cfg.peers.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "initLimit={}\nsyncLimit={}\nelectionAlg=3\nelectionPort={}\nquorumPort={}\npeerType={}\nmembership: \n{}\n",
+                        self.cfg.init_limit,
+                        self.cfg.sync_limit,
+                        me.and_then(|s| s.election_port).map_or(-1, i32::from),
+                        me.map_or(-1, |s| i32::from(s.quorum_port)),
+                        if self.raft.conf().learners.contains(&self.id) { 1 } else { 0 },
+                        self.members.render()
+                    )
+                }
+            )
+            }
             "envi" => format!(
                 "Environment:\nzookeeper.version={VERSION}\nzraft.version={}\nos.name={}\nos.arch={}\n",
                 env!("CARGO_PKG_VERSION"),
@@ -170,7 +195,11 @@ impl Node {
                 std::env::consts::ARCH
             ),
             "cons" => self.client_lines(),
-            "wchs" => format!("{} connections watching paths\nTotal watches:{}\n", self.session_conn.len(), self.watches.count()),
+            "wchs" => format!(
+                "{} connections watching paths\nTotal watches:{}\n",
+                self.session_conn.len(),
+                self.watches.count()
+            ),
             "dump" => {
                 let mut s = String::from("Sessions with Ephemerals:\n");
                 for sess in self.tree.sessions().keys() {

@@ -19,12 +19,14 @@ mod four_letter;
 mod local;
 mod read_only;
 mod ready;
+mod reconfig;
 mod writes;
 
 use clients::ip_auth;
 pub use four_letter::{Stats, VERSION};
 
 use super::config::Config;
+use super::membership::DynamicConfig;
 use super::peer::Peers;
 use super::persist::{self, Job};
 use super::watch::Watches;
@@ -231,6 +233,8 @@ enum Waiting {
         conn: u64,
         xid: i32,
         close_after: bool,
+        /// A reconfig: answered with the new configuration and its stat.
+        reconfig: bool,
     },
     Connect {
         conn: u64,
@@ -298,6 +302,12 @@ pub struct Node {
     unpersisted: VecDeque<Unpersisted>,
     tree: DataTree,
     pending: Pending,
+    /// The ensemble's membership as of the applied state (`/zookeeper/config`).
+    members: DynamicConfig,
+    /// The reconfig this leader is carrying out.
+    reconfig: Option<reconfig::Reconfiguring>,
+    /// Take a snapshot as soon as possible (a new member needs one).
+    snapshot_soon: bool,
     peers: Peers,
     clock: Box<dyn Clock>,
     conns: BTreeMap<u64, Conn>,
@@ -371,8 +381,8 @@ impl Node {
         let conf = if cfg.peers.is_empty() {
             ConfState::voters([id])
         } else {
-            let mut c = ConfState::voters(cfg.peers.iter().filter(|p| !p.observer).map(|p| p.id));
-            c.learners = cfg.peers.iter().filter(|p| p.observer).map(|p| p.id).collect();
+            let mut c = ConfState::voters(cfg.peers.iter().filter(|p| !p.spec.observer).map(|p| p.id));
+            c.learners = cfg.peers.iter().filter(|p| p.spec.observer).map(|p| p.id).collect();
             c
         };
         let opts = WalOptions {
@@ -389,10 +399,14 @@ impl Node {
                 what: "torn-tail-recovered",
             });
         }
-        let tree = if rec.snapshot.data.is_empty() {
+        let tree = if !rec.snapshot.data.is_empty() {
+            snapshot::decode(&rec.snapshot.data)?
+        } else if cfg.peers.is_empty() {
             DataTree::new()
         } else {
-            snapshot::decode(&rec.snapshot.data)?
+            // Every member of a new ensemble starts with the same static configuration, so
+            // the same tree; a member added later gets the leader's snapshot instead.
+            DataTree::with_config(cfg.initial_membership().render().as_bytes())
         };
         let mut rcfg = raft::Config::new(id, seed);
         rcfg.election_tick = 10;
@@ -417,7 +431,7 @@ impl Node {
         // Broken on purpose under "reused-req-ids": every incarnation looks the same (zraft
         // before boot ids), so a previous life's proposals answer this one's requests.
         let boot = if bug("reused-req-ids") { 0 } else { boot };
-        let node = Node {
+        let mut node = Node {
             id,
             raft,
             storage: Some(storage),
@@ -430,6 +444,9 @@ impl Node {
             unpersisted: VecDeque::new(),
             tree,
             pending: Pending::new(),
+            members: DynamicConfig::default(),
+            reconfig: None,
+            snapshot_soon: false,
             peers,
             conns: BTreeMap::new(),
             session_conn: BTreeMap::new(),
@@ -461,6 +478,7 @@ impl Node {
             clock,
             cfg,
         };
+        node.refresh_members();
         Ok((node, applied_zxid))
     }
 

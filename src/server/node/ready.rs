@@ -15,6 +15,7 @@ impl Node {
             }
             if let Some(s) = &rd.snapshot {
                 self.tree = snapshot::decode(&s.data)?;
+                self.refresh_members();
                 // Installed: Raft need not keep the bytes (nor, once persisted, this Ready).
                 self.snapshot_bytes = s.data.len() as u64;
                 self.raft.drop_snapshot_data();
@@ -117,6 +118,7 @@ impl Node {
             }
             self.finish_syncs();
             self.observe_role();
+            self.drive_reconfig();
             if self.role == Role::Leader && !self.leader_ready && self.raft.applied() >= self.term_start {
                 self.leader_ready = true;
                 self.flush_queue();
@@ -228,11 +230,12 @@ impl Node {
         // (a fixed interval makes loading a big tree quadratic).
         let due = self.raft.snapshot_meta().index + self.cfg.snap_count.max(self.tree.node_count() as u64);
         let size_limit = self.cfg.snap_size_limit.max(self.snapshot_bytes / 4);
-        if self.snapshotting || (applied < due && self.log_bytes < size_limit) {
+        if self.snapshotting || (applied < due && self.log_bytes < size_limit && !self.snapshot_soon) {
             return;
         }
         if let Ok(meta) = self.raft.snapshot_meta_at(applied) {
             self.snapshotting = true;
+            self.snapshot_soon = false;
             self.log_bytes = 0;
             // A copy is a consistent view at `applied`; the WAL stage encodes and writes it.
             self.wal_job(Job::Snapshot {

@@ -38,6 +38,17 @@ impl Node {
 
     /// Leader: prepares `op` and proposes it to Raft.
     pub(super) fn propose(&mut self, origin: Origin, session: i64, op: WriteOp) {
+        if let WriteOp::Request {
+            req: Request::Reconfig(r),
+            auth,
+            xid,
+        } = &op
+        {
+            // Disabled, it fails in prepare like ZooKeeper's (ReconfigDisabled).
+            if self.cfg.reconfig_enabled {
+                return self.start_reconfig(origin, session, *xid, auth, r);
+            }
+        }
         let zxid = self.next_zxid();
         let entry = self.prepare(zxid, session, &op);
         let cxid = match op {
