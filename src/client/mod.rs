@@ -158,6 +158,12 @@ impl Client {
                         }
                     }
                     xid::PING => {}
+                    // An auth reply is not in the request order (ZooKeeper answers it at once).
+                    xid::AUTH => {
+                        if let Some((_, tx)) = p2.lock().expect("pending lock").by_xid.remove(&xid::AUTH) {
+                            let _ = tx.send((f, notified));
+                        }
+                    }
                     x => {
                         let mut p = p2.lock().expect("pending lock");
                         // ZooKeeper answers a session's requests in the order sent.
@@ -261,6 +267,34 @@ impl Client {
             .send(encode_frame(&f.to_bytes()))
             .map_err(|_| ClientError::ConnectionLoss)?;
         Ok(PendingReply { rx })
+    }
+
+    /// Adds an identity to the connection (`addauth`); a refused one is `AuthFailed` and the
+    /// server closes the connection.
+    pub async fn auth(&mut self, scheme: &str, auth: &[u8], timeout: Duration) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .by_xid
+            .insert(xid::AUTH, (OpCode::Auth, tx));
+        let f = RequestFrame {
+            xid: xid::AUTH,
+            request: Request::Auth(AuthPacket {
+                r#type: 0,
+                scheme: scheme.into(),
+                auth: auth.to_vec(),
+            }),
+        };
+        self.out
+            .send(encode_frame(&f.to_bytes()))
+            .map_err(|_| ClientError::ConnectionLoss)?;
+        let (r, _) = PendingReply { rx }.wait(timeout).await?;
+        match ErrorCode::try_from(r.header.err) {
+            Ok(ErrorCode::Ok) => Ok(()),
+            Ok(e) => Err(ClientError::Server(e)),
+            Err(_) => Err(ClientError::Protocol(format!("error code {}", r.header.err))),
+        }
     }
 
     /// Replies that arrived out of request order on this client's connection.

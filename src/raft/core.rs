@@ -98,6 +98,8 @@ pub struct Ready {
     /// dropped (`drop_snapshot_data`): read them from storage and hand them to
     /// `snapshot_loaded`.
     pub load_snapshot: Option<u64>,
+    /// A follower needs a snapshot and there is none yet: take one (`compact`) soon.
+    pub compact: bool,
 }
 
 /// Why a request to the node was refused.
@@ -137,9 +139,10 @@ pub struct Raft {
     role: Role,
     leader: Option<NodeId>,
     log: RaftLog,
-    /// Membership as of `conf_index` (changes take effect when committed).
+    /// The latest membership in the log (in force as soon as appended, committed or not).
     conf: ConfState,
-    conf_index: u64,
+    /// The membership changes in the log after the snapshot, by index.
+    confs: BTreeMap<u64, ConfChange>,
     pending_conf_index: u64,
     /// The latest snapshot; its data is empty while not loaded (see `snapshot_loaded`).
     snapshot: Snapshot,
@@ -147,6 +150,9 @@ pub struct Raft {
     snapshot_loaded: bool,
     /// The runtime is asked (or is to be asked, `Some(false)`) for the bytes of the snapshot.
     snapshot_wanted: Option<bool>,
+    /// A follower outside the initial membership needs the log from its start: only a
+    /// snapshot can give it that (asked for in the next `Ready`).
+    compact_wanted: bool,
     progress: BTreeMap<NodeId, Progress>,
     votes: BTreeMap<NodeId, bool>,
     election_elapsed: u32,
@@ -178,11 +184,12 @@ impl Raft {
             role: Role::Follower,
             leader: None,
             conf: rec.snapshot.meta.conf.clone(),
-            conf_index: rec.snapshot.meta.index,
+            confs: BTreeMap::new(),
             pending_conf_index: 0,
             snapshot: rec.snapshot,
             snapshot_loaded: true,
             snapshot_wanted: None,
+            compact_wanted: false,
             log,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -198,7 +205,7 @@ impl Raft {
             pending_snapshot: None,
             prev_hard_state: rec.hard_state,
         };
-        r.apply_conf_changes();
+        r.rescan_confs(0);
         r.reset_timeout();
         r
     }
@@ -313,7 +320,9 @@ impl Raft {
     /// current term committed (the single-server-change safety rule).
     pub fn propose_conf_change(&mut self, cc: ConfChange, context: Vec<u8>) -> Result<u64, RaftError> {
         self.check_can_propose()?;
-        if self.pending_conf_index > self.log.committed {
+        // Broken on purpose under raft-conf-two-at-once: a second change before the first
+        // committed, so the configurations in force can differ by two voters.
+        if self.pending_conf_index > self.log.committed && !crate::bug("raft-conf-two-at-once") {
             return Err(RaftError::ConfChangePending);
         }
         if self.log.term(self.log.committed) != Some(self.term) {
@@ -326,6 +335,8 @@ impl Raft {
         }
         let index = self.append_entry(EntryKind::ConfChange, cc.encode(context));
         self.pending_conf_index = index;
+        self.confs.insert(index, cc);
+        self.conf_changed();
         Ok(index)
     }
 
@@ -391,6 +402,8 @@ impl Raft {
         self.snapshot_loaded = true;
         self.snapshot_wanted = None;
         self.log.compact(index);
+        // Folded into the snapshot's membership.
+        self.confs = self.confs.split_off(&(index + 1));
         Ok(meta)
     }
 
@@ -586,6 +599,7 @@ impl Raft {
             || self.pending_snapshot.is_some()
             || !self.read_states.is_empty()
             || self.snapshot_wanted == Some(false)
+            || self.compact_wanted
     }
 
     /// Takes the next batch of work. Its entries and hard state count as handed to storage:
@@ -606,6 +620,7 @@ impl Raft {
                 }
                 _ => None,
             },
+            compact: std::mem::take(&mut self.compact_wanted),
         };
         self.prev_hard_state = hs;
         if let Some(last) = rd.entries.last() {
@@ -952,7 +967,11 @@ impl Raft {
                     commit
                 };
                 self.log.commit_to(commit.min(upto));
-                self.apply_conf_changes();
+                if let Some(first) = entries.first() {
+                    self.rescan_confs(first.index);
+                } else if crate::bug("raft-truncate-on-append") {
+                    self.rescan_confs(prev_index + 1);
+                }
                 self.send(
                     from,
                     Body::AppendResponse {
@@ -980,7 +999,6 @@ impl Raft {
 
     fn handle_heartbeat(&mut self, from: NodeId, commit: u64, ctx: Vec<u8>) {
         self.log.commit_to(commit.min(self.log.last_index()));
-        self.apply_conf_changes();
         self.send(from, Body::HeartbeatResponse { ctx });
     }
 
@@ -1039,10 +1057,9 @@ impl Raft {
         let (meta, data) = self.incoming_snapshot.take().expect("assembled above");
         let snap = Snapshot { meta, data };
         self.log.restore(&snap);
-        self.conf = snap.meta.conf.clone();
-        self.conf_index = snap.meta.index;
-        self.apply_conf_changes();
         self.snapshot = snap.clone();
+        self.confs.clear();
+        self.rescan_confs(snap.meta.index + 1);
         self.snapshot_loaded = true;
         self.snapshot_wanted = None;
         self.pending_snapshot = Some(snap);
@@ -1089,6 +1106,13 @@ impl Raft {
             return false;
         }
         let prev_index = pr.next - 1;
+        if prev_index == 0 && self.snapshot.meta.index == 0 && !self.snapshot.meta.conf.members().any(|m| m == to) {
+            // The log from its start makes sense only to a node that bootstrapped the initial
+            // membership (index 0's); one added since started from its own idea of it, which
+            // a snapshot replaces. Until there is one, send nothing.
+            self.compact_wanted = true;
+            return false;
+        }
         let Some(prev_term) = self.log.term(prev_index) else {
             // The entries it needs were compacted: send the snapshot instead.
             let si = self.snapshot.meta.index;
@@ -1171,9 +1195,17 @@ impl Raft {
         if !self.conf.voters.contains(&self.id) && self.conf.voters.is_empty() {
             return false;
         }
-        let mut matched: Vec<u64> = self
-            .conf
-            .voters
+        let mut counted: Vec<NodeId> = self.conf.voters.iter().copied().collect();
+        if crate::bug("raft-removed-counted") {
+            // Broken on purpose: members removed by a conf change still count towards the
+            // quorum (their progress was kept, and they are still sent the log).
+            counted.extend(
+                self.progress
+                    .keys()
+                    .filter(|id| !self.conf.members().any(|m| m == **id)),
+            );
+        }
+        let mut matched: Vec<u64> = counted
             .iter()
             .map(|v| {
                 if *v == self.id {
@@ -1191,7 +1223,7 @@ impl Raft {
             return false;
         }
         self.log.commit_to(q);
-        self.apply_conf_changes();
+        self.conf_committed();
         if self.role == Role::Leader {
             for (from, ctx) in std::mem::take(&mut self.reads_waiting_commit) {
                 self.leader_read_index(from, ctx);
@@ -1278,85 +1310,103 @@ impl Raft {
 
     // ---- membership --------------------------------------------------------------------------
 
-    /// Applies committed membership changes not yet in effect.
-    fn apply_conf_changes(&mut self) {
-        while self.conf_index < self.log.committed {
-            let i = self.conf_index + 1;
-            let Some(e) = self.log.iter(i, i).next() else {
-                self.conf_index = self.log.committed;
-                break;
-            };
-            self.conf_index = i;
-            if e.kind != EntryKind::ConfChange {
-                continue;
-            }
-            let Some((cc, _)) = ConfChange::decode(&e.data) else {
-                continue;
-            };
-            self.conf.apply(&cc);
-            if self.role == Role::Leader {
-                let last = self.log.last_index();
-                let snap = self.snapshot.meta.index;
-                for m in self.conf.members().collect::<Vec<_>>() {
-                    if m != self.id && !self.progress.contains_key(&m) {
-                        // A member new to this leader starts from the snapshot: a fresh node
-                        // bootstrapped its own idea of the initial membership, and only the
-                        // snapshot's replaces it (one whose log is further along ignores it).
-                        let mut pr = Progress::new(last);
-                        if snap > 0 {
-                            pr.become_snapshot(snap);
-                        }
-                        self.progress.insert(m, pr);
+    /// Re-reads the membership changes in the log from `from` on (after the log's tail
+    /// changed: appended, truncated, restored) and puts the latest membership in force.
+    fn rescan_confs(&mut self, from: u64) {
+        self.confs.split_off(&from);
+        let last = self.log.last_index();
+        let from = from.max(self.log.snap_index() + 1);
+        if from <= last {
+            for e in self.log.iter(from, last) {
+                if e.kind == EntryKind::ConfChange {
+                    if let Some((cc, _)) = ConfChange::decode(&e.data) {
+                        self.confs.insert(e.index, cc);
                     }
-                }
-                let conf = self.conf.clone();
-                // A removed member is sent the log up to its removal, committed, once more:
-                // it learns it is out (and stops serving) instead of campaigning in vain.
-                let gone: Vec<NodeId> = self
-                    .progress
-                    .keys()
-                    .copied()
-                    .filter(|id| !conf.members().any(|m| m == *id))
-                    .collect();
-                for id in gone {
-                    self.send_append(id, true);
-                }
-                self.progress
-                    .retain(|id, _| conf.voters.contains(id) || conf.learners.contains(id));
-                if self.lead_transferee.is_some_and(|t| !conf.voters.contains(&t)) {
-                    self.lead_transferee = None;
-                }
-                if !conf.voters.contains(&self.id) {
-                    // Removed: hand over at once instead of leaving the rest to sit out an
-                    // election timeout (the dissertation's leadership transfer). A voter
-                    // holding the whole log may campaign without a pre-vote.
-                    let last = self.log.last_index();
-                    let heir = conf
-                        .voters
-                        .iter()
-                        .copied()
-                        .find(|v| self.progress.get(v).is_some_and(|p| p.matched == last));
-                    if let Some(h) = heir {
-                        self.send(h, Body::TimeoutNow);
-                    }
-                    let term = self.term;
-                    self.become_follower(term, None);
                 }
             }
         }
+        self.conf_changed();
     }
 
-    /// Membership as of `index` (≤ committed), for snapshot metadata.
+    /// Puts the latest membership in the log in force (Raft's rule: a server uses the latest
+    /// configuration in its log, committed or not); a leader starts replicating to members
+    /// new to it at once, and keeps sending to removed ones until their removal commits.
+    fn conf_changed(&mut self) {
+        self.conf = self.conf_at(u64::MAX);
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let snap = self.snapshot.meta.index;
+        for m in self.conf.members().collect::<Vec<_>>() {
+            if m != self.id && !self.progress.contains_key(&m) {
+                // A member new to this leader starts from the snapshot: a fresh node
+                // bootstrapped its own idea of the initial membership, and only the
+                // snapshot's replaces it (one whose log is further along ignores it).
+                let mut pr = Progress::new(last);
+                if snap > 0 {
+                    pr.become_snapshot(snap);
+                }
+                self.progress.insert(m, pr);
+                self.send_append(m, true);
+            }
+        }
+        if self.lead_transferee.is_some_and(|t| !self.conf.voters.contains(&t)) {
+            self.lead_transferee = None;
+        }
+    }
+
+    /// Leader: what a membership change does once committed. Removed members are sent the
+    /// log up to their removal, committed, once more (they learn they are out and stop
+    /// serving instead of campaigning in vain), then dropped; a leader that removed itself
+    /// steps down and hands over.
+    fn conf_committed(&mut self) {
+        if self.role != Role::Leader || self.confs.range(self.log.committed + 1..).next().is_some() {
+            return;
+        }
+        let conf = self.conf.clone();
+        let gone: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|id| !conf.members().any(|m| m == *id))
+            .collect();
+        if gone.is_empty() && conf.voters.contains(&self.id) {
+            return;
+        }
+        for id in &gone {
+            self.send_append(*id, true);
+        }
+        // Broken on purpose under raft-removed-counted: removed members stay (maybe_commit
+        // counts them, and they are still sent the log).
+        if !crate::bug("raft-removed-counted") {
+            self.progress.retain(|id, _| conf.members().any(|m| m == *id));
+        }
+        if !conf.voters.contains(&self.id) {
+            // Removed: hand over at once instead of leaving the rest to sit out an election
+            // timeout (the dissertation's leadership transfer). The others learn the new
+            // commit index first, so the change is applied (and its client answered) before
+            // they see a new leader; a voter holding the whole log may campaign at once.
+            self.bcast_heartbeat(Vec::new());
+            let last = self.log.last_index();
+            let heir = conf
+                .voters
+                .iter()
+                .copied()
+                .find(|v| self.progress.get(v).is_some_and(|p| p.matched == last));
+            if let Some(h) = heir {
+                self.send(h, Body::TimeoutNow);
+            }
+            let term = self.term;
+            self.become_follower(term, None);
+        }
+    }
+
+    /// Membership as of `index` (at or after the snapshot; `u64::MAX`: the latest).
     fn conf_at(&self, index: u64) -> ConfState {
         let mut conf = self.snapshot.meta.conf.clone();
-        // Borrowed: at a snapshot this scans every entry since the last one (copying them
-        // stalled the replica loop).
-        for e in self.log.iter(self.snapshot.meta.index + 1, index) {
-            if e.kind == EntryKind::ConfChange {
-                if let Some((cc, _)) = ConfChange::decode(&e.data) {
-                    conf.apply(&cc);
-                }
-            }
+        for (_, cc) in self.confs.range(..=index) {
+            conf.apply(cc);
         }
         conf
     }

@@ -12,6 +12,8 @@ struct Cluster {
     applied: BTreeMap<NodeId, Vec<Entry>>,
     /// `Ready::load_snapshot` requests: node and snapshot index.
     loads: Vec<(NodeId, u64)>,
+    /// Nodes whose `Ready` asked for a snapshot to be taken (`compact`).
+    compacts: Vec<NodeId>,
 }
 
 fn config(id: NodeId) -> Config {
@@ -60,6 +62,7 @@ impl Cluster {
             log: vec![],
             applied: BTreeMap::new(),
             loads: vec![],
+            compacts: vec![],
         }
     }
 
@@ -81,6 +84,9 @@ impl Cluster {
                     any = true;
                     let rd = r.ready();
                     self.loads.extend(rd.load_snapshot.map(|i| (*id, i)));
+                    if rd.compact {
+                        self.compacts.push(*id);
+                    }
                     self.queue.extend(rd.messages.iter().cloned());
                     self.applied
                         .entry(*id)
@@ -662,6 +668,9 @@ fn membership_changes_one_at_a_time_with_learners() {
         node(4, &ids, &[], 0, 0, |_| {}),
     ]);
     c.campaign(1);
+    // A new member starts from a snapshot (see a_new_member_never_gets_the_log_from_its_start).
+    let applied = c.r(1).applied();
+    c.r(1).compact(applied, b"tree".to_vec()).unwrap();
     c.r(1).propose_conf_change(ConfChange::AddLearner(4), vec![]).unwrap();
     assert_eq!(
         c.r(1).propose_conf_change(ConfChange::AddVoter(4), vec![]),
@@ -671,6 +680,7 @@ fn membership_changes_one_at_a_time_with_learners() {
     assert!(c.r(1).conf().learners.contains(&4));
     c.r(1).propose(b"x".to_vec()).unwrap();
     c.settle();
+    c.tick_all(3);
     assert_eq!(c.r(4).last_index(), c.r(1).last_index(), "learners receive the log");
     // A learner never campaigns.
     for _ in 0..50 {
@@ -736,6 +746,39 @@ fn a_new_member_starts_from_the_leaders_snapshot() {
         ConfChange::decode(&e.data),
         Some((ConfChange::AddLearner(4), b"ctx".to_vec()))
     );
+}
+
+#[test]
+fn a_new_member_never_gets_the_log_from_its_start() {
+    // Node 4 bootstrapped its own membership; entries from index 1 would be applied on top of
+    // it. Without a snapshot the leader sends nothing and asks for one.
+    let ids = [1, 2, 3];
+    let mut c = Cluster::new(vec![
+        node(1, &ids, &[], 0, 0, |_| {}),
+        node(2, &ids, &[], 0, 0, |_| {}),
+        node(3, &ids, &[], 0, 0, |_| {}),
+        node(4, &[1, 2, 3, 4], &[], 0, 0, |_| {}),
+    ]);
+    c.campaign(1);
+    c.r(1).propose(b"x".to_vec()).unwrap();
+    c.settle();
+    c.r(1).propose_conf_change(ConfChange::AddLearner(4), vec![]).unwrap();
+    c.settle();
+    c.tick_all(4);
+    assert_eq!(c.r(4).last_index(), 0, "no entries from the start");
+    assert!(c.compacts.contains(&1), "the leader asks for a snapshot");
+    assert!(!c
+        .log
+        .iter()
+        .any(|m| m.to == 4 && matches!(m.body, Body::Append { prev_index: 0, .. })));
+    // Once there is one, the learner gets it and then the log.
+    let applied = c.r(1).applied();
+    c.r(1).compact(applied, b"tree".to_vec()).unwrap();
+    c.tick_all(4);
+    assert_eq!(c.r(4).snapshot_meta().index, applied);
+    assert_eq!(c.r(4).last_index(), c.r(1).last_index());
+    // The original members still get the log from its start (none was compacted there).
+    assert!(c.r(2).snapshot_meta().index == 0 && c.r(2).last_index() == c.r(1).last_index());
 }
 
 #[test]

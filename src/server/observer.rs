@@ -5,7 +5,7 @@
 //! everywhere so the harness's checkers build and test anywhere. madsim runs a whole simulation
 //! on one thread, so the record is thread-local: parallel runs do not mix.
 
-use crate::raft::Role;
+use crate::raft::{ConfChange, Role};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,12 +23,24 @@ pub enum Observation {
     Recovered { node: u64, term: u64, vote: u64 },
     /// `node` sent its vote in `term` to `candidate`.
     Vote { node: u64, term: u64, candidate: u64 },
-    /// `node`, leader in `term`, moved its commit index to `index`, an entry of `entry_term`.
+    /// `node`, leader in `term`, moved its commit index from `prev` to `index`, an entry of
+    /// `entry_term`.
     LeaderCommit {
         node: u64,
         term: u64,
+        prev: u64,
         index: u64,
         entry_term: u64,
+    },
+    /// `node` applied the membership change at `index`.
+    ConfChange { node: u64, index: u64, change: ConfChange },
+    /// `node` appended a membership change at `index` (of `term`): in force for it from then
+    /// on, committed or not (reported right after the `Entries` that hold it).
+    ConfAppended {
+        node: u64,
+        index: u64,
+        term: u64,
+        change: ConfChange,
     },
     /// `node`'s log now holds entries of `terms` from index `first` on, right after an entry
     /// (or snapshot) of `prev_term`: reported for every batch a node appends, and for the
@@ -75,6 +87,8 @@ pub enum Committed {
     Reap(String),
     /// The leader's reap of a node failed (it changed since).
     ReapFailed,
+    /// A step of a reconfig that answers no request (the last step answers the client's).
+    Reconfig,
 }
 
 /// A node's protocol state as it last reported it (after every batch of Raft work).

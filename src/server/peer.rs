@@ -58,8 +58,11 @@ impl Peers {
     /// for peers no longer listed (their queues close).
     pub fn update(&mut self, addrs: &BTreeMap<NodeId, String>) {
         let me = self.me;
+        // Broken on purpose under raft-removed-counted (with its Raft half): removed members
+        // stay connected, so the leader keeps replicating to them and counting them.
+        let keep_removed = crate::bug("raft-removed-counted");
         self.queues
-            .retain(|id, (addr, _)| addrs.get(id).is_some_and(|a| a == addr));
+            .retain(|id, (addr, _)| addrs.get(id).map_or(keep_removed, |a| a == addr));
         for (&id, addr) in addrs {
             if id == me || self.queues.contains_key(&id) {
                 continue;

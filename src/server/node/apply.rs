@@ -58,12 +58,23 @@ impl Node {
                 term: e.term,
                 tree,
             });
+            if let Some((change, _)) = (e.kind == EntryKind::ConfChange)
+                .then(|| raft::ConfChange::decode(&e.data))
+                .flatten()
+            {
+                crate::server::observer::report(crate::server::observer::Observation::ConfChange {
+                    node: self.id,
+                    index: e.index,
+                    change,
+                });
+            }
             crate::server::observer::report(crate::server::observer::Observation::Committed {
                 node: self.id,
                 zxid: p.entry.zxid,
                 session: p.entry.session_id,
                 cxid: p.cxid,
                 kind: match (&p.entry.txn, p.entry.session_id) {
+                    _ if p.origin.node == 0 => crate::server::observer::Committed::Reconfig,
                     (Txn::CreateSession { .. }, _) => crate::server::observer::Committed::CreateSession,
                     (Txn::CloseSession { .. }, _) if p.cxid == 0 => crate::server::observer::Committed::Expire,
                     (Txn::Delete { path }, 0) => crate::server::observer::Committed::Reap(path.clone()),

@@ -10,8 +10,15 @@ impl Node {
     pub(super) fn process_ready(&mut self) -> Result<(), NodeError> {
         while self.raft.has_ready() {
             let rd = self.raft.ready();
+            // Before this Ready's appends: a change proposed once the last one committed
+            // must come after that commit in the record.
+            #[cfg(madsim)]
+            self.report_leader_commit();
             if rd.load_snapshot.is_some() {
                 self.wal_job(Job::LoadSnapshot);
+            }
+            if rd.compact {
+                self.snapshot_soon = true;
             }
             if let Some(s) = &rd.snapshot {
                 self.tree = snapshot::decode(&s.data)?;
@@ -63,6 +70,16 @@ impl Node {
                         prev_term,
                         terms: rd.entries.iter().map(|e| e.term).collect(),
                     });
+                }
+                for e in rd.entries.iter().filter(|e| e.kind == raft::EntryKind::ConfChange) {
+                    if let Some((change, _)) = raft::ConfChange::decode(&e.data) {
+                        crate::server::observer::report(crate::server::observer::Observation::ConfAppended {
+                            node: self.id,
+                            index: e.index,
+                            term: e.term,
+                            change,
+                        });
+                    }
                 }
             }
             let mut held = vec![];
@@ -130,19 +147,27 @@ impl Node {
         Ok(())
     }
 
-    /// Tells the observer this node's protocol state (for the state-aware nemesis).
+    /// Reports a leader's commit index moving (for the Raft and membership checkers).
     #[cfg(madsim)]
-    pub(super) fn report_live(&mut self) {
+    pub(super) fn report_leader_commit(&mut self) {
         let hs = self.raft.hard_state();
         if self.raft.role() == Role::Leader && hs.commit > self.reported_commit {
             crate::server::observer::report(crate::server::observer::Observation::LeaderCommit {
                 node: self.id,
                 term: hs.term,
+                prev: self.reported_commit,
                 index: hs.commit,
                 entry_term: self.raft.term_at(hs.commit).unwrap_or(0),
             });
         }
         self.reported_commit = hs.commit;
+    }
+
+    /// Tells the observer this node's protocol state (for the state-aware nemesis).
+    #[cfg(madsim)]
+    pub(super) fn report_live(&mut self) {
+        self.report_leader_commit();
+        let hs = self.raft.hard_state();
         let last_index = self.raft.last_index();
         crate::server::observer::report_live(
             self.id,
