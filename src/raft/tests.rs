@@ -703,9 +703,9 @@ fn membership_changes_one_at_a_time_with_learners() {
     assert!(!c.r(l).conf().learners.contains(&1));
 }
 
-#[test]
-fn a_new_member_starts_from_the_leaders_snapshot() {
-    // Node 4 bootstrapped believing it is one of four voters; the ensemble never said so.
+/// Voters 1-3 led by 1, and node 4 started to join them: it bootstrapped believing it is one
+/// of four voters (its own zoo.cfg); the ensemble never said so.
+fn with_joiner() -> Cluster {
     let ids = [1, 2, 3];
     let mut c = Cluster::new(vec![
         node(1, &ids, &[], 0, 0, |_| {}),
@@ -714,6 +714,12 @@ fn a_new_member_starts_from_the_leaders_snapshot() {
         node(4, &[1, 2, 3, 4], &[], 0, 0, |_| {}),
     ]);
     c.campaign(1);
+    c
+}
+
+#[test]
+fn a_new_member_starts_from_the_leaders_snapshot() {
+    let mut c = with_joiner();
     for i in 0..5u8 {
         c.r(1).propose(vec![i]).unwrap();
     }
@@ -750,16 +756,9 @@ fn a_new_member_starts_from_the_leaders_snapshot() {
 
 #[test]
 fn a_new_member_never_gets_the_log_from_its_start() {
-    // Node 4 bootstrapped its own membership; entries from index 1 would be applied on top of
-    // it. Without a snapshot the leader sends nothing and asks for one.
-    let ids = [1, 2, 3];
-    let mut c = Cluster::new(vec![
-        node(1, &ids, &[], 0, 0, |_| {}),
-        node(2, &ids, &[], 0, 0, |_| {}),
-        node(3, &ids, &[], 0, 0, |_| {}),
-        node(4, &[1, 2, 3, 4], &[], 0, 0, |_| {}),
-    ]);
-    c.campaign(1);
+    // Entries from index 1 would be applied on top of node 4's own bootstrap. Without a
+    // snapshot the leader sends nothing and asks for one.
+    let mut c = with_joiner();
     c.r(1).propose(b"x".to_vec()).unwrap();
     c.settle();
     c.r(1).propose_conf_change(ConfChange::AddLearner(4), vec![]).unwrap();
