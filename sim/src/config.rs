@@ -13,6 +13,8 @@ pub struct RunConfig {
     pub scenario: String,
     pub seed: u64,
     pub nodes: u64,
+    /// Servers outside the initial ensemble that reconfig faults may add.
+    pub spare_nodes: u64,
     /// Register clients (reads with watches, writes, CAS, sequential and ephemeral creates).
     pub clients: u32,
     /// Clients running the lock recipe.
@@ -67,6 +69,7 @@ impl RunConfig {
             scenario: s.name.clone(),
             seed,
             nodes: s.nodes,
+            spare_nodes: s.spare_nodes,
             clients,
             lock_clients: s.workload.lock_clients,
             keys: s.workload.keys,
@@ -95,6 +98,11 @@ impl RunConfig {
 }
 
 impl RunConfig {
+    /// Every server a run may start: the initial ensemble and the spares.
+    pub fn servers(&self) -> u64 {
+        self.nodes + self.spare_nodes
+    }
+
     /// A pinned scenario's choices, taken as written (no draws).
     fn pinned(s: &Scenario, seed: u64) -> Self {
         let mut drift = s.nemesis.tick_drift_ppm_nodes.clone();
@@ -103,6 +111,7 @@ impl RunConfig {
             scenario: s.name.clone(),
             seed,
             nodes: s.nodes,
+            spare_nodes: s.spare_nodes,
             clients: s.clients[0],
             lock_clients: s.workload.lock_clients,
             keys: s.workload.keys,
@@ -140,6 +149,13 @@ impl RunConfig {
             c = self.clients,
             s = self.snap_count,
         );
+        if self.spare_nodes > 0 {
+            t = t.replacen(
+                "\nseconds = ",
+                &format!("\nspare_nodes = {}\nseconds = ", self.spare_nodes),
+                1,
+            );
+        }
         t += &format!(
             "[workload]\nread = {}\nwrite = {}\ncas = {}\nseq = {}\nkeys = {}\nlock_clients = {}\npipeline = {}\nops = {}\npipeline_depth = [{d}, {d}]\n\n",
             self.weights[0],

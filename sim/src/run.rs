@@ -3,7 +3,7 @@
 //! then a liveness probe, a final look at the ephemerals, and every checker. Everything random
 //! derives from the run's seed.
 
-use crate::checker::{ephemeral, linear, lock, model, raft, sequential, session, watch};
+use crate::checker::{ephemeral, linear, lock, membership, model, raft, sequential, session, watch};
 pub use crate::config::RunConfig;
 use crate::history::{Op, RegOp, WireRec};
 use crate::nemesis::{self, Cluster, Exit, SkewClock};
@@ -15,9 +15,22 @@ use std::time::Duration;
 use zraft::client::ClientError;
 use zraft::jute::*;
 use zraft::server::config::{Config, Peer};
-use zraft::server::membership::ServerSpec;
 use zraft::server::observer::Observation;
 use zraft::storage::{Faults, SimDisk};
+
+/// What the membership checks covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipStats {
+    /// Conf changes applied.
+    pub changes: usize,
+    /// Leader commits checked against the voters in force.
+    pub commits: usize,
+    /// Reconfigs sent, and answered with success.
+    pub reconfigs: usize,
+    pub done: usize,
+    /// Whether the final membership was decided and compared.
+    pub final_checked: bool,
+}
 
 /// What a run produced, and every checker's verdict.
 #[derive(Debug)]
@@ -40,6 +53,9 @@ pub struct RunReport {
     pub model_us: u64,
     /// Raft invariants across nodes: (terms with a leader, applied indices compared).
     pub raft: Result<(usize, usize), Box<raft::RaftViolation>>,
+    /// Membership changes: promotions after catch-up, commits by a quorum of the voters in
+    /// force, the final membership.
+    pub membership: Result<MembershipStats, Box<membership::MembershipViolation>>,
     /// Snapshots the servers reported: (taken for compaction, installed from a leader).
     pub snapshots: (usize, usize),
     /// Raft messages message chaos dropped, duplicated, delayed and replayed.
@@ -71,6 +87,9 @@ impl RunReport {
         }
         if let Err(e) = &self.raft {
             return Some(format!("Raft invariant broken: {e:?}"));
+        }
+        if let Err(e) = &self.membership {
+            return Some(format!("membership guarantee broken: {e:?}"));
         }
         if let Err(e) = &self.watch {
             return Some(format!("watch event arrived after newer data: {e:?}"));
@@ -131,7 +150,7 @@ impl RunReport {
             ),
         };
         format!(
-            "linearizability: {lin}\nmodel: {}\nsession: {:?}\nsequential: {:?}\nwatch: {:?}\nephemeral: {:?}\nlock: {:?}\nraft: {:?}\nliveness: recovered {:?} ms after heal (bound {} s)\n",
+            "linearizability: {lin}\nmodel: {}\nsession: {:?}\nsequential: {:?}\nwatch: {:?}\nephemeral: {:?}\nlock: {:?}\nraft: {:?}\nmembership: {:?}\nliveness: recovered {:?} ms after heal (bound {} s)\n",
             match &self.model {
                 Ok(s) => format!("ok ({s:?})"),
                 Err(e) => format!("VIOLATED: {e}"),
@@ -142,13 +161,15 @@ impl RunReport {
             self.ephemeral,
             self.lock,
             self.raft,
+            self.membership,
             self.recovery_ms,
             self.cfg.liveness_secs
         )
     }
 }
 
-/// The server configuration of node `id` of `nodes`.
+/// The server configuration of node `id` of an ensemble of `nodes` (a spare, with an id past
+/// them, lists the ensemble and itself, as an operator starts a server to add).
 fn server_config(id: u64, nodes: u64, snap_count: u64, max_append_bytes: usize) -> Config {
     Config {
         my_id: id,
@@ -156,11 +177,17 @@ fn server_config(id: u64, nodes: u64, snap_count: u64, max_append_bytes: usize) 
         client_port: 2181,
         client_port_address: "0.0.0.0".into(),
         peers: (1..=nodes)
-            .map(|i| Peer {
-                id: i,
-                spec: ServerSpec::parse(&format!("10.0.0.{i}:2888:3888:participant;2181")).expect("a valid spec"),
+            .chain((id > nodes).then_some(id))
+            .map(|i| {
+                let line = crate::nemesis::membership::server_line(i);
+                let (_, spec) = zraft::server::membership::server_line(&line).expect("a valid line");
+                Peer { id: i, spec }
             })
             .collect(),
+        reconfig_enabled: true,
+        super_digest: Some(zraft::tree::acl::digest_id(crate::nemesis::membership::SUPER)),
+        // A learner gets 2 x tickTime (4 s) to catch up before a reconfig gives up on it.
+        init_limit: 2,
         raft_tick_ms: 50,
         min_session_timeout_ms: 2000,
         max_session_timeout_ms: 20000,
@@ -192,7 +219,7 @@ async fn probe_liveness(cfg: &RunConfig, t0: madsim::time::Instant, tap: &Tap) -
     let healed = t0.elapsed();
     let bound = Duration::from_secs(cfg.liveness_secs);
     while t0.elapsed() < healed + bound {
-        for id in 1..=cfg.nodes {
+        for id in 1..=cfg.servers() {
             if let Ok(mut cl) = tap.connect(id, 2000).await {
                 let req = SetDataRequest {
                     path: "/k0".into(),
@@ -209,6 +236,32 @@ async fn probe_liveness(cfg: &RunConfig, t0: madsim::time::Instant, tap: &Tap) -
             }
         }
         madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// The membership in /zookeeper/config after sync, as a member sees it (None: unreadable).
+/// Not recorded: the model checker holds no membership.
+async fn final_membership(members: &std::collections::BTreeSet<u64>) -> Option<std::collections::BTreeSet<u64>> {
+    for _ in 0..10 {
+        for &id in members {
+            let Ok(mut c) = zraft::client::Client::connect(&format!("10.0.0.{id}:2181"), 2000, None, 0).await else {
+                continue;
+            };
+            let path = "/zookeeper/config".to_string();
+            let sync = Request::Sync(SyncRequest { path: path.clone() });
+            if c.ok(sync, Duration::from_secs(2)).await.is_err() {
+                continue;
+            }
+            let get = Request::GetData(GetDataRequest { path, watch: false });
+            if let Ok(Response::GetData(g)) = c.ok(get, Duration::from_secs(2)).await {
+                let text = String::from_utf8_lossy(g.data.as_deref().unwrap_or_default()).into_owned();
+                if let Ok(Some(cfg)) = zraft::server::membership::DynamicConfig::parse(&text) {
+                    return Some(cfg.servers.keys().copied().collect());
+                }
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
     }
     None
 }
@@ -252,6 +305,9 @@ struct Outputs {
     injected: BTreeMap<String, u64>,
     recovery_ms: Option<u64>,
     leftover: Vec<String>,
+    /// The nemesis's reconfig attempts, and the membership found at the end.
+    attempts: Vec<crate::checker::membership::Attempt>,
+    final_members: Option<std::collections::BTreeSet<u64>>,
     /// When the workload started (the history's and the trace's time zero).
     t0: madsim::time::Instant,
 }
@@ -259,7 +315,7 @@ struct Outputs {
 async fn scenario(cfg: RunConfig) -> Outputs {
     let handle = Handle::current();
     let (mut nodes, mut disks, mut clocks, mut exits) = (vec![], vec![], vec![], vec![]);
-    for id in 1..=cfg.nodes {
+    for id in 1..=cfg.servers() {
         let disk = SimDisk::new(
             cfg.seed ^ id,
             Faults {
@@ -268,7 +324,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
             },
         );
         disk.set_latency_us(cfg.disk_latency_us[0], cfg.disk_latency_us[1]);
-        let clock = SkewClock::with_rate(cfg.tick_drift_ppm[id as usize - 1]);
+        let clock = SkewClock::with_rate(cfg.tick_drift_ppm.get(id as usize - 1).copied().unwrap_or(0));
         let exit = Exit::default();
         disks.push(disk.clone());
         clocks.push(clock.clone());
@@ -301,6 +357,10 @@ async fn scenario(cfg: RunConfig) -> Outputs {
                 }
             })
             .build();
+        if id > cfg.nodes {
+            // A spare: started when a reconfig adds it.
+            handle.kill(node.id());
+        }
         nodes.push(node);
     }
     let initial = initial_nodes(cfg.keys, cfg.clients, cfg.ops_weight > 0);
@@ -358,7 +418,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         tasks.push(if id < cfg.clients {
             node.spawn(workload::client(id, cfg, rec))
         } else {
-            node.spawn(workload::lock::client(id, cfg.nodes, cfg.seed, cfg.secs, rec))
+            node.spawn(workload::lock::client(id, cfg.servers(), cfg.seed, cfg.secs, rec))
         });
     }
     // The nemesis runs on its own node so it can ask servers who leads.
@@ -369,11 +429,20 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         .build();
     let cfg2 = cfg.clone();
     let probe_tap = Tap::new(harness + 1, t_setup, wire.clone());
-    let ((nemesis_events, injected), recovery_ms) = nem
+    let operator = Tap::new(harness + 3, t_setup, wire.clone());
+    let ((nemesis_events, injected), recovery_ms, attempts, final_members) = nem
         .spawn(async move {
             let mut c = Cluster::new(nodes, disks, clocks, exits, cfg2.disk_latency_us);
+            c.spares_from(cfg2.nodes as usize);
+            c.operator = Some(operator.clone());
             let events = nemesis::run(&mut c, &cfg2, t0).await;
-            (events, probe_liveness(&cfg2, t0, &probe_tap).await)
+            let recovery = probe_liveness(&cfg2, t0, &probe_tap).await;
+            let found = if c.attempts.is_empty() {
+                None
+            } else {
+                final_membership(&c.members).await
+            };
+            (events, recovery, std::mem::take(&mut c.attempts), found)
         })
         .await
         .unwrap();
@@ -382,7 +451,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
     }
     // Every client is gone now (none closed its session): once the longest session timeout
     // has passed, no ephemeral may remain.
-    let n = cfg.nodes;
+    let n = cfg.servers();
     let last_tap = Tap::new(harness + 2, t_setup, wire.clone());
     let leftover = setup
         .spawn(async move {
@@ -400,6 +469,8 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         injected,
         recovery_ms,
         leftover,
+        attempts,
+        final_members,
         t0,
     }
 }
@@ -416,6 +487,21 @@ pub fn run(cfg: RunConfig) -> RunReport {
     let history = out.history;
     let (times, observed): (Vec<_>, Vec<_>) = zraft::server::observer::take_timed().into_iter().unzip();
     let raft = raft::check(&observed);
+    let initial: std::collections::BTreeSet<u64> = (1..=cfg.nodes).collect();
+    let membership = membership::check_log(&observed, &initial).and_then(|(changes, commits)| {
+        let final_checked = membership::check_final(&initial, &out.attempts, out.final_members.as_ref())?;
+        Ok(MembershipStats {
+            changes,
+            commits,
+            reconfigs: out.attempts.len(),
+            done: out
+                .attempts
+                .iter()
+                .filter(|a| matches!(a.outcome, membership::Outcome::Done(_)))
+                .count(),
+            final_checked,
+        })
+    });
     let commits: Vec<model::Commit> = observed
         .iter()
         .filter_map(|o| match o {
@@ -514,6 +600,13 @@ pub fn run(cfg: RunConfig) -> RunReport {
     let mut count = |k: &str, n: usize| {
         coverage.insert(k.to_string(), n as u64);
     };
+    if let Ok(m) = &membership {
+        if m.reconfigs > 0 {
+            count("reconfigs sent", m.reconfigs);
+            count("reconfigs done", m.done);
+            count("final membership checked", m.final_checked as usize);
+        }
+    }
     // Wall time, so not part of the trace; the sweep adds it up into a rate per 100k.
     count("model: checker us", model_us as usize);
     if let Ok(s) = &model {
@@ -533,6 +626,7 @@ pub fn run(cfg: RunConfig) -> RunReport {
         ephemeral: ephemeral::check(&history, &out.leftover),
         lock: lock::check(&history),
         raft,
+        membership,
         snapshots,
         messages,
         recovery_ms: out.recovery_ms,
@@ -581,6 +675,8 @@ fn observed_coverage(observed: &[Observation]) -> BTreeMap<String, u64> {
             Observation::Snapshot { installed: true, .. } => "snapshots installed",
             Observation::Recovered { .. } => "server starts from disk",
             Observation::Event { what, .. } => what,
+            Observation::ConfChange { .. } => "membership changes applied",
+            Observation::ConfAppended { .. } => continue,
             Observation::LeaderCommit { .. }
             | Observation::Entries { .. }
             | Observation::Applied { .. }

@@ -77,6 +77,20 @@ pub enum Fault {
     /// that uncommitted tail, then let it rejoin: it catches up by installing a snapshot
     /// whose last entry conflicts with its own entry there, and must drop its whole tail.
     StrikeStaleSuffix,
+    /// Change the membership with a reconfig request (as the super user, to a random member):
+    /// any of the `reconfig-*` kinds possible now; never below three voters.
+    Reconfig,
+    /// Add a server from outside the ensemble (a spare, started for it).
+    ReconfigAdd,
+    /// Remove a random member (the leader too).
+    ReconfigRemove,
+    /// Replace a random member by a server from outside (one whole new membership).
+    ReconfigReplace,
+    /// Cut a follower off, then remove it.
+    ReconfigRemoveIsolated,
+    /// Remove a follower, then split the leader and it from the rest: the removed member must
+    /// no longer count towards the leader's quorum.
+    ReconfigRemoveThenSplit,
 }
 
 impl Fault {
@@ -238,6 +252,11 @@ pub struct Scenario {
     pub description: String,
     #[serde(default = "three")]
     pub nodes: u64,
+    /// Servers outside the initial ensemble that `reconfig` faults may add (ids after
+    /// `nodes`; each is started the first time it is added, with a zoo.cfg listing the
+    /// initial ensemble and itself).
+    #[serde(default)]
+    pub spare_nodes: u64,
     /// Clients, as a range each seed draws from.
     #[serde(default = "clients")]
     pub clients: [u32; 2],

@@ -32,7 +32,7 @@ mod sim {
     fn broken_variants_are_caught() {
         // Each variant, the scenario that exposes it, and the words of the checkers that may
         // catch it (a lost write shows as a Raft divergence or as a linearizability failure).
-        let variants: [(&str, &str, &[&str]); 26] = [
+        let variants: [(&str, &str, &[&str]); 29] = [
             (
                 "stale-sync",
                 "minority-partition",
@@ -142,6 +142,32 @@ mod sim {
             // reap-race (deep pipelines of deletes and re-creates on slow disks, a reaper every
             // 20 ms: 15 of 40 seeds).
             ("reap-recreated", "reap-race", &["model check failed: BadReap"]),
+            // Membership changes (issue 15): a learner promoted before it holds the log; a
+            // second change before the first committed; removed members still counted and
+            // replicated to (the leader split off with one commits alone).
+            (
+                "reconfig-promote-unsynced",
+                "membership",
+                &["membership guarantee broken: PromotedBehind"],
+            ),
+            (
+                "raft-conf-two-at-once",
+                "membership",
+                &["membership guarantee broken: TwoAtOnce"],
+            ),
+            (
+                "raft-removed-counted",
+                "membership-split",
+                &[
+                    "membership guarantee broken: CommitWithoutQuorum",
+                    "Raft invariant",
+                    "not linearizable",
+                    "sequential names",
+                    "model check failed",
+                    "lock",
+                    "session guarantee",
+                ],
+            ),
         ];
         for (bug, scenario, checkers) in variants {
             let caught = caught_within(bug, scenario, 60);

@@ -3,6 +3,7 @@
 pub mod ephemeral;
 pub mod linear;
 pub mod lock;
+pub mod membership;
 pub mod model;
 pub mod raft;
 pub mod sequential;

@@ -83,6 +83,8 @@ pub struct ModelStats {
     pub unknown_dropped: usize,
     /// Error replies to writes answered without a transaction (e.g. the session had gone).
     pub refused: usize,
+    /// Reconfig transactions (left to the membership checker).
+    pub reconfigs: usize,
 }
 
 fn violation<T>(kind: Kind, detail: String) -> Result<T, Box<ModelViolation>> {
@@ -375,10 +377,16 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
                 Ok(f) => f,
                 Err(why) => return violation(Kind::BadReap, format!("zxid {z:#x} reaped {p}: {why}")),
             },
-            Committed::ReapFailed => vec![],
+            Committed::ReapFailed | Committed::Reconfig => vec![],
             Committed::Request => {
                 let i = carried[&z];
                 let call = &calls[i];
+                if matches!(call.request, Request::Reconfig(_)) {
+                    // The model holds no membership (/zookeeper/config): the membership
+                    // checker judges reconfigs. It changes no node the model holds.
+                    stats.reconfigs += 1;
+                    continue;
+                }
                 let Some((err, resp, fired)) = model.write(call.session, call.request, z) else {
                     unreachable!("only writes are carried")
                 };

@@ -149,6 +149,7 @@ pub fn check(obs: &[Observation]) -> Result<(usize, usize), Box<RaftViolation>> 
                 term,
                 index,
                 entry_term,
+                ..
             } => {
                 if entry_term != term {
                     return Err(Box::new(RaftViolation::CommittedEarlierTerm {
@@ -159,7 +160,11 @@ pub fn check(obs: &[Observation]) -> Result<(usize, usize), Box<RaftViolation>> 
                     }));
                 }
             }
-            Observation::Snapshot { .. } | Observation::Event { .. } | Observation::Committed { .. } => {}
+            Observation::Snapshot { .. }
+            | Observation::Event { .. }
+            | Observation::Committed { .. }
+            | Observation::ConfChange { .. }
+            | Observation::ConfAppended { .. } => {}
         }
     }
     Ok((leaders.len(), compared))
@@ -232,6 +237,7 @@ mod tests {
         let commit = |entry_term| Observation::LeaderCommit {
             node: 1,
             term: 4,
+            prev: 8,
             index: 9,
             entry_term,
         };

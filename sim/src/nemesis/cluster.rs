@@ -8,6 +8,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,15 +38,23 @@ pub type Exit = Arc<Mutex<Option<String>>>;
 /// The simulated ensemble as the nemesis sees it: node handles, their disks and clocks, and
 /// which faults are in force (so `heal` can undo them).
 pub struct Cluster {
-    handle: Handle,
-    nodes: Vec<NodeHandle>,
+    pub(super) handle: Handle,
+    pub(super) nodes: Vec<NodeHandle>,
     pub disks: Vec<SimDisk>,
     clocks: Vec<SkewClock>,
     /// Set by a server that stopped with an error (fail-stop, e.g. on an I/O error).
     exits: Vec<Exit>,
     /// Stopped servers killed by the supervisor, started again at its next look.
     restarting: Vec<usize>,
-    down: Vec<usize>,
+    pub(super) down: Vec<usize>,
+    /// Spares never started yet (a reconfig adding one starts it; faults leave them alone).
+    pub(super) outside: BTreeSet<usize>,
+    /// The membership as the last successful reconfig reported it (1-based ids).
+    pub members: BTreeSet<u64>,
+    /// The harness client reconfig requests go through (recorded for the model checker).
+    pub operator: Option<crate::workload::Tap>,
+    /// Every reconfig sent and what came of it.
+    pub attempts: Vec<crate::checker::membership::Attempt>,
     paused: Vec<usize>,
     cut: Vec<(usize, usize)>,
     /// Disks slowed by a strike, back to `disk_latency_us` at the next heal.
@@ -55,6 +64,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Marks the servers after the first `members` as spares that have not started (the
+    /// caller killed them right after creating them).
+    pub fn spares_from(&mut self, members: usize) {
+        self.outside = (members..self.nodes.len()).collect();
+        self.members = (1..=members as u64).collect();
+    }
+
     /// The nemesis's view of these nodes (call on a madsim node).
     pub fn new(
         nodes: Vec<NodeHandle>,
@@ -64,6 +80,7 @@ impl Cluster {
         disk_latency_us: [u64; 2],
     ) -> Self {
         assert!(nodes.len() == disks.len() && nodes.len() == clocks.len() && nodes.len() == exits.len());
+        let n = nodes.len() as u64;
         Cluster {
             handle: Handle::current(),
             nodes,
@@ -72,6 +89,10 @@ impl Cluster {
             exits,
             restarting: vec![],
             down: vec![],
+            outside: BTreeSet::new(),
+            members: (1..=n).collect(),
+            operator: None,
+            attempts: vec![],
             paused: vec![],
             cut: vec![],
             slowed: vec![],
@@ -80,7 +101,7 @@ impl Cluster {
         }
     }
 
-    fn cut_link(&mut self, a: usize, b: usize) {
+    pub(super) fn cut_link(&mut self, a: usize, b: usize) {
         madsim::net::NetSim::current().clog_link(self.nodes[a].id(), self.nodes[b].id());
         self.cut.push((a, b));
     }
@@ -135,7 +156,7 @@ impl Cluster {
         !self.down.contains(&i) && !self.paused.contains(&i)
     }
 
-    fn isolate(&mut self, lone: usize) {
+    pub(super) fn isolate(&mut self, lone: usize) {
         for j in (0..self.nodes.len()).filter(|&j| j != lone) {
             self.cut_link(lone, j);
             self.cut_link(j, lone);
@@ -354,14 +375,14 @@ impl Cluster {
     }
 
     fn kill(&mut self, i: usize) {
-        if !self.down.contains(&i) {
+        if !self.down.contains(&i) && !self.outside.contains(&i) {
             self.handle.kill(self.nodes[i].id());
             self.disks[i].crash();
             self.down.push(i);
         }
     }
 
-    async fn leader(&self) -> Option<usize> {
+    pub(super) async fn leader(&self) -> Option<usize> {
         for (i, _) in self.nodes.iter().enumerate() {
             if !self.down.contains(&i) && !self.paused.contains(&i) && is_leader(i as u64 + 1).await {
                 return Some(i);
@@ -454,7 +475,7 @@ impl Cluster {
             }
             Fault::Pause => {
                 let i = any();
-                if !self.paused.contains(&i) && !self.down.contains(&i) {
+                if !self.paused.contains(&i) && !self.down.contains(&i) && !self.outside.contains(&i) {
                     self.handle.pause(self.nodes[i].id());
                     self.paused.push(i);
                 }
@@ -506,6 +527,12 @@ impl Cluster {
                 });
                 format!("disk faults on zraft-{} (I/O errors {io_error})", i + 1)
             }
+            Fault::Reconfig => self.reconfig(None, rng).await,
+            Fault::ReconfigAdd => self.reconfig(Some("add"), rng).await,
+            Fault::ReconfigRemove => self.reconfig(Some("remove"), rng).await,
+            Fault::ReconfigReplace => self.reconfig(Some("replace"), rng).await,
+            Fault::ReconfigRemoveIsolated => self.reconfig(Some("remove-isolated"), rng).await,
+            Fault::ReconfigRemoveThenSplit => self.reconfig(Some("remove-then-split"), rng).await,
             strike => unreachable!("{strike:?} is state-aware: handled above"),
         }
     }

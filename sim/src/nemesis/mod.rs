@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod membership;
 pub mod strike;
 
 pub use clock::SkewClock;

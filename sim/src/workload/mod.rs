@@ -554,7 +554,7 @@ impl Conn {
 /// A register client: mixes the register, sequential and ephemeral workloads by weight.
 pub async fn client(id: u32, cfg: RunConfig, rec: Recorder) {
     let mut rng: ChaCha8Rng = rand::SeedableRng::seed_from_u64(cfg.seed.wrapping_mul(1000) + id as u64);
-    let mut conn = Conn::new(rec.clone(), cfg.nodes);
+    let mut conn = Conn::new(rec.clone(), cfg.servers());
     let mut regs = register::Registers::default();
     let mut seq = sequential::Sequential::default();
     let total: u32 = cfg.weights.iter().sum();
