@@ -4,6 +4,9 @@
 #[cfg(not(madsim))]
 pub mod bench;
 pub mod client;
+/// A local ensemble of real processes (a tool: never simulated).
+#[cfg(not(madsim))]
+pub mod ensemble;
 pub mod jute;
 pub mod raft;
 pub mod server;

@@ -2,7 +2,7 @@
 //! default), or a local ensemble for trying things out.
 
 use clap::{Parser, Subcommand};
-use std::process::{Child, Command as Proc};
+use std::process::Child;
 use zraft::server::config::Config;
 
 #[derive(Parser)]
@@ -16,6 +16,15 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// A membership change of a running local ensemble (as the super user, ZRAFT_SUPER).
+#[derive(Subcommand)]
+enum Change {
+    /// Start node ID with the current membership and add it by reconfig.
+    Add { id: u64 },
+    /// Remove node ID by reconfig, then stop it.
+    Remove { id: u64 },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a server: single-node on port 2181 with data in ./zraft-data, or as zoo.cfg says.
@@ -24,7 +33,8 @@ enum Command {
         #[arg(long)]
         config: Option<String>,
     },
-    /// Start a local ensemble on 127.0.0.1 (one process per node) and print its connect string.
+    /// Start a local ensemble on 127.0.0.1 (one process per node) and print its connect
+    /// string; or add a node to the running one, or remove one, by reconfig.
     Ensemble {
         #[arg(long, default_value_t = 3)]
         nodes: u64,
@@ -34,6 +44,8 @@ enum Command {
         /// Where the nodes keep their data.
         #[arg(long, default_value = "./zraft-ensemble")]
         dir: String,
+        #[command(subcommand)]
+        change: Option<Change>,
     },
     /// Print the wire opcodes this build encodes and decodes.
     Opcodes,
@@ -91,7 +103,10 @@ fn load(config: Option<String>) -> Config {
     for k in &cfg.unknown_keys {
         tracing::warn!(file = %path, key = %k, "unknown configuration key ignored");
     }
-    cfg
+    Config {
+        file: Some(path),
+        ..cfg
+    }
 }
 
 fn init_logs() {
@@ -138,36 +153,47 @@ fn serve(mut cfg: Config) {
     }
 }
 
-fn ensemble(nodes: u64, base_port: u16, dir: &str) {
+fn ensemble(nodes: u64, base_port: u16, dir: &str, change: Option<Change>) {
     let exe = std::env::current_exe().expect("own path");
-    let mut children: Vec<Child> = vec![];
-    let servers: String = (1..=nodes)
+    if let Some(change) = change {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let done = rt.block_on(async {
+            match change {
+                Change::Add { id } => zraft::ensemble::add(&exe, dir, base_port, id).await,
+                Change::Remove { id } => zraft::ensemble::remove(dir, base_port, id).await,
+            }
+        });
+        match done {
+            Ok(config) => println!("{config}"),
+            Err(e) => {
+                eprintln!("zraft: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let members: Vec<String> = (1..=nodes)
+        .map(|i| zraft::ensemble::server_line(i, base_port))
+        .collect();
+    let children: Vec<Child> = (1..=nodes)
         .map(|i| {
-            format!(
-                "server.{i}=127.0.0.1:{}:{}\n",
-                base_port as u64 + 1000 + i,
-                base_port as u64 + 2000 + i
-            )
+            zraft::ensemble::start_node(&exe, dir, i, base_port, &members).unwrap_or_else(|e| {
+                eprintln!("zraft: cannot start node {i}: {e}");
+                std::process::exit(2)
+            })
         })
         .collect();
-    for i in 1..=nodes {
-        let d = format!("{dir}/node{i}");
-        std::fs::create_dir_all(&d).expect("create node dir");
-        std::fs::write(format!("{d}/myid"), format!("{i}\n")).expect("write myid");
-        let cfg = format!("tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={d}\nclientPort={}\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n{servers}", base_port as u64 + i - 1);
-        let path = format!("{d}/zoo.cfg");
-        std::fs::write(&path, cfg).expect("write zoo.cfg");
-        children.push(
-            Proc::new(&exe)
-                .args(["serve", "--config", &path])
-                .spawn()
-                .expect("start node"),
-        );
-    }
-    let connect: Vec<String> = (0..nodes)
-        .map(|i| format!("127.0.0.1:{}", base_port as u64 + i))
+    let connect: Vec<String> = (1..=nodes)
+        .map(|i| zraft::ensemble::client_addr(i, base_port))
         .collect();
     println!("{}", connect.join(","));
+    eprintln!(
+        "zraft: nodes log to {dir}/nodeN/log; `zraft ensemble --dir {dir} --base-port {base_port} add N` / `remove N` change the membership (super user {})",
+        zraft::ensemble::super_user()
+    );
     for mut c in children {
         let _ = c.wait();
     }
@@ -230,7 +256,12 @@ fn main() {
     match cli.command {
         Some(Command::Serve { config }) => serve(load(config)),
         None => serve(Config::default()),
-        Some(Command::Ensemble { nodes, base_port, dir }) => ensemble(nodes, base_port, &dir),
+        Some(Command::Ensemble {
+            nodes,
+            base_port,
+            dir,
+            change,
+        }) => ensemble(nodes, base_port, &dir, change),
         Some(Command::Bench {
             hosts,
             sessions,

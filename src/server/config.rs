@@ -112,6 +112,9 @@ pub struct Config {
     pub raft_max_append_bytes: usize,
     /// Keys the file had that zraft does not use (warned about).
     pub unknown_keys: Vec<String>,
+    /// Where the file was read from: each membership a reconfig sets is written beside it
+    /// as `<file>.dynamic.<version>`, as ZooKeeper does (None: not written).
+    pub file: Option<String>,
 }
 
 impl Default for Config {
@@ -145,6 +148,7 @@ impl Default for Config {
             snap_size_limit: 32 << 20,
             super_digest: None,
             unknown_keys: vec![],
+            file: None,
         }
     }
 }

@@ -8,7 +8,8 @@ Prints one line per test and a final 'integration: N passed, M failed'.
 import copy, os, shutil, signal, socket, struct, subprocess, sys, tempfile, threading, time, traceback
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError, NodeExistsError, BadVersionError, SessionExpiredError
+from kazoo.exceptions import (NoNodeError, NodeExistsError, BadVersionError, SessionExpiredError, NoAuthError,
+                               BadArgumentsError, ConnectionLoss)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import difftest  # noqa: E402
@@ -72,9 +73,10 @@ class Server:
         self.cfg = f"{data}/zoo.cfg"
         open(self.cfg, "w").write("\n".join(lines) + "\n")
 
-    def start(self):
+    def start(self, env=None):
         self.log = open(f"{self.data}/server.log", "a")
-        self.proc = subprocess.Popen([BIN, "serve", "--config", self.cfg], stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen([BIN, "serve", "--config", self.cfg], stdout=self.log, stderr=self.log,
+                                     env=env)
         deadline = time.time() + 15
         while time.time() < deadline:
             if four(self.port, "ruok") == "imok":
@@ -218,6 +220,108 @@ quit
     assert "hello" in out and "world" in out, out
     assert "dataVersion = 1" in out, out
     assert f"{base.strip('/')}," in out or f", {base.strip('/')}" in out or f"[{base.strip('/')}" in out, out
+
+
+SUPER_DIGEST = "super:" + __import__("base64").b64encode(__import__("hashlib").sha1(b"super:secret").digest()).decode()
+
+
+def reconfig_session(base):
+    """A 3-node zraft with reconfigEnabled and the super user, changed by kazoo's reconfig and
+    zkCli.sh's `reconfig`, as an operator would: start servers 4 and 5 (their zoo.cfg lists the
+    ensemble and themselves) and add them, remove a follower, replace the leader; the data
+    written before and between survives every step, and the refused forms get ZooKeeper's
+    errors. Prints what the clients printed."""
+    env = dict(os.environ, ZRAFT_SUPER_DIGEST=SUPER_DIGEST)
+    peers = {i: base + 100 + i for i in range(1, 6)}
+
+    def spec(i):
+        return f"server.{i}=127.0.0.1:{peers[i]}:{peers[i] + 1000}:participant;127.0.0.1:{base + i - 1}"
+
+    def server(i, members):
+        return Server(i, base + i - 1, {m: peers[m] for m in members}, f"{ROOT}/{base}-rc{i}",
+                      extra=["reconfigEnabled=true"])
+
+    servers = {i: server(i, [1, 2, 3]) for i in (1, 2, 3)}
+    for s in servers.values():
+        s.start(env)
+    wait_for(lambda: any(mode(s.port) == "leader" for s in servers.values()), 20, "a leader")
+    hosts = ",".join(s.hosts() for s in servers.values())
+    zk = client(hosts)
+    try:
+        config = lambda: zk.get("/zookeeper/config")[0].decode()  # noqa: E731
+        print("      /zookeeper/config: " + config().replace("\n", " | "))
+        assert "version=0" in config() and "server.3=" in config()
+        for i in range(50):
+            zk.create(f"/rc/before-{i}", b"x", makepath=True)
+        try:
+            zk.reconfig(joining=None, leaving="3", new_members=None)
+            raise AssertionError("reconfig without the super user succeeded")
+        except NoAuthError:
+            pass
+        zk.add_auth("digest", "super:secret")
+        for kw, err in [(dict(leaving="3", from_config=12345), BadVersionError),
+                        (dict(joining="server.9=127.0.0.1:1"), BadArgumentsError),
+                        (dict(leaving="1,2"), BadArgumentsError)]:
+            try:
+                zk.reconfig(**{"joining": None, "leaving": None, "new_members": None, **kw})
+                raise AssertionError(f"reconfig {kw} succeeded")
+            except err:
+                print(f"      kazoo reconfig {kw}: {err.__name__}")
+        # Server 4 joins through kazoo.
+        servers[4] = server(4, [1, 2, 3, 4])
+        servers[4].start(env)
+        data, stat = zk.reconfig(joining=spec(4), leaving=None, new_members=None)
+        text = data.decode()
+        print("      kazoo reconfig(joining=server.4): " + text.replace("\n", " | "))
+        assert "server.4=" in text and text == config(), (text, config())
+        assert stat.mzxid == int(text.rsplit("version=", 1)[1], 16)
+        # Server 5 joins through zkCli.sh, which then removes server 3.
+        servers[5] = server(5, [1, 2, 3, 5])
+        servers[5].start(env)
+        cmds = f"addauth digest super:secret\nreconfig -add {spec(5)}\nconfig\nreconfig -remove 3\nconfig\nquit\n"
+        cli_env = dict(os.environ, ZOO_LOG4J_PROP="ERROR,CONSOLE", CLIENT_JVMFLAGS="-Dzookeeper.root.logger=ERROR,CONSOLE")
+        p = subprocess.run([ZKCLI, "-server", servers[1].hosts()], input=cmds.encode(), env=cli_env,
+                           capture_output=True, timeout=120)
+        out = p.stdout.decode() + p.stderr.decode()
+        shown = [l for l in out.splitlines() if l.startswith(("server.", "version=", "Committed new configuration"))]
+        print("      zkCli.sh reconfig -add server.5, config, reconfig -remove 3, config:\n        "
+              + "\n        ".join(shown))
+        assert "server.5=" in out and out.count("server.3=") >= 1, out
+        zk.sync("/")
+        final = config()
+        assert "server.5=" in final and "server.3=" not in final, final
+        wait_for(lambda: "not currently serving" in four(servers[3].port, "srvr"), 10, "server 3 to stop serving")
+        print("      server 3 after its removal: " + four(servers[3].port, "srvr").strip())
+        for i in range(50):
+            zk.create(f"/rc/between-{i}", b"y")
+        # Replace the leader: it goes, the rest elect one at once.
+        old = leader_of([servers[i] for i in (1, 2, 4, 5)])
+        assert old is not None
+        try:
+            zk.reconfig(joining=None, leaving=str(old.sid), new_members=None)
+        except ConnectionLoss:
+            pass  # as with ZooKeeper: the client's server saw its leader go
+        wait_for(lambda: leader_of([servers[i] for i in (1, 2, 4, 5) if i != old.sid]) is not None, 20,
+                 "a new leader")
+        new = leader_of([servers[i] for i in (1, 2, 4, 5) if i != old.sid])
+        zk.sync("/")
+        final = config()
+        print(f"      leader {old.sid} removed, leader now {new.sid}: " + final.replace("\n", " | "))
+        assert f"server.{old.sid}=" not in final
+        # Every write survived, on every remaining member.
+        for i in [i for i in (1, 2, 4, 5) if i != old.sid]:
+            c = client(servers[i].hosts())
+            c.sync("/")
+            kids = c.get_children("/rc")
+            assert len(kids) == 100, (i, len(kids))
+            assert f"server.{old.sid}=" not in c.get("/zookeeper/config")[0].decode()
+            c.stop()
+        conf4 = four(servers[4].port, "conf")
+        assert "membership:" in conf4 and "server.4=" in conf4, conf4
+    finally:
+        zk.stop()
+        for s in servers.values():
+            s.kill9()
 
 
 def leader_of(servers):
@@ -649,6 +753,10 @@ def main():
         def bad_input_does_not_disturb_a_live_session():
             bad_input(single[0])
             bad_input(trio[0])
+
+        @test
+        def reconfig_by_kazoo_and_zkcli_three_to_five_and_back():
+            reconfig_session(24701)
 
         @test
         def zkcli_single_node():

@@ -46,7 +46,11 @@ impl Node {
             .node(CONFIG_NODE)
             .and_then(|n| n.data().map(|d| String::from_utf8_lossy(d).into_owned()))
             .and_then(|t| DynamicConfig::parse(&t).ok().flatten());
-        self.members = recorded.unwrap_or_else(|| self.cfg.initial_membership());
+        let members = recorded.unwrap_or_else(|| self.cfg.initial_membership());
+        if members.version != self.members.version && members.version != 0 {
+            self.write_dynamic_file(&members);
+        }
+        self.members = members;
         if !self.cfg.peers.is_empty() {
             self.peers.update(&self.members.peer_addrs());
         }
@@ -54,6 +58,25 @@ impl Node {
             tracing::warn!(node = self.id, "removed from the ensemble: closing client connections");
             self.close_all_clients();
         }
+    }
+
+    /// Writes the membership beside the configuration file as `<file>.dynamic.<hex version>`
+    /// (ZooKeeper's name), off the replica loop: for operators and tools, since the
+    /// membership a restart uses is the one in the tree, recovered with the log.
+    fn write_dynamic_file(&self, members: &DynamicConfig) {
+        let Some(file) = self.cfg.file.clone() else { return };
+        let path = format!("{file}.dynamic.{:x}", members.version);
+        let text = members.render() + "\n";
+        #[cfg(not(madsim))]
+        tokio::task::spawn_blocking(move || {
+            let tmp = format!("{path}.tmp");
+            let written = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                tracing::warn!(%path, error = %e, "cannot write the dynamic configuration file");
+            }
+        });
+        #[cfg(madsim)]
+        let _ = (path, text);
     }
 
     /// Whether this server belongs to the ensemble (a reconfig may have removed it; it then
