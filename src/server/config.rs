@@ -112,6 +112,10 @@ pub struct Config {
     pub raft_max_append_bytes: usize,
     /// Keys the file had that zraft does not use (warned about).
     pub unknown_keys: Vec<String>,
+    /// The Prometheus endpoint (`metricsProvider.httpHost`:`metricsProvider.httpPort`; the
+    /// port defaults to ZooKeeper's 7000 when `metricsProvider.className` names its Prometheus
+    /// provider). None: no endpoint.
+    pub metrics_addr: Option<String>,
     /// Where the file was read from: each membership a reconfig sets is written beside it
     /// as `<file>.dynamic.<version>`, as ZooKeeper does (None: not written).
     pub file: Option<String>,
@@ -149,6 +153,7 @@ impl Default for Config {
             super_digest: None,
             unknown_keys: vec![],
             file: None,
+            metrics_addr: None,
         }
     }
 }
@@ -180,6 +185,7 @@ impl Config {
     pub fn parse(file: &str, text: &str, read_myid: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut c = Config::default();
         let mut kv = BTreeMap::new();
+        let (mut metrics_port, mut metrics_host): (Option<u16>, Option<String>) = (None, None);
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -251,7 +257,20 @@ impl Config {
                 }
                 // TLS needs the Netty factory in ZooKeeper; zraft has one connection layer.
                 "serverCnxnFactory" => {}
-                "admin.enableServer" | "maxSessionTimeoutMs" => {}
+                "admin.enableServer" | "maxSessionTimeoutMs" | "metricsProvider.exportJvmInfo" => {}
+                "metricsProvider.className" => {
+                    if v.ends_with("PrometheusMetricsProvider") {
+                        metrics_port = metrics_port.or(Some(7000));
+                    } else {
+                        return Err(invalid(
+                            file,
+                            k,
+                            "only ZooKeeper's PrometheusMetricsProvider is supported",
+                        ));
+                    }
+                }
+                "metricsProvider.httpPort" => metrics_port = Some(num::<u16>(file, k, v)?),
+                "metricsProvider.httpHost" => metrics_host = Some(v.clone()),
                 key if key.starts_with("server.") => {
                     let id: u64 = num(file, k, &key["server.".len()..])?;
                     let spec = ServerSpec::parse(v).map_err(|_| {
@@ -275,6 +294,13 @@ impl Config {
             return Err(invalid(file, "minSessionTimeout", "is larger than maxSessionTimeout"));
         }
         c.raft_tick_ms = (c.tick_time_ms / 10).max(10);
+        if let Some(port) = metrics_port {
+            let addr = format!("{}:{port}", metrics_host.as_deref().unwrap_or("0.0.0.0"));
+            if socket_addr(&addr).is_none() {
+                return Err(invalid(file, "metricsProvider.httpHost", "not an IP address"));
+            }
+            c.metrics_addr = Some(addr);
+        }
         if !c.peers.is_empty() {
             let myid = read_myid(&c.data_dir).ok_or_else(|| ConfigError::Missing {
                 file: format!("{}/myid", c.data_dir),
@@ -394,6 +420,30 @@ mod tests {
         assert_eq!(c.max_session_timeout_ms, 40000);
         assert!(c.allows_4lw("ruok") && !c.allows_4lw("stat"));
         assert_eq!(c.unknown_keys, vec!["foo.bar"]);
+    }
+
+    #[test]
+    fn prometheus_endpoint_as_zookeeper_configures_it() {
+        let prom = "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n";
+        for (text, want) in [
+            ("tickTime=2000\n", None),
+            (prom, Some("0.0.0.0:7000")),
+            (
+                &format!("{prom}metricsProvider.httpPort=7100\nmetricsProvider.httpHost=127.0.0.1\n"),
+                Some("127.0.0.1:7100"),
+            ),
+            ("metricsProvider.httpPort=7200\n", Some("0.0.0.0:7200")),
+        ] {
+            let c = Config::parse("z.cfg", text, |_| None).unwrap();
+            assert_eq!(c.metrics_addr.as_deref(), want, "{text}");
+        }
+        for bad in [
+            "metricsProvider.className=org.example.Other\n",
+            "metricsProvider.httpPort=x\n",
+            "metricsProvider.httpPort=7000\nmetricsProvider.httpHost=not-an-ip\n",
+        ] {
+            assert!(Config::parse("z.cfg", bad, |_| None).is_err(), "{bad}");
+        }
     }
 
     #[test]

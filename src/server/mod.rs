@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod config;
 pub mod conn;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod observer;
 pub mod peer;
@@ -150,6 +151,9 @@ pub async fn run_with_clock(
     };
     #[cfg(madsim)]
     let secure: Option<(TcpListener, Acceptor)> = None;
+    if let Some(addr) = &cfg.metrics_addr {
+        tokio::spawn(metrics::serve(bind(addr).await?, tx.clone()));
+    }
     // Ticks drive Raft timers and session expiry.
     let ticker = tx.clone();
     let tick = node::drifted(cfg.raft_tick_ms, rate_ppm);

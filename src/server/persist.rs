@@ -149,6 +149,7 @@ pub async fn run(
     mut storage: Storage<Box<dyn Disk>>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     events: mpsc::UnboundedSender<Event>,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
 ) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
@@ -173,6 +174,14 @@ pub async fn run(
                 _ => None,
             })
             .max();
+        let entries: usize = batch
+            .iter()
+            .map(|j| match j {
+                Job::Ready { entries, .. } => entries.len(),
+                _ => 0,
+            })
+            .sum();
+        let started = tokio::time::Instant::now();
         // A simulated disk takes simulated time (drawn per seed): a crash meanwhile loses the
         // whole batch, so nothing may have been acknowledged on the strength of it.
         let latency = storage.disk().latency();
@@ -185,6 +194,11 @@ pub async fn run(
         })
         .await;
         storage = s;
+        metrics.fsync.observe(started.elapsed());
+        metrics.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .batch_entries
+            .fetch_add(entries as u64, std::sync::atomic::Ordering::Relaxed);
         // What a compaction made obsolete is deleted by another task, so that no write waits
         // for large files to be unlinked (deleting 64 MiB segments stalled every queued write
         // by 25-45 ms per snapshot). Left over after a crash, such files are ignored.

@@ -238,8 +238,18 @@ def reconfig_session(base):
         return f"server.{i}=127.0.0.1:{peers[i]}:{peers[i] + 1000}:participant;127.0.0.1:{base + i - 1}"
 
     def server(i, members):
+        # ZooKeeper's Prometheus keys: each server scraped on base + 400 + i.
         return Server(i, base + i - 1, {m: peers[m] for m in members}, f"{ROOT}/{base}-rc{i}",
-                      extra=["reconfigEnabled=true"])
+                      extra=["reconfigEnabled=true",
+                             "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+                             f"metricsProvider.httpPort={base + 400 + i}", "metricsProvider.httpHost=127.0.0.1"])
+
+    def scrape(i):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{base + 400 + i}/metrics", timeout=5) as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            return {l.split(" ")[0]: float(l.split(" ")[1]) for l in r.read().decode().splitlines()
+                    if l and not l.startswith("#")}
 
     servers = {i: server(i, [1, 2, 3]) for i in (1, 2, 3)}
     for s in servers.values():
@@ -318,6 +328,14 @@ def reconfig_session(base):
             c.stop()
         conf4 = four(servers[4].port, "conf")
         assert "membership:" in conf4 and "server.4=" in conf4, conf4
+        # The Prometheus endpoint: the new leader's view of the membership and its log.
+        m = scrape(new.sid)
+        assert m["server_state_leader"] == 1 and m["raft_voters"] == 3 and m["synced_followers"] == 2, m
+        assert m["znode_count"] >= 100 and m["fsynctime_count"] > 0 and m["raft_leader_changes_total"] >= 1, m
+        assert m["config_version"] == int(final.rsplit("version=", 1)[1], 16), m
+        print(f"      scrape of server {new.sid}: " + ", ".join(f"{k} {m[k]:g}" for k in (
+            "server_state_leader", "raft_term", "raft_commit_index", "raft_voters", "znode_count",
+            "fsynctime_count", "fsynctime_sum", "raft_leader_changes_total", "config_version")))
     finally:
         zk.stop()
         for s in servers.values():

@@ -98,6 +98,11 @@ impl Node {
         }
         let was_leader = self.role == Role::Leader;
         let leader_changed = leader != self.leader;
+        if leader_changed && leader.is_some() {
+            self.metrics
+                .leader_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         tracing::info!(node = self.id, term = self.raft.term(), ?role, ?leader, "role changed");
         self.role = role;
         self.leader = leader;

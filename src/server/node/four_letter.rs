@@ -101,6 +101,125 @@ impl Node {
             .collect()
     }
 
+    /// mntr's figures, in its order (ZooKeeper's names).
+    pub(super) fn mntr(&self) -> Vec<(&'static str, String)> {
+        let (min, avg, max) = self.stats.latency_line();
+        let mut m: Vec<(&'static str, String)> = vec![
+            ("zk_version", VERSION.to_string()),
+            ("zk_server_state", self.mode().to_string()),
+            ("zk_avg_latency", format!("{avg:.4}")),
+            ("zk_max_latency", format!("{}", max as u64)),
+            ("zk_min_latency", format!("{}", min as u64)),
+            ("zk_packets_received", self.stats.received.to_string()),
+            ("zk_packets_sent", self.stats.sent.to_string()),
+            ("zk_num_alive_connections", self.conns.len().to_string()),
+            ("zk_outstanding_requests", self.outstanding().to_string()),
+            ("zk_znode_count", self.tree.node_count().to_string()),
+            ("zk_watch_count", self.watches.count().to_string()),
+            (
+                "zk_ephemerals_count",
+                self.tree
+                    .sessions()
+                    .keys()
+                    .map(|s| self.tree.ephemerals_of(*s).count())
+                    .sum::<usize>()
+                    .to_string(),
+            ),
+            ("zk_global_sessions", self.tree.sessions().len().to_string()),
+            ("zk_uptime", self.mono_start.elapsed().as_millis().to_string()),
+        ];
+        // ZooKeeper reports these on Unix; dashboards plot them against each other.
+        #[cfg(all(not(madsim), target_os = "linux"))]
+        {
+            if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+                m.push(("zk_open_file_descriptor_count", fds.count().to_string()));
+            }
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes only the struct it is given.
+            if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+                m.push(("zk_max_file_descriptor_count", lim.rlim_cur.to_string()));
+            }
+        }
+        if self.role == Role::Leader && !self.cfg.peers.is_empty() {
+            let conf = self.raft.conf();
+            let followers = conf.voters.len().saturating_sub(1);
+            m.push(("zk_followers", (followers + conf.learners.len()).to_string()));
+            m.push(("zk_synced_followers", followers.to_string()));
+            m.push(("zk_synced_observers", conf.learners.len().to_string()));
+        }
+        m.extend([
+            ("zk_raft_term", self.raft.term().to_string()),
+            ("zk_raft_commit_index", self.raft.committed().to_string()),
+            ("zk_raft_applied_index", self.raft.applied().to_string()),
+        ]);
+        m
+    }
+
+    /// The Prometheus scrape: mntr's numeric figures under ZooKeeper's Prometheus names, Raft's
+    /// state, and what the WAL stage recorded.
+    fn prometheus(&self) -> String {
+        use super::super::metrics::gauge;
+        let mut out = String::new();
+        // Raft's figures follow with their own help (a name must appear once).
+        for (k, v) in self.mntr().into_iter().filter(|(k, _)| !k.starts_with("zk_raft_")) {
+            if let Ok(x) = v.parse::<f64>() {
+                let name = k.strip_prefix("zk_").unwrap_or(k);
+                gauge(&mut out, name, &format!("mntr {k}"), x);
+            }
+        }
+        let state = |s: &str| if self.mode() == s { 1.0 } else { 0.0 };
+        for s in ["leader", "follower", "observer", "standalone", "read-only"] {
+            gauge(
+                &mut out,
+                &format!("server_state_{}", s.replace('-', "_")),
+                "1 in this server state",
+                state(s),
+            );
+        }
+        let conf = self.raft.conf();
+        for (name, help, v) in [
+            ("raft_term", "Current Raft term.", self.raft.term()),
+            (
+                "raft_commit_index",
+                "Highest log index known committed.",
+                self.raft.committed(),
+            ),
+            (
+                "raft_applied_index",
+                "Highest log index applied to the tree.",
+                self.raft.applied(),
+            ),
+            ("raft_last_index", "Last index in the log.", self.raft.last_index()),
+            (
+                "raft_snapshot_index",
+                "Index of the latest snapshot.",
+                self.raft.snapshot_meta().index,
+            ),
+            (
+                "raft_voters",
+                "Voters in the membership in force.",
+                conf.voters.len() as u64,
+            ),
+            (
+                "raft_learners",
+                "Learners (observers) in the membership in force.",
+                conf.learners.len() as u64,
+            ),
+            (
+                "config_version",
+                "Version of the dynamic configuration (zxid of the last reconfig).",
+                self.members.version as u64,
+            ),
+        ] {
+            gauge(&mut out, name, help, v as f64);
+        }
+        self.metrics.render(&mut out);
+        out
+    }
+
     pub(super) fn four_letter(&self, cmd: &str) -> String {
         if !self.is_member() && matches!(cmd, "srvr" | "stat" | "mntr" | "cons" | "wchs" | "dump") {
             // As a ZooKeeper server that left the ensemble by reconfig.
@@ -115,46 +234,8 @@ impl Node {
                 self.client_lines(),
                 self.server_summary()
             ),
-            "mntr" => {
-                let (min, avg, max) = self.stats.latency_line();
-                let mut m = vec![
-                    ("zk_version", VERSION.to_string()),
-                    ("zk_server_state", self.mode().to_string()),
-                    ("zk_avg_latency", format!("{avg:.4}")),
-                    ("zk_max_latency", format!("{}", max as u64)),
-                    ("zk_min_latency", format!("{}", min as u64)),
-                    ("zk_packets_received", self.stats.received.to_string()),
-                    ("zk_packets_sent", self.stats.sent.to_string()),
-                    ("zk_num_alive_connections", self.conns.len().to_string()),
-                    ("zk_outstanding_requests", self.outstanding().to_string()),
-                    ("zk_znode_count", self.tree.node_count().to_string()),
-                    ("zk_watch_count", self.watches.count().to_string()),
-                    (
-                        "zk_ephemerals_count",
-                        self.tree
-                            .sessions()
-                            .keys()
-                            .map(|s| self.tree.ephemerals_of(*s).count())
-                            .sum::<usize>()
-                            .to_string(),
-                    ),
-                    ("zk_global_sessions", self.tree.sessions().len().to_string()),
-                    ("zk_uptime", self.mono_start.elapsed().as_millis().to_string()),
-                ];
-                if self.role == Role::Leader && !self.cfg.peers.is_empty() {
-                    let conf = self.raft.conf();
-                    let followers = conf.voters.len().saturating_sub(1);
-                    m.push(("zk_followers", (followers + conf.learners.len()).to_string()));
-                    m.push(("zk_synced_followers", followers.to_string()));
-                    m.push(("zk_synced_observers", conf.learners.len().to_string()));
-                }
-                m.extend([
-                    ("zk_raft_term", self.raft.term().to_string()),
-                    ("zk_raft_commit_index", self.raft.committed().to_string()),
-                    ("zk_raft_applied_index", self.raft.applied().to_string()),
-                ]);
-                m.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
-            }
+            "mntr" => self.mntr().iter().map(|(k, v)| format!("{k}\t{v}\n")).collect(),
+            super::super::metrics::SCRAPE => self.prometheus(),
             "conf" => {
                 let me = self.members.servers.get(&self.id);
                 format!(

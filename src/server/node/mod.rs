@@ -308,6 +308,8 @@ pub struct Node {
     reconfig: Option<reconfig::Reconfiguring>,
     /// Take a snapshot as soon as possible (a new member needs one).
     snapshot_soon: bool,
+    /// Figures for the Prometheus endpoint, shared with the WAL stage.
+    metrics: Arc<super::metrics::Metrics>,
     peers: Peers,
     clock: Box<dyn Clock>,
     conns: BTreeMap<u64, Conn>,
@@ -447,6 +449,7 @@ impl Node {
             members: DynamicConfig::default(),
             reconfig: None,
             snapshot_soon: false,
+            metrics: Arc::default(),
             peers,
             conns: BTreeMap::new(),
             session_conn: BTreeMap::new(),
@@ -491,7 +494,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         let storage = self.storage.take().expect("run is called once");
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
-        tokio::spawn(persist::run(storage, jobs_rx, events_tx));
+        tokio::spawn(persist::run(storage, jobs_rx, events_tx, self.metrics.clone()));
         self.wal = Some(jobs_tx);
         self.raft.campaign_if_sole_voter();
         // Apply what the log already holds before serving anything.
@@ -544,6 +547,10 @@ impl Node {
                 let index = s.meta.index;
                 // Refused only if a newer snapshot was installed from the leader meanwhile.
                 self.snapshot_bytes = s.data.len() as u64;
+                self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .snapshot_bytes
+                    .store(self.snapshot_bytes, Ordering::Relaxed);
                 let _compacted = self.raft.compact(index, s.data).is_ok();
                 self.raft.drop_snapshot_data();
                 #[cfg(madsim)]

@@ -25,6 +25,10 @@ impl Node {
                 self.refresh_members();
                 // Installed: Raft need not keep the bytes (nor, once persisted, this Ready).
                 self.snapshot_bytes = s.data.len() as u64;
+                self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .snapshot_bytes
+                    .store(self.snapshot_bytes, Ordering::Relaxed);
                 self.raft.drop_snapshot_data();
                 self.pending = Pending::new();
                 self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
