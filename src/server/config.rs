@@ -258,6 +258,8 @@ impl Config {
                 // TLS needs the Netty factory in ZooKeeper; zraft has one connection layer.
                 "serverCnxnFactory" => {}
                 "admin.enableServer" | "maxSessionTimeoutMs" | "metricsProvider.exportJvmInfo" => {}
+                // The role comes from the server lines (as ZooKeeper, which warns when they differ).
+                "peerType" if matches!(v.as_str(), "participant" | "observer") => {}
                 "metricsProvider.className" => {
                     if v.ends_with("PrometheusMetricsProvider") {
                         metrics_port = metrics_port.or(Some(7000));
