@@ -49,6 +49,7 @@ ROWS=(
   "partial-multi|tree|a failed multi applies the ops before the failing one|minority-partition"
   "ephemeral-for-closing-session|tree|an ephemeral created for a closing or closed session|minority-partition leader-partition"
   "writes-after-expiry|tree|writes of an expired session applied after the expiry (zraft before the model checker)|minority-partition leader-partition"
+  "repair-votes-at-once|server|a replica rebuilt after its storage was found damaged votes at once with its empty log|replica-repair replica-repair-five"
   "reconfig-promote-unsynced|server|a learner added by reconfig gets a vote before it caught up|membership membership-split"
   "raft-conf-two-at-once|core|a second membership change before the first committed (configurations two voters apart in force)|membership membership-split"
   "raft-removed-counted|core|members removed by reconfig still counted towards the leader's quorum (and still replicated to)|membership-split membership"

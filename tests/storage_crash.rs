@@ -427,3 +427,52 @@ fn snapshots_written_beside_the_log() {
         assert_eq!(st.load_snapshot().unwrap(), snap(30, 3));
     }
 }
+
+/// Replica repair's storage half: damage in synced data is reported as damage (not a disk
+/// failure), `quarantine` moves every file aside and marks the directory, which then opens as
+/// a fresh replica's until `rebuilt` drops the mark (durably: a crash before keeps it).
+#[test]
+fn damaged_storage_is_moved_aside_and_marked_until_rebuilt() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let conf = ConfState::voters([1, 2, 3]);
+    let disk = SimDisk::new(3, Faults::default());
+    let (mut st, _, _) = Storage::open(disk.clone(), DIR, conf.clone(), opts()).unwrap();
+    let es: Vec<Entry> = (1..=30).map(|i| entry(i, 1, &mut rng)).collect();
+    for chunk in es.chunks(5) {
+        st.append(chunk).unwrap();
+        st.sync().unwrap();
+    }
+    let mut side = zraft::storage::Disk::detached(&disk).unwrap();
+    let files = side.list(DIR).unwrap();
+    let seg = format!("{DIR}/{}", files.iter().find(|f| f.starts_with("wal-")).unwrap());
+    let len = disk.file_len(&seg).unwrap();
+    assert!(disk.corrupt(&seg, len / 2, 3));
+    disk.crash();
+    let err = Storage::open(disk.clone(), DIR, conf.clone(), opts())
+        .err()
+        .expect("damage found");
+    assert!(err.is_damage(), "{err}");
+    let moved = zraft::storage::quarantine(&mut *side, DIR).unwrap();
+    assert_eq!(moved, format!("{DIR}.damaged-1"));
+    let mut kept = side.list(&moved).unwrap();
+    kept.sort();
+    let mut before = files.clone();
+    before.sort();
+    assert_eq!(kept, before, "every file kept for a person to look at");
+    disk.crash();
+    let (mut st, rec, _) = Storage::open(disk.clone(), DIR, conf.clone(), opts()).unwrap();
+    assert!(
+        rec.entries.is_empty() && rec.hard_state.term == 0,
+        "a fresh replica's state"
+    );
+    assert!(st.rebuilding().unwrap(), "marked, across the crash");
+    st.rebuilt().unwrap();
+    disk.crash();
+    let (mut st, _, _) = Storage::open(disk.clone(), DIR, conf, opts()).unwrap();
+    assert!(!st.rebuilding().unwrap());
+    // A second repair takes the next name.
+    assert_eq!(
+        zraft::storage::quarantine(&mut *side, DIR).unwrap(),
+        format!("{DIR}.damaged-2")
+    );
+}

@@ -77,6 +77,10 @@ pub enum Fault {
     /// that uncommitted tail, then let it rejoin: it catches up by installing a snapshot
     /// whose last entry conflicts with its own entry there, and must drop its whole tail.
     StrikeStaleSuffix,
+    /// Flip a bit in the middle of a random member's log segment or snapshot (synced data:
+    /// damage on the platter) and kill it; it restarts, finds the damage, moves its files
+    /// aside and rebuilds itself from the others (replica repair).
+    CorruptDisk,
     /// Change the membership with a reconfig request (as the super user, to a random member):
     /// any of the `reconfig-*` kinds possible now; never below three voters.
     Reconfig,

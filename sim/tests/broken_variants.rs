@@ -11,6 +11,8 @@ mod sim {
     /// or ephemerals that outlive their end.
     const RAFT_CHECKERS: &[&str] = &[
         "Raft invariant",
+        // A commit not held by a quorum of the voters in force (membership checker).
+        "membership guarantee broken: CommitWithoutQuorum",
         "not linearizable",
         "session guarantee",
         "sequential names",
@@ -32,7 +34,7 @@ mod sim {
     fn broken_variants_are_caught() {
         // Each variant, the scenario that exposes it, and the words of the checkers that may
         // catch it (a lost write shows as a Raft divergence or as a linearizability failure).
-        let variants: [(&str, &str, &[&str]); 29] = [
+        let variants: [(&str, &str, &[&str]); 30] = [
             (
                 "stale-sync",
                 "minority-partition",
@@ -155,6 +157,9 @@ mod sim {
                 "membership",
                 &["membership guarantee broken: TwoAtOnce"],
             ),
+            // Replica repair: a replica rebuilt from its peers that votes at once with its
+            // empty log (elects leaders without committed entries, votes twice in a term).
+            ("repair-votes-at-once", "replica-repair", RAFT_CHECKERS),
             (
                 "raft-removed-counted",
                 "membership-split",

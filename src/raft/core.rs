@@ -102,6 +102,18 @@ pub struct Ready {
     pub compact: bool,
 }
 
+/// The vote of a node that may not vote in its current term (a rebuilt replica's).
+pub const NOBODY: NodeId = NodeId::MAX;
+
+/// How far a node that lost its storage has got back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// No leader heard from yet.
+    Waiting,
+    /// A leader of `term` said `commit` was committed: caught up once this node holds it.
+    CatchingUp { commit: u64, term: u64 },
+}
+
 /// Why a request to the node was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RaftError {
@@ -153,6 +165,11 @@ pub struct Raft {
     /// A follower outside the initial membership needs the log from its start: only a
     /// snapshot can give it that (asked for in the next `Ready`).
     compact_wanted: bool,
+    /// Rebuilding lost state (`start_recovering`): no vote, no campaign until caught up.
+    recovering: Option<Recovery>,
+    /// No vote in a term up to this one (the term a recovery caught up in: the vote this node
+    /// may have given in it was lost with its storage).
+    vote_floor: u64,
     progress: BTreeMap<NodeId, Progress>,
     votes: BTreeMap<NodeId, bool>,
     election_elapsed: u32,
@@ -190,6 +207,8 @@ impl Raft {
             snapshot_loaded: true,
             snapshot_wanted: None,
             compact_wanted: false,
+            recovering: None,
+            vote_floor: 0,
             log,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -295,6 +314,39 @@ impl Raft {
             if self.promotable() && self.election_elapsed >= self.randomized_timeout {
                 self.election_elapsed = 0;
                 self.campaign(false);
+            }
+        }
+    }
+
+    /// This node lost its log and hard state (found damaged, rebuilt empty): until it holds
+    /// what a leader elected without it had committed when first heard from, it neither votes
+    /// nor campaigns (a quorum without it decides, and entries it had acknowledged survive
+    /// on the rest of the quorum that committed them); afterwards it does not vote in that
+    /// leader's term or an earlier one (its vote there may have been lost).
+    pub fn start_recovering(&mut self) {
+        self.recovering = Some(Recovery::Waiting);
+    }
+
+    /// Whether it is still rebuilding lost state (see `start_recovering`).
+    pub fn is_recovering(&self) -> bool {
+        self.recovering.is_some()
+    }
+
+    /// Moves a recovery on: a leader's message of `term` said `commit` is committed.
+    fn recovery_progress(&mut self, leader_commit: Option<(u64, u64)>) {
+        let Some(r) = self.recovering else { return };
+        if let (Recovery::Waiting, Some((commit, term))) = (r, leader_commit) {
+            self.recovering = Some(Recovery::CatchingUp { commit, term });
+        }
+        if let Some(Recovery::CatchingUp { commit, term }) = self.recovering {
+            if self.log.committed >= commit {
+                self.recovering = None;
+                self.vote_floor = self.vote_floor.max(term);
+                if self.term == term && self.vote == 0 {
+                    // Durably "voted" in this term, for nobody: no vote here after a restart
+                    // either.
+                    self.vote = NOBODY;
+                }
             }
         }
     }
@@ -549,10 +601,12 @@ impl Raft {
         {
             // Broken on purpose under raft-vote-twice: a second vote in the same term, for
             // whoever asks (a candidate even deserts itself).
-            let can_vote = self.vote == m.from
+            let can_vote = (self.vote == m.from
                 || (self.vote == 0 && self.leader.is_none())
                 || (pre_vote && m.term > self.term)
-                || (!pre_vote && crate::bug("raft-vote-twice"));
+                || (!pre_vote && crate::bug("raft-vote-twice")))
+                && self.recovering.is_none()
+                && m.term > self.vote_floor;
             // Broken on purpose under raft-vote-ignores-log: a vote for a candidate whose log
             // lacks committed entries.
             if can_vote && (self.log.is_up_to_date(last_index, last_term) || crate::bug("raft-vote-ignores-log")) {
@@ -670,7 +724,7 @@ impl Raft {
     // ---- roles -----------------------------------------------------------------------------
 
     fn promotable(&self) -> bool {
-        self.conf.voters.contains(&self.id)
+        self.conf.voters.contains(&self.id) && self.recovering.is_none()
     }
 
     fn reset_timeout(&mut self) {
@@ -793,11 +847,14 @@ impl Raft {
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
                 self.handle_append(m.from, prev_index, prev_term, &entries, commit);
+                // An append carries the leader's whole commit index (a heartbeat's is clamped).
+                self.recovery_progress(Some((commit, m.term)));
             }
             Body::Heartbeat { commit, ctx } => {
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
                 self.handle_heartbeat(m.from, commit, ctx);
+                self.recovery_progress(None);
             }
             Body::InstallSnapshot {
                 meta,
@@ -807,8 +864,13 @@ impl Raft {
             } => {
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
+                let index = meta.index;
                 self.handle_snapshot(m.from, meta, offset, data, done);
+                // A snapshot's index is committed on the leader.
+                self.recovery_progress(Some((index, m.term)));
             }
+            // A recovering node has no business leading.
+            Body::TimeoutNow if self.recovering.is_some() => {}
             Body::TimeoutNow => self.campaign(true),
             Body::ReadIndexResponse { index, ctx } => self.read_states.push(ReadState { index, ctx }),
             _ => {}
@@ -849,6 +911,14 @@ impl Raft {
                         hint_index + 1
                     };
                     let pr = self.progress.get_mut(&from).expect("checked");
+                    if index >= pr.matched && hint_index < pr.matched {
+                        // It no longer holds what it acknowledged: it lost its storage and
+                        // rebuilds it (start_recovering). Its old acknowledgements count no more.
+                        pr.matched = hint_index;
+                        pr.become_probe();
+                        self.send_append(from, false);
+                        return;
+                    }
                     if pr.maybe_decr_to(index, next_hint) {
                         self.send_append(from, false);
                     }

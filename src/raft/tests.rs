@@ -869,3 +869,62 @@ fn garbage_messages_never_panic() {
         c.queue.clear();
     }
 }
+
+/// Node 3's answer to a vote request from node 2 in `term` with node 1's log.
+fn vote_of_3(c: &mut Cluster, term: u64) -> bool {
+    let (last_index, last_term) = (c.r(1).last_index(), c.r(1).term());
+    c.r(3).step(Message {
+        from: 2,
+        to: 3,
+        term,
+        body: Body::RequestVote {
+            last_index,
+            last_term,
+            pre_vote: false,
+            transfer: false,
+        },
+    });
+    let rd = c.r(3).ready();
+    c.r(3).advance(&rd);
+    rd.messages
+        .iter()
+        .any(|m| m.to == 2 && matches!(m.body, Body::VoteResponse { granted: true, .. }))
+}
+
+#[test]
+fn a_rebuilt_replica_votes_only_once_caught_up_and_never_again_in_that_term() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    for i in 0..5u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    let term = c.r(1).term();
+    // Node 3's storage was found damaged: it starts again empty, recovering.
+    let mut rebuilt = node(3, &[1, 2, 3], &[], 0, 0, |_| {});
+    rebuilt.start_recovering();
+    c.nodes.insert(3, rebuilt);
+    c.cut.insert(1);
+    // Nobody to catch up from: it neither campaigns nor votes.
+    for _ in 0..50 {
+        c.r(3).tick();
+    }
+    c.process();
+    assert_eq!(c.r(3).role(), Role::Follower);
+    assert!(!vote_of_3(&mut c, term), "no vote while recovering");
+    c.cut.clear();
+    // The leader sees it lost what it acknowledged and sends it everything again.
+    c.r(1).propose(b"after".to_vec()).unwrap();
+    c.settle();
+    c.tick_all(3);
+    assert_eq!(c.r(3).last_index(), c.r(1).last_index());
+    assert!(!c.r(3).is_recovering(), "caught up");
+    // Its vote in the leader's term may have been given before: none there, only later.
+    // Once the leader is gone (node 3 out of its lease).
+    c.cut.insert(1);
+    for _ in 0..30 {
+        c.r(3).tick();
+    }
+    assert!(!vote_of_3(&mut c, term), "no second vote in the term it caught up in");
+    assert!(vote_of_3(&mut c, term + 1));
+}

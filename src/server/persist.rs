@@ -32,6 +32,8 @@ pub enum Job {
     /// Read the current snapshot back: Raft dropped its bytes and a follower needs them.
     /// Reported with `Event::SnapshotLoaded`.
     LoadSnapshot,
+    /// A replica rebuilt from its peers caught up: drop the mark (after everything before).
+    Rebuilt,
 }
 
 /// Runs storage work where blocking is allowed: the blocking pool in real builds. Under madsim
@@ -90,6 +92,11 @@ fn persist(storage: &mut Storage<Box<dyn Disk>>, batch: Vec<Job>) -> Result<Done
                 done.taken.push(s);
             }
             Job::LoadSnapshot => done.loaded.push(storage.load_snapshot()?),
+            Job::Rebuilt => {
+                // What the rebuilt state says must be durable first.
+                storage.sync()?;
+                storage.rebuilt()?;
+            }
         }
     }
     storage.sync()?;

@@ -5,4 +5,4 @@ pub mod disk;
 pub mod wal;
 
 pub use disk::{Disk, DiskError, Faults, RealDisk, SimDisk, SimStats};
-pub use wal::{delete_files, write_snapshot, RecoveryReport, Storage, StorageError, WalOptions};
+pub use wal::{delete_files, quarantine, write_snapshot, RecoveryReport, Storage, StorageError, WalOptions};

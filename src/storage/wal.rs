@@ -111,6 +111,43 @@ pub struct Storage<D: Disk> {
     garbage: Vec<String>,
 }
 
+impl StorageError {
+    /// Whether the files are damaged (a checksum, structure or sequence failed), as opposed
+    /// to the disk failing or the files being from another version: a replica of an ensemble
+    /// can rebuild them from its peers.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Corrupt { .. } | StorageError::BadMagic { .. } | StorageError::Gap { .. }
+        )
+    }
+}
+
+/// Marks a replica being rebuilt from its peers (durable: a restart meanwhile must not make it
+/// a fresh node that votes).
+pub const REBUILDING: &str = "REBUILDING";
+
+/// Moves every file of `dir` into a new sibling `<dir>.damaged-<n>` (kept for a person to look
+/// at; nothing reads it again) and syncs both: `dir` then holds only the `REBUILDING` mark.
+/// Returns the sibling's path.
+pub fn quarantine<D: Disk + ?Sized>(disk: &mut D, dir: &str) -> StorageResult<String> {
+    // A name that holds no file yet (a missing directory lists as an error).
+    let n = (1..)
+        .find(|n| disk.list(&format!("{dir}.damaged-{n}")).map_or(true, |f| f.is_empty()))
+        .expect("a free name");
+    let to = format!("{dir}.damaged-{n}");
+    disk.create_dir(&to)?;
+    for f in disk.list(dir)? {
+        disk.rename(&format!("{dir}/{f}"), &format!("{to}/{f}"))?;
+    }
+    disk.sync_dir(&to)?;
+    let mark = format!("{dir}/{REBUILDING}");
+    disk.append(&mark, b"rebuilding from the ensemble\n")?;
+    disk.sync(&mark)?;
+    disk.sync_dir(dir)?;
+    Ok(to)
+}
+
 /// Deletes files of `dir` durably (a file already gone is fine): a compaction's garbage.
 pub fn delete_files<D: Disk + ?Sized>(disk: &mut D, dir: &str, paths: Vec<String>) -> StorageResult<()> {
     if paths.is_empty() {
@@ -383,6 +420,23 @@ impl<D: Disk> Storage<D> {
             entries,
         };
         Ok((st, rec, report))
+    }
+
+    /// Whether this replica is being rebuilt (`quarantine` marked it).
+    pub fn rebuilding(&mut self) -> StorageResult<bool> {
+        Ok(self.disk.list(&self.dir)?.iter().any(|n| n == REBUILDING))
+    }
+
+    /// The replica is rebuilt: drops the mark (durably; what made that safe is persisted
+    /// before, in order).
+    pub fn rebuilt(&mut self) -> StorageResult<()> {
+        let mark = format!("{}/{REBUILDING}", self.dir);
+        match self.disk.remove(&mark) {
+            Ok(()) | Err(DiskError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.disk.sync_dir(&self.dir)?;
+        Ok(())
     }
 
     fn check_header(&mut self, path: &str, b: &[u8], report: &mut RecoveryReport) -> StorageResult<u64> {

@@ -342,6 +342,64 @@ def reconfig_session(base):
             s.kill9()
 
 
+def repair_session(base):
+    """Replica repair on the real binary: under a steady writer, a follower is killed, a bit in
+    the middle of its log segment is flipped (synced data: damage on the platter), and it is
+    started again: it finds the damage, moves its log aside, rebuilds itself from the others
+    (not serving meanwhile) and serves every acknowledged write."""
+    servers = ensemble(3, base)
+    hosts = ",".join(s.hosts() for s in servers)
+    zk = client(hosts, timeout=6.0)
+    acked, stop = [], threading.Event()
+    zk.ensure_path("/repair")
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            try:
+                zk.create(f"/repair/w-{i:06d}", b"x" * 100)
+                acked.append(i)
+            except Exception:  # noqa: BLE001 - a write in doubt is simply not counted
+                pass
+            i += 1
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: len(acked) >= 300, 30, "300 writes")
+        victim = next(s for s in servers if mode(s.port) == "follower")
+        victim.kill9()
+        raft = f"{victim.data}/raft"
+        seg = sorted(f for f in os.listdir(raft) if f.startswith("wal-"))[0]
+        path = f"{raft}/{seg}"
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0x10]))
+        victim.start()
+        wait_for(lambda: "Mode: follower" in four(victim.port, "srvr"), 30, "the damaged replica to rebuild")
+        wait_for(lambda: len(acked) >= 600, 30, "300 more writes")
+        stop.set()
+        t.join(10)
+        log = open(f"{victim.data}/server.log").read()
+        assert "damaged storage moved aside" in log and "replica rebuilt from the ensemble" in log, log[-2000:]
+        assert os.path.isdir(f"{raft}.damaged-1") and not os.path.exists(f"{raft}/REBUILDING")
+        c = client(victim.hosts())
+        c.sync("/")
+        kids = set(c.get_children("/repair"))
+        missing = [i for i in acked if f"w-{i:06d}" not in kids]
+        assert not missing, f"{len(missing)} acknowledged writes missing on the rebuilt replica: {missing[:5]}"
+        c.stop()
+        print(f"      {seg} of server {victim.sid} damaged at its middle: moved to raft.damaged-1, rebuilt, "
+              f"all {len(acked)} acknowledged writes there")
+    finally:
+        stop.set()
+        zk.stop()
+        for s in servers:
+            s.kill9()
+
+
 def leader_of(servers):
     for s in servers:
         if s.proc and mode(s.port) == "leader":
@@ -775,6 +833,10 @@ def main():
         @test
         def reconfig_by_kazoo_and_zkcli_three_to_five_and_back():
             reconfig_session(24701)
+
+        @test
+        def a_replica_with_a_damaged_log_rebuilds_from_the_others():
+            repair_session(24801)
 
         @test
         def zkcli_single_node():

@@ -105,6 +105,12 @@ pub fn check(obs: &[Observation]) -> Result<(usize, usize), Box<RaftViolation>> 
                 votes.insert((node, term), candidate);
                 last_vote.insert(node, (term, candidate));
             }
+            // A replica that found its storage damaged starts over empty: its votes are gone
+            // by design (it then votes in no term it may have voted in; VotedTwice holds it to
+            // that across the repair).
+            Observation::Event { node, what: "repair" } => {
+                last_vote.remove(&node);
+            }
             Observation::Recovered { node, term, vote } => {
                 if let Some(&(t, c)) = last_vote.get(&node) {
                     if term < t || (term == t && vote != c) {
@@ -256,6 +262,21 @@ mod tests {
             RaftViolation::ForgotVote { node: 2, .. }
         ));
         assert!(check(&[vote(1), back(4, 3)]).is_err(), "an earlier term");
+        let repair = Observation::Event {
+            node: 2,
+            what: "repair",
+        };
+        assert!(
+            check(&[vote(1), repair.clone(), back(0, 0)]).is_ok(),
+            "repaired: starts empty"
+        );
+        assert!(
+            matches!(
+                *check(&[vote(1), repair, back(0, 0), vote(3)]).unwrap_err(),
+                RaftViolation::VotedTwice { node: 2, term: 5, .. }
+            ),
+            "but votes in no term it voted in before"
+        );
         assert!(matches!(
             *check(&[vote(1), vote(3)]).unwrap_err(),
             RaftViolation::VotedTwice { node: 2, term: 5, .. }

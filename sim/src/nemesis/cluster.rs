@@ -32,6 +32,25 @@ async fn is_leader(id: u64) -> bool {
     String::from_utf8_lossy(&out).contains("Mode: leader")
 }
 
+/// Whether a server serves clients (`srvr` shows its mode; a replica being rebuilt, or one
+/// removed from the ensemble, says it is not serving).
+async fn serving(id: u64) -> bool {
+    let Ok(Ok(mut s)) = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::net::TcpStream::connect(format!("10.0.0.{id}:2181")),
+    )
+    .await
+    else {
+        return false;
+    };
+    if s.write_all(b"srvr").await.is_err() || s.flush().await.is_err() {
+        return false;
+    }
+    let mut out = vec![];
+    let _ = tokio::time::timeout(Duration::from_millis(300), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).contains("Mode: ")
+}
+
 /// Why a server stopped, if it did (written by the server's madsim node, read by the nemesis).
 pub type Exit = Arc<Mutex<Option<String>>>;
 
@@ -49,6 +68,8 @@ pub struct Cluster {
     pub(super) down: Vec<usize>,
     /// Spares never started yet (a reconfig adding one starts it; faults leave them alone).
     pub(super) outside: BTreeSet<usize>,
+    /// Servers whose disk was damaged, until they serve again (rebuilt).
+    damaged: BTreeSet<usize>,
     /// The membership as the last successful reconfig reported it (1-based ids).
     pub members: BTreeSet<u64>,
     /// The harness client reconfig requests go through (recorded for the model checker).
@@ -90,6 +111,7 @@ impl Cluster {
             restarting: vec![],
             down: vec![],
             outside: BTreeSet::new(),
+            damaged: BTreeSet::new(),
             members: (1..=n).collect(),
             operator: None,
             attempts: vec![],
@@ -374,6 +396,55 @@ impl Cluster {
         }
     }
 
+    /// Damages synced data of a member that is up (a third to two thirds into one of its log
+    /// segments or its snapshot, so that records follow it: not a torn tail) and kills it;
+    /// only while fewer than a minority of the members are being rebuilt (a majority that lost
+    /// its data cannot rebuild from anyone).
+    async fn corrupt_disk(&mut self, rng: &mut ChaCha8Rng) -> String {
+        use zraft::storage::Disk;
+        let mut still = BTreeSet::new();
+        for &i in &self.damaged {
+            if self.down.contains(&i) || !serving(i as u64 + 1).await {
+                still.insert(i);
+            }
+        }
+        self.damaged = still;
+        if self.damaged.len() >= (self.members.len() - 1) / 2 {
+            return format!(
+                "corrupt-disk: {:?} still down or rebuilding",
+                self.damaged.iter().map(|i| i + 1).collect::<Vec<_>>()
+            );
+        }
+        let up: Vec<usize> = self
+            .members
+            .iter()
+            .map(|&id| id as usize - 1)
+            .filter(|&i| self.is_up(i) && !self.outside.contains(&i))
+            .collect();
+        let Some(&i) = up.choose(rng) else {
+            return "corrupt-disk: no member up".into();
+        };
+        let dir = format!("/data/{}/raft", i + 1);
+        let mut handle = self.disks[i].clone();
+        let files: Vec<String> = handle
+            .list(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| (f.starts_with("wal-") || f.starts_with("snap-")) && !f.ends_with(".tmp"))
+            .map(|f| format!("{dir}/{f}"))
+            .filter(|p| self.disks[i].file_len(p).is_some_and(|n| n > 256))
+            .collect();
+        let Some(path) = files.choose(rng) else {
+            return format!("corrupt-disk: zraft-{} has nothing to damage", i + 1);
+        };
+        let len = self.disks[i].file_len(path).expect("listed");
+        let offset = rng.gen_range(len / 3..2 * len / 3);
+        self.disks[i].corrupt(path, offset, rng.gen_range(0..8));
+        self.kill(i);
+        self.damaged.insert(i);
+        format!("corrupt-disk: {path} at {offset} of {len}, kill zraft-{}", i + 1)
+    }
+
     fn kill(&mut self, i: usize) {
         if !self.down.contains(&i) && !self.outside.contains(&i) {
             self.handle.kill(self.nodes[i].id());
@@ -527,6 +598,7 @@ impl Cluster {
                 });
                 format!("disk faults on zraft-{} (I/O errors {io_error})", i + 1)
             }
+            Fault::CorruptDisk => self.corrupt_disk(rng).await,
             Fault::Reconfig => self.reconfig(None, rng).await,
             Fault::ReconfigAdd => self.reconfig(Some("add"), rng).await,
             Fault::ReconfigRemove => self.reconfig(Some("remove"), rng).await,

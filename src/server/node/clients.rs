@@ -5,9 +5,9 @@ use super::*;
 
 impl Node {
     pub(super) fn on_connect(&mut self, c: Connecting) {
-        if !self.is_member() {
-            // Removed from the ensemble: the connection closes unanswered (not as an expired
-            // session), so the client tries another server.
+        if !self.serving() {
+            // Removed from the ensemble, or rebuilding a damaged replica: the connection
+            // closes unanswered (not as an expired session), so the client tries another.
             let _ = c.reply.send(Handshake::Refused);
             return;
         }

@@ -221,8 +221,8 @@ impl Node {
     }
 
     pub(super) fn four_letter(&self, cmd: &str) -> String {
-        if !self.is_member() && matches!(cmd, "srvr" | "stat" | "mntr" | "cons" | "wchs" | "dump") {
-            // As a ZooKeeper server that left the ensemble by reconfig.
+        if !self.serving() && matches!(cmd, "srvr" | "stat" | "mntr" | "cons" | "wchs" | "dump") {
+            // As a ZooKeeper server that left the ensemble by reconfig, or one still syncing.
             return "This ZooKeeper instance is not currently serving requests\n".into();
         }
         match cmd {

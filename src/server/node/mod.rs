@@ -308,6 +308,8 @@ pub struct Node {
     reconfig: Option<reconfig::Reconfiguring>,
     /// Take a snapshot as soon as possible (a new member needs one).
     snapshot_soon: bool,
+    /// Rebuilding a damaged replica (storage marked; Raft recovering).
+    rebuilding: bool,
     /// Figures for the Prometheus endpoint, shared with the WAL stage.
     metrics: Arc<super::metrics::Metrics>,
     peers: Peers,
@@ -361,6 +363,29 @@ struct Unpersisted {
     held: Vec<Message>,
 }
 
+/// What recovery hands the node: storage, Raft's state, what recovery did, and the tree.
+type Opened = (
+    Storage<Box<dyn Disk>>,
+    raft::Recovered,
+    crate::storage::RecoveryReport,
+    DataTree,
+);
+
+/// Opens storage and the tree it holds.
+fn recover(cfg: &Config, disk: Box<dyn Disk>, conf: ConfState, opts: WalOptions) -> Result<Opened, NodeError> {
+    let (storage, rec, report) = Storage::open(disk, &cfg.log_dir(), conf, opts)?;
+    let tree = if !rec.snapshot.data.is_empty() {
+        snapshot::decode(&rec.snapshot.data)?
+    } else if cfg.peers.is_empty() {
+        DataTree::new()
+    } else {
+        // Every member of a new ensemble starts with the same static configuration, so the
+        // same tree; a member added later gets the leader's snapshot instead.
+        DataTree::with_config(cfg.initial_membership().render().as_bytes())
+    };
+    Ok((storage, rec, report, tree))
+}
+
 /// Why the node stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -368,6 +393,17 @@ pub enum NodeError {
     Storage(#[from] StorageError),
     #[error("snapshot: {0}")]
     Snapshot(#[from] snapshot::SnapshotError),
+}
+
+impl NodeError {
+    /// Whether stored state is damaged (rather than the disk failing).
+    fn is_damage(&self) -> bool {
+        match self {
+            NodeError::Storage(e) => e.is_damage(),
+            // A snapshot whose checksum held but whose content does not decode.
+            NodeError::Snapshot(_) => true,
+        }
+    }
 }
 
 impl Node {
@@ -392,7 +428,27 @@ impl Node {
             defer_deletes: true,
             ..WalOptions::default()
         };
-        let (storage, rec, report) = Storage::open(disk, &cfg.log_dir(), conf, opts)?;
+        let second = disk.detached();
+        let (mut storage, rec, report, tree, repaired) = match recover(&cfg, disk, conf.clone(), opts) {
+            Ok((s, r, rep, t)) => (s, r, rep, t, false),
+            // Replica repair: a member of an ensemble whose log or snapshot is damaged moves
+            // the files aside and rejoins empty, rebuilt from its peers (Raft's recovering
+            // mode keeps it from voting until then); it serves nothing meanwhile. A single
+            // server has nobody to rebuild from and stays down, as does one whose disk fails.
+            Err(e) if e.is_damage() && cfg.peers.len() > 1 && second.is_some() => {
+                let mut disk = second.expect("checked");
+                let moved = crate::storage::quarantine(&mut *disk, &cfg.log_dir())?;
+                tracing::error!(error = %e, moved_to = %moved, "damaged storage moved aside: rebuilding from the ensemble");
+                #[cfg(madsim)]
+                super::observer::report(super::observer::Observation::Event {
+                    node: cfg.my_id,
+                    what: "repair",
+                });
+                let (s, r, rep, t) = recover(&cfg, disk, conf, opts)?;
+                (s, r, rep, t, true)
+            }
+            Err(e) => return Err(e),
+        };
         if let Some((file, off)) = &report.truncated {
             tracing::warn!(%file, offset = off, "recovery cut a torn log tail");
             #[cfg(madsim)]
@@ -401,15 +457,6 @@ impl Node {
                 what: "torn-tail-recovered",
             });
         }
-        let tree = if !rec.snapshot.data.is_empty() {
-            snapshot::decode(&rec.snapshot.data)?
-        } else if cfg.peers.is_empty() {
-            DataTree::new()
-        } else {
-            // Every member of a new ensemble starts with the same static configuration, so
-            // the same tree; a member added later gets the leader's snapshot instead.
-            DataTree::with_config(cfg.initial_membership().render().as_bytes())
-        };
         let mut rcfg = raft::Config::new(id, seed);
         rcfg.election_tick = 10;
         rcfg.heartbeat_tick = 2;
@@ -423,6 +470,13 @@ impl Node {
         });
         let snapshot_bytes = rec.snapshot.data.len() as u64;
         let mut raft = Raft::new(rcfg, rec);
+        // Also after a restart in the middle of a rebuild: the mark is durable.
+        let rebuilding = repaired || storage.rebuilding()?;
+        // Broken on purpose under repair-votes-at-once: the rebuilt replica votes and campaigns
+        // at once with its empty log (as a fresh node would).
+        if rebuilding && !bug("repair-votes-at-once") {
+            raft.start_recovering();
+        }
         // The tree is the snapshot's state; its bytes are read back when a follower needs them.
         raft.drop_snapshot_data();
         let applied_zxid = Arc::new(AtomicI64::new(tree.last_zxid()));
@@ -449,6 +503,7 @@ impl Node {
             members: DynamicConfig::default(),
             reconfig: None,
             snapshot_soon: false,
+            rebuilding,
             metrics: Arc::default(),
             peers,
             conns: BTreeMap::new(),

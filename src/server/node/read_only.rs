@@ -7,7 +7,8 @@ impl Node {
     /// Enters read-only mode after a leaderless spell as long as ZooKeeper waits before it
     /// starts its read-only server (max(2 s, tickTime)); expires idle read-only sessions.
     pub(super) fn check_read_only(&mut self) {
-        if !self.cfg.read_only_enabled || self.cfg.peers.len() < 2 {
+        // A replica being rebuilt has nothing to serve, not even read-only.
+        if !self.cfg.read_only_enabled || self.cfg.peers.len() < 2 || self.raft.is_recovering() {
             return;
         }
         let now = self.mono();

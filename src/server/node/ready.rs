@@ -145,6 +145,12 @@ impl Node {
                 self.flush_queue();
             }
             self.maybe_compact();
+            if self.rebuilding && !self.raft.is_recovering() {
+                // Handed after the Ready that made the rebuilt state durable-to-be.
+                self.rebuilding = false;
+                tracing::info!(node = self.id, "replica rebuilt from the ensemble: voting again");
+                self.wal_job(Job::Rebuilt);
+            }
         }
         #[cfg(madsim)]
         self.report_live();

@@ -85,6 +85,11 @@ impl Node {
         self.cfg.peers.is_empty() || self.members.servers.contains_key(&self.id)
     }
 
+    /// Whether it serves clients: a member, not rebuilding a damaged replica.
+    pub(super) fn serving(&self) -> bool {
+        self.is_member() && !self.raft.is_recovering()
+    }
+
     /// Leader: takes on a reconfig request, or answers why not (ZooKeeper's checks, in its
     /// order: ACL, standalone, another in progress, `fromConfig`, the new membership).
     pub(super) fn start_reconfig(&mut self, origin: Origin, session: i64, xid: i32, auth: &[Id], r: &ReconfigRequest) {
