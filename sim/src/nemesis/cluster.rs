@@ -14,41 +14,33 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zraft::storage::{Faults, SimDisk};
 
-/// Asks a server for its mode with the `srvr` four-letter word.
-async fn is_leader(id: u64) -> bool {
+/// A server's answer to the `srvr` four-letter word ("" if it does not answer in time).
+async fn srvr(id: u64) -> String {
     let Ok(Ok(mut s)) = tokio::time::timeout(
         Duration::from_millis(300),
         tokio::net::TcpStream::connect(format!("10.0.0.{id}:2181")),
     )
     .await
     else {
-        return false;
+        return String::new();
     };
     if s.write_all(b"srvr").await.is_err() || s.flush().await.is_err() {
-        return false;
+        return String::new();
     }
     let mut out = vec![];
     let _ = tokio::time::timeout(Duration::from_millis(300), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).contains("Mode: leader")
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether a server serves clients (`srvr` shows its mode; a replica being rebuilt, or one
-/// removed from the ensemble, says it is not serving).
+/// Whether a server says it leads.
+async fn is_leader(id: u64) -> bool {
+    srvr(id).await.contains("Mode: leader")
+}
+
+/// Whether a server serves clients (a replica being rebuilt, or one removed from the
+/// ensemble, says it is not serving).
 async fn serving(id: u64) -> bool {
-    let Ok(Ok(mut s)) = tokio::time::timeout(
-        Duration::from_millis(300),
-        tokio::net::TcpStream::connect(format!("10.0.0.{id}:2181")),
-    )
-    .await
-    else {
-        return false;
-    };
-    if s.write_all(b"srvr").await.is_err() || s.flush().await.is_err() {
-        return false;
-    }
-    let mut out = vec![];
-    let _ = tokio::time::timeout(Duration::from_millis(300), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).contains("Mode: ")
+    srvr(id).await.contains("Mode: ")
 }
 
 /// Why a server stopped, if it did (written by the server's madsim node, read by the nemesis).
