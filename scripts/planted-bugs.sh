@@ -80,7 +80,7 @@ for row in "${ROWS[@]}"; do
       seed=${out#first failure: seed }; seed=${seed%%:*}
       why=${out#*: seed *: }
       found="$sc, seed $seed"
-      checker=$(echo "$why" | sed -E 's/^(Raft invariant broken: [A-Za-z]+|not linearizable|session guarantee broken|sequential names broken|watch event arrived after newer data|ephemeral guarantee broken|lock mutual exclusion broken|model check failed: [A-Za-z]+|liveness).*/\1/')
+      checker=$(echo "$why" | sed -E 's/^(Raft invariant broken: [A-Za-z]+|not linearizable|session guarantee broken|sequential names broken|watch event arrived after newer data|ephemeral guarantee broken|lock mutual exclusion broken|model check failed: [A-Za-z]+|membership guarantee broken: [A-Za-z]+|liveness).*/\1/')
       break
     fi
   done

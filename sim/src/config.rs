@@ -15,6 +15,8 @@ pub struct RunConfig {
     pub nodes: u64,
     /// Servers outside the initial ensemble that reconfig faults may add.
     pub spare_nodes: u64,
+    /// The last this many of `nodes` are observers.
+    pub observers: u64,
     /// Register clients (reads with watches, writes, CAS, sequential and ephemeral creates).
     pub clients: u32,
     /// Clients running the lock recipe.
@@ -70,6 +72,7 @@ impl RunConfig {
             seed,
             nodes: s.nodes,
             spare_nodes: s.spare_nodes,
+            observers: s.observers.min(s.nodes.saturating_sub(1)),
             clients,
             lock_clients: s.workload.lock_clients,
             keys: s.workload.keys,
@@ -98,6 +101,11 @@ impl RunConfig {
 }
 
 impl RunConfig {
+    /// The initial voters (the observers are the last of the nodes).
+    pub fn voters(&self) -> std::collections::BTreeSet<u64> {
+        (1..=self.nodes - self.observers).collect()
+    }
+
     /// Every server a run may start: the initial ensemble and the spares.
     pub fn servers(&self) -> u64 {
         self.nodes + self.spare_nodes
@@ -112,6 +120,7 @@ impl RunConfig {
             seed,
             nodes: s.nodes,
             spare_nodes: s.spare_nodes,
+            observers: s.observers.min(s.nodes.saturating_sub(1)),
             clients: s.clients[0],
             lock_clients: s.workload.lock_clients,
             keys: s.workload.keys,
@@ -149,6 +158,13 @@ impl RunConfig {
             c = self.clients,
             s = self.snap_count,
         );
+        if self.observers > 0 {
+            t = t.replacen(
+                "\nseconds = ",
+                &format!("\nobservers = {}\nseconds = ", self.observers),
+                1,
+            );
+        }
         if self.spare_nodes > 0 {
             t = t.replacen(
                 "\nseconds = ",

@@ -170,7 +170,7 @@ impl RunReport {
 
 /// The server configuration of node `id` of an ensemble of `nodes` (a spare, with an id past
 /// them, lists the ensemble and itself, as an operator starts a server to add).
-fn server_config(id: u64, nodes: u64, snap_count: u64, max_append_bytes: usize) -> Config {
+fn server_config(id: u64, nodes: u64, observers: u64, snap_count: u64, max_append_bytes: usize) -> Config {
     Config {
         my_id: id,
         data_dir: format!("/data/{id}"),
@@ -179,7 +179,11 @@ fn server_config(id: u64, nodes: u64, snap_count: u64, max_append_bytes: usize) 
         peers: (1..=nodes)
             .chain((id > nodes).then_some(id))
             .map(|i| {
-                let line = crate::nemesis::membership::server_line(i);
+                let line = if i > nodes - observers && i <= nodes {
+                    crate::nemesis::membership::observer_line(i)
+                } else {
+                    crate::nemesis::membership::server_line(i)
+                };
                 let (_, spec) = zraft::server::membership::server_line(&line).expect("a valid line");
                 Peer { id: i, spec }
             })
@@ -330,6 +334,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
         clocks.push(clock.clone());
         exits.push(exit.clone());
         let (n, seed, snap_count, max_append) = (cfg.nodes, cfg.seed, cfg.snap_count, cfg.max_append_bytes);
+        let observers = cfg.observers;
         let container_check_ms = cfg.container_check_ms;
         let node = handle
             .create_node()
@@ -341,7 +346,7 @@ async fn scenario(cfg: RunConfig) -> Outputs {
                     let r = zraft::server::run_with_clock(
                         Config {
                             container_check_ms,
-                            ..server_config(id, n, snap_count, max_append)
+                            ..server_config(id, n, observers, snap_count, max_append)
                         },
                         Box::new(disk),
                         Box::new(clock),
@@ -488,7 +493,9 @@ pub fn run(cfg: RunConfig) -> RunReport {
     let (times, observed): (Vec<_>, Vec<_>) = zraft::server::observer::take_timed().into_iter().unzip();
     let raft = raft::check(&observed);
     let initial: std::collections::BTreeSet<u64> = (1..=cfg.nodes).collect();
-    let membership = membership::check_log(&observed, &initial).and_then(|(changes, commits)| {
+    let mut start = zraft::raft::ConfState::voters(cfg.voters());
+    start.learners = initial.difference(&cfg.voters()).copied().collect();
+    let membership = membership::check_log(&observed, &start).and_then(|(changes, commits)| {
         let final_checked = membership::check_final(&initial, &out.attempts, out.final_members.as_ref())?;
         Ok(MembershipStats {
             changes,

@@ -82,7 +82,7 @@ pub enum Fault {
     /// aside and rebuilds itself from the others (replica repair).
     CorruptDisk,
     /// Change the membership with a reconfig request (as the super user, to a random member):
-    /// any of the `reconfig-*` kinds possible now; never below three voters.
+    /// any of the `reconfig-*` kinds possible now; never below three members.
     Reconfig,
     /// Add a server from outside the ensemble (a spare, started for it).
     ReconfigAdd,
@@ -261,6 +261,10 @@ pub struct Scenario {
     /// initial ensemble and itself).
     #[serde(default)]
     pub spare_nodes: u64,
+    /// The last this many of the `nodes` are observers (`server.N=...:observer`: Raft
+    /// learners that receive the log, serve reads and forward writes).
+    #[serde(default)]
+    pub observers: u64,
     /// Clients, as a range each seed draws from.
     #[serde(default = "clients")]
     pub clients: [u32; 2],

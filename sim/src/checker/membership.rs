@@ -85,9 +85,9 @@ pub enum MembershipViolation {
 /// it installed. A leader's commit must be held by a quorum of the voters in its view; a
 /// leader appends a change only once every earlier change in its log is committed (one at a
 /// time: the voters of two configurations in force then always share a quorum).
-pub fn check_log(obs: &[Observation], initial: &BTreeSet<u64>) -> Result<(usize, usize), Box<MembershipViolation>> {
+pub fn check_log(obs: &[Observation], initial: &ConfState) -> Result<(usize, usize), Box<MembershipViolation>> {
     let conf_of = |changes: &mut dyn Iterator<Item = &ConfChange>| {
-        let mut c = ConfState::voters(initial.iter().copied());
+        let mut c = initial.clone();
         for ch in changes {
             c.apply(ch);
         }
@@ -155,11 +155,15 @@ pub fn check_log(obs: &[Observation], initial: &BTreeSet<u64>) -> Result<(usize,
                 if !first || before.voters.contains(&x) {
                     continue;
                 }
+                // Where it became a learner; one from the start joined at 0; one added as a
+                // voter straight away must hold everything before.
                 let joined_at = committed
                     .range(..index)
                     .rev()
                     .find(|(_, c)| **c == ConfChange::AddLearner(x))
-                    .map_or(index - 1, |(&i, _)| i);
+                    .map(|(&i, _)| i)
+                    .or(initial.learners.contains(&x).then_some(0))
+                    .unwrap_or(index - 1);
                 let h = held.get(&x).copied().unwrap_or(0);
                 if h < joined_at {
                     return Err(Box::new(MembershipViolation::PromotedBehind {
@@ -234,6 +238,10 @@ pub fn check_final(
 mod tests {
     use super::*;
 
+    fn three() -> ConfState {
+        ConfState::voters([1, 2, 3])
+    }
+
     fn ids(v: &[u64]) -> BTreeSet<u64> {
         v.iter().copied().collect()
     }
@@ -283,7 +291,12 @@ mod tests {
             entries(4, 1, 12),
             change(12, ConfChange::AddVoter(4)),
         ];
-        assert_eq!(check_log(&obs, &ids(&[1, 2, 3])), Ok((2, 0)));
+        assert_eq!(check_log(&obs, &three()), Ok((2, 0)));
+        // An observer from the start, promoted: it joined at 0.
+        let mut with_observer = three();
+        with_observer.learners.insert(4);
+        let obs = vec![entries(1, 1, 10), entries(4, 1, 3), change(11, ConfChange::AddVoter(4))];
+        assert_eq!(check_log(&obs, &with_observer), Ok((1, 0)));
     }
 
     #[test]
@@ -295,7 +308,7 @@ mod tests {
             change(11, ConfChange::AddVoter(4)),
         ];
         assert_eq!(
-            check_log(&obs, &ids(&[1, 2, 3])),
+            check_log(&obs, &three()),
             Err(Box::new(MembershipViolation::PromotedBehind {
                 node: 4,
                 index: 11,
@@ -306,7 +319,7 @@ mod tests {
         // Added as a voter straight away, holding nothing.
         let obs = vec![entries(1, 1, 10), change(11, ConfChange::AddVoter(5))];
         assert!(matches!(
-            *check_log(&obs, &ids(&[1, 2, 3])).unwrap_err(),
+            *check_log(&obs, &three()).unwrap_err(),
             MembershipViolation::PromotedBehind { node: 5, .. }
         ));
     }
@@ -328,7 +341,7 @@ mod tests {
             ]
         };
         assert_eq!(
-            check_log(&removal(commit(8)), &ids(&[1, 2, 3])),
+            check_log(&removal(commit(8)), &three()),
             Err(Box::new(MembershipViolation::CommitWithoutQuorum {
                 leader: 1,
                 term: 1,
@@ -338,7 +351,7 @@ mod tests {
             }))
         );
         // Index 5 itself, held by all three, commits under {1,2}.
-        assert_eq!(check_log(&removal(commit(5)), &ids(&[1, 2, 3])), Ok((0, 1)));
+        assert_eq!(check_log(&removal(commit(5)), &three()), Ok((0, 1)));
         // A change its log no longer holds (cut by a later append) is not in force.
         let obs = vec![
             LEADER,
@@ -348,7 +361,7 @@ mod tests {
             entries(2, 1, 8),
             commit(8),
         ];
-        assert_eq!(check_log(&obs, &ids(&[1, 2, 3])), Ok((0, 1)));
+        assert_eq!(check_log(&obs, &three()), Ok((0, 1)));
         // A voter added counts: {1,2,3,4} needs three of them.
         let obs = vec![
             LEADER,
@@ -359,7 +372,7 @@ mod tests {
             commit(9),
         ];
         assert!(matches!(
-            *check_log(&obs, &ids(&[1, 2, 3])).unwrap_err(),
+            *check_log(&obs, &three()).unwrap_err(),
             MembershipViolation::CommitWithoutQuorum { holders, .. } if holders == vec![1, 4]
         ));
     }
@@ -375,7 +388,7 @@ mod tests {
             ];
             o.extend(c);
             o.extend([entries(1, 6, 6), appended(1, 6, ConfChange::AddVoter(5))]);
-            check_log(&o, &ids(&[1, 2, 3, 4]))
+            check_log(&o, &ConfState::voters([1, 2, 3, 4]))
         };
         assert_eq!(
             steps(vec![]),

@@ -21,9 +21,14 @@ pub const SUPER: &str = "super:secret";
 /// Fewest voters the nemesis leaves.
 const MIN_MEMBERS: usize = 3;
 
-/// Server `id`'s line as the harness configures it.
+/// Server `id`'s line as the harness configures it (a participant).
 pub fn server_line(id: u64) -> String {
     format!("server.{id}=10.0.0.{id}:2888:3888:participant;0.0.0.0:2181")
+}
+
+/// Server `id`'s line as an observer.
+pub fn observer_line(id: u64) -> String {
+    server_line(id).replace(":participant;", ":observer;")
 }
 
 impl Cluster {
