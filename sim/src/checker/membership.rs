@@ -106,6 +106,14 @@ pub fn check_log(obs: &[Observation], initial: &ConfState) -> Result<(usize, usi
             Observation::Leader { node, term } => {
                 leading.insert(node, (term, 0));
             }
+            // A restart ends a leadership; a repair also empties the log.
+            Observation::Recovered { node, .. } => {
+                leading.remove(&node);
+            }
+            Observation::Event { node, what: "repair" } => {
+                held.insert(node, 0);
+                view.remove(&node);
+            }
             Observation::Entries {
                 node, first, ref terms, ..
             } if !terms.is_empty() => {
@@ -133,7 +141,7 @@ pub fn check_log(obs: &[Observation], initial: &ConfState) -> Result<(usize, usi
                 let v = view.entry(node).or_default();
                 // A leader appends its own proposals: every earlier change must be committed.
                 if let Some(&(t, commit)) = leading.get(&node) {
-                    if t == term {
+                    if t == term && commit + 1 < index {
                         if let Some((&pending, _)) = v.range(commit + 1..index).next_back() {
                             return Err(Box::new(MembershipViolation::TwoAtOnce {
                                 leader: node,
@@ -375,6 +383,31 @@ mod tests {
             *check_log(&obs, &three()).unwrap_err(),
             MembershipViolation::CommitWithoutQuorum { holders, .. } if holders == vec![1, 4]
         ));
+    }
+
+    #[test]
+    fn a_restarted_or_repaired_node_is_no_longer_judged_as_that_leader() {
+        // Leader 1 of term 1 committed 8, restarted and was repaired: a new leader sends it
+        // the old entries again, a change of term 1 among them.
+        let obs = vec![
+            LEADER,
+            entries(1, 1, 8),
+            entries(2, 1, 8),
+            commit(8),
+            Observation::Event {
+                node: 1,
+                what: "repair",
+            },
+            Observation::Recovered {
+                node: 1,
+                term: 0,
+                vote: 0,
+            },
+            entries(1, 1, 8),
+            appended(1, 5, ConfChange::AddVoter(4)),
+            appended(1, 6, ConfChange::AddVoter(5)),
+        ];
+        assert!(check_log(&obs, &three()).is_ok());
     }
 
     #[test]
