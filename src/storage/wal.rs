@@ -640,14 +640,25 @@ impl<D: Disk> Storage<D> {
         // entries after the snapshot may come from a divergent history.
         let matches = meta.index == old.index || self.terms.get(&meta.index) == Some(&meta.term);
         if !matches {
-            for s in std::mem::take(&mut self.segments) {
-                self.disk.remove(&s.path)?;
+            let old = std::mem::take(&mut self.segments);
+            let new_path = format!("{}/wal-{:020}.log", self.dir, meta.index + 1);
+            // A segment starting where the new log will holds only entries after the snapshot,
+            // from the divergent history: it goes first.
+            if old.iter().any(|s| s.path == new_path) {
+                self.disk.remove(&new_path)?;
             }
             self.offsets.clear();
             self.terms.clear();
             self.last_index = meta.index;
+            // The new log holds the hard state before the old segments go: a failure in
+            // between (an I/O error stops the node there) must not lose the term and vote
+            // (found by the membership sweep: a vote forgotten after a snapshot install).
             self.new_segment(meta.index + 1)?;
             self.write_hard_state_now()?;
+            for s in old.into_iter().filter(|s| s.path != new_path) {
+                self.disk.remove(&s.path)?;
+            }
+            self.disk.sync_dir(&self.dir)?;
         } else {
             // Whole segments that end at or before the snapshot are garbage now.
             while self.segments.len() > 1 && self.segments[1].first_index <= meta.index + 1 {
