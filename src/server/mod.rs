@@ -135,7 +135,7 @@ pub async fn run_with_clock(
             addr: addr.clone(),
             msg: e.to_string(),
         })?;
-        tokio::spawn(peer::listen(l, tx.clone()));
+        tokio::spawn(peer::listen(l, tx.clone(), peers.announced()));
     }
     let (node, applied) = Node::open((*cfg).clone(), disk, peers, clock, seed)?;
     // Listeners are bound before the node runs, so a port in use fails the start at once.

@@ -30,6 +30,11 @@ fn decode(b: &[u8]) -> Option<PeerMsg> {
 #[derive(Clone, Default)]
 pub struct Peers {
     me: NodeId,
+    /// Where this node listens for peers (sent in every Hello).
+    my_addr: String,
+    /// Addresses peers announced in their Hellos: a node behind in the log can answer a
+    /// member it does not know of yet (its vote counts for that member's election).
+    announced: std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, String>>>,
     /// Each peer's address and the queue of its outbound task.
     queues: BTreeMap<NodeId, (String, mpsc::Sender<Vec<u8>>)>,
     /// Recent messages per peer, for message chaos to replay (simulation builds only).
@@ -46,6 +51,8 @@ impl Peers {
     pub fn start(me: NodeId, addrs: &BTreeMap<NodeId, String>) -> Self {
         let mut p = Peers {
             me,
+            my_addr: addrs.get(&me).cloned().unwrap_or_default(),
+            announced: Default::default(),
             queues: BTreeMap::new(),
             #[cfg(madsim)]
             sent: Default::default(),
@@ -67,10 +74,19 @@ impl Peers {
             if id == me || self.queues.contains_key(&id) {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(QUEUE);
-            self.queues.insert(id, (addr.clone(), tx));
-            tokio::spawn(outbound(me, addr.clone(), rx));
+            self.connect(id, addr.clone());
         }
+    }
+
+    fn connect(&mut self, id: NodeId, addr: String) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.queues.insert(id, (addr.clone(), tx));
+        tokio::spawn(outbound(self.me, self.my_addr.clone(), addr, rx));
+    }
+
+    /// The table inbound connections record announced addresses in.
+    pub fn announced(&self) -> std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, String>>> {
+        self.announced.clone()
     }
 
     /// The peers messages can be sent to.
@@ -78,8 +94,16 @@ impl Peers {
         self.queues.keys().copied()
     }
 
-    /// Queues a message; false if the peer is unknown or its queue is full (dropped).
-    pub fn send(&self, to: NodeId, m: &PeerMsg) -> bool {
+    /// Queues a message; false if the peer is unknown or its queue is full (dropped). A peer
+    /// the membership does not list yet is reached at the address it announced.
+    pub fn send(&mut self, to: NodeId, m: &PeerMsg) -> bool {
+        if !self.queues.contains_key(&to) {
+            let announced = self.announced.lock().expect("announced").get(&to).cloned();
+            match announced {
+                Some(addr) if to != self.me => self.connect(to, addr),
+                _ => return false,
+            }
+        }
         let Some((_, q)) = self.queues.get(&to) else {
             return false;
         };
@@ -136,7 +160,7 @@ impl Peers {
     }
 }
 
-async fn outbound(me: NodeId, addr: String, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn outbound(me: NodeId, my_addr: String, addr: String, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let mut stream = match TcpStream::connect(&addr).await {
@@ -158,7 +182,10 @@ async fn outbound(me: NodeId, addr: String, mut rx: mpsc::Receiver<Vec<u8>>) {
         };
         backoff = Duration::from_millis(50);
         let _ = stream.set_nodelay(true);
-        let hello = encode(&PeerMsg::Hello { from: me });
+        let hello = encode(&PeerMsg::Hello {
+            from: me,
+            addr: my_addr.clone(),
+        });
         if write_frame(&mut stream, &hello).await.is_err() {
             continue;
         }
@@ -188,20 +215,24 @@ async fn write_frame(s: &mut TcpStream, b: &[u8]) -> std::io::Result<()> {
     s.flush().await
 }
 
-/// Accepts peer connections and feeds their messages to the node.
-pub async fn listen(listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
+/// Addresses announced by peers, by id.
+pub type Announced = std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, String>>>;
+
+/// Accepts peer connections and feeds their messages to the node; records the addresses
+/// peers announce.
+pub async fn listen(listener: TcpListener, events: mpsc::UnboundedSender<Event>, announced: Announced) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let events = events.clone();
+        let (events, announced) = (events.clone(), announced.clone());
         tokio::spawn(async move {
-            let _ = inbound(stream, events).await;
+            let _ = inbound(stream, events, announced).await;
         });
     }
 }
 
-async fn inbound(mut s: TcpStream, events: mpsc::UnboundedSender<Event>) -> std::io::Result<()> {
+async fn inbound(mut s: TcpStream, events: mpsc::UnboundedSender<Event>, announced: Announced) -> std::io::Result<()> {
     let mut from = None;
     loop {
         let mut len = [0u8; 4];
@@ -214,7 +245,12 @@ async fn inbound(mut s: TcpStream, events: mpsc::UnboundedSender<Event>) -> std:
         s.read_exact(&mut buf).await?;
         let Some(m) = decode(&buf) else { return Ok(()) };
         match (&m, from) {
-            (PeerMsg::Hello { from: f }, _) => from = Some(*f),
+            (PeerMsg::Hello { from: f, addr }, _) => {
+                from = Some(*f);
+                if !addr.is_empty() {
+                    announced.lock().expect("announced").insert(*f, addr.clone());
+                }
+            }
             (_, Some(_)) => {
                 if events.send(Event::Peer(m)).is_err() {
                     return Ok(());

@@ -59,8 +59,11 @@ pub enum WriteOp {
 /// Messages between nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PeerMsg {
+    /// First on every connection: who is sending, and where it listens for peers (so that a
+    /// member that has not yet learned of a newer one from the log can still answer it).
     Hello {
         from: NodeId,
+        addr: String,
     },
     Raft(Message),
     /// A write for the leader to prepare and propose; `origin` answers the client.
