@@ -1130,6 +1130,8 @@ impl Raft {
         self.snapshot = snap.clone();
         self.confs.clear();
         self.rescan_confs(snap.meta.index + 1);
+        // The snapshot's membership, whether or not changes follow it.
+        self.conf_changed();
         self.snapshot_loaded = true;
         self.snapshot_wanted = None;
         self.pending_snapshot = Some(snap);
@@ -1381,9 +1383,10 @@ impl Raft {
     // ---- membership --------------------------------------------------------------------------
 
     /// Re-reads the membership changes in the log from `from` on (after the log's tail
-    /// changed: appended, truncated, restored) and puts the latest membership in force.
+    /// changed: appended, truncated, restored); puts the latest membership in force if they
+    /// changed (an append without one, the usual case, costs a scan of what it appended).
     fn rescan_confs(&mut self, from: u64) {
-        self.confs.split_off(&from);
+        let mut changed = !self.confs.split_off(&from).is_empty();
         let last = self.log.last_index();
         let from = from.max(self.log.snap_index() + 1);
         if from <= last {
@@ -1391,11 +1394,14 @@ impl Raft {
                 if e.kind == EntryKind::ConfChange {
                     if let Some((cc, _)) = ConfChange::decode(&e.data) {
                         self.confs.insert(e.index, cc);
+                        changed = true;
                     }
                 }
             }
         }
-        self.conf_changed();
+        if changed {
+            self.conf_changed();
+        }
     }
 
     /// Puts the latest membership in the log in force (Raft's rule: a server uses the latest
