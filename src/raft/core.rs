@@ -167,9 +167,6 @@ pub struct Raft {
     compact_wanted: bool,
     /// Rebuilding lost state (`start_recovering`): no vote, no campaign until caught up.
     recovering: Option<Recovery>,
-    /// No vote in a term up to this one (the term a recovery caught up in: the vote this node
-    /// may have given in it was lost with its storage).
-    vote_floor: u64,
     progress: BTreeMap<NodeId, Progress>,
     votes: BTreeMap<NodeId, bool>,
     election_elapsed: u32,
@@ -208,7 +205,6 @@ impl Raft {
             snapshot_wanted: None,
             compact_wanted: false,
             recovering: None,
-            vote_floor: 0,
             log,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -341,10 +337,10 @@ impl Raft {
         if let Some(Recovery::CatchingUp { commit, term }) = self.recovering {
             if self.log.committed >= commit {
                 self.recovering = None;
-                self.vote_floor = self.vote_floor.max(term);
+                // Its term is at least the leader's (it took the leader's message). No vote in
+                // that term, whose vote may have been lost with its storage: a durable vote for
+                // nobody, which holds after a restart too; earlier terms are refused anyway.
                 if self.term == term && self.vote == 0 {
-                    // Durably "voted" in this term, for nobody: no vote here after a restart
-                    // either.
                     self.vote = NOBODY;
                 }
             }
@@ -605,8 +601,7 @@ impl Raft {
                 || (self.vote == 0 && self.leader.is_none())
                 || (pre_vote && m.term > self.term)
                 || (!pre_vote && crate::bug("raft-vote-twice")))
-                && self.recovering.is_none()
-                && m.term > self.vote_floor;
+                && self.recovering.is_none();
             // Broken on purpose under raft-vote-ignores-log: a vote for a candidate whose log
             // lacks committed entries.
             if can_vote && (self.log.is_up_to_date(last_index, last_term) || crate::bug("raft-vote-ignores-log")) {

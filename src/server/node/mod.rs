@@ -98,6 +98,13 @@ pub struct Proposal {
     pub entry: TxnEntry,
 }
 
+impl Proposal {
+    /// Its bytes in an entry.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).expect("proposals encode")
+    }
+}
+
 /// A frame for a client connection's writer.
 #[derive(Debug)]
 pub enum Out {

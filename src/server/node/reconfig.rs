@@ -235,8 +235,7 @@ impl Node {
             },
         };
         let (origin, cxid) = if last { (r.origin, r.xid) } else { (NOBODY, 0) };
-        let context = bincode::serde::encode_to_vec(Proposal { origin, cxid, entry }, bincode::config::standard())
-            .expect("proposals encode");
+        let context = Proposal { origin, cxid, entry }.encode();
         match self.raft.propose_conf_change(step.change(base), context) {
             Ok(index) => {
                 tracing::info!(node = self.id, ?step, index, "reconfig step");
@@ -264,15 +263,12 @@ impl Node {
             time: self.now(),
             txn: Txn::Error(e),
         };
-        let data = bincode::serde::encode_to_vec(
-            Proposal {
-                origin,
-                cxid: xid,
-                entry,
-            },
-            bincode::config::standard(),
-        )
-        .expect("proposals encode");
+        let data = Proposal {
+            origin,
+            cxid: xid,
+            entry,
+        }
+        .encode();
         // Lost leadership meanwhile: the client's connection closes on the change.
         let _ = self.raft.propose(data);
     }

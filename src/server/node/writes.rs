@@ -55,8 +55,7 @@ impl Node {
             WriteOp::Request { xid, .. } => xid,
             _ => 0,
         };
-        let data = bincode::serde::encode_to_vec(Proposal { origin, cxid, entry }, bincode::config::standard())
-            .expect("proposals encode");
+        let data = Proposal { origin, cxid, entry }.encode();
         if self.raft.propose(data).is_err() {
             // Lost leadership between checks: forget prepared state, retry via the new leader.
             self.pending = Pending::new();
