@@ -2,6 +2,7 @@
 //! checksummed write-ahead log with group commit and snapshot files.
 
 pub mod disk;
+mod index;
 pub mod wal;
 
 pub use disk::{Disk, DiskError, Faults, RealDisk, SimDisk, SimStats};

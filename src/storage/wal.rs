@@ -12,6 +12,7 @@
 //! written to a temp file, fsynced, renamed, and the directory fsynced.
 
 use super::disk::{Disk, DiskError};
+use super::index::LogIndex;
 use crate::raft::{ConfState, Entry, HardState, Recovered, Snapshot, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -47,6 +48,15 @@ enum Record {
     Mark(u64),
     Entry(Entry),
     HardState(HardState),
+}
+
+/// A `Record` to encode, borrowing its entry (same variants in the same order, so the same
+/// bytes): the write path does not copy an entry to log it.
+#[derive(Serialize)]
+enum RecordRef<'a> {
+    Mark(u64),
+    Entry(&'a Entry),
+    HardState(&'a HardState),
 }
 
 /// What recovery did, for logs and tests.
@@ -94,16 +104,14 @@ pub struct Storage<D: Disk> {
     dir: String,
     opts: WalOptions,
     segments: Vec<Segment>,
-    /// Offset of each held entry: index -> (segment position, offset).
-    offsets: std::collections::BTreeMap<u64, (usize, u64)>,
-    /// Term of each held entry.
-    terms: std::collections::BTreeMap<u64, u64>,
+    /// Offset in its segment and term of each entry after the snapshot.
+    index: LogIndex,
     last_index: u64,
     hard_state: HardState,
     snapshot: SnapshotMeta,
+    /// The next batch for the current segment: a `Mark` record first, then what was buffered
+    /// (so entries' offsets are final when buffered, and the batch is written as it is).
     pending: Vec<u8>,
-    /// Offsets (in the current segment) of entries in `pending`, relative to its start.
-    pending_offsets: Vec<(u64, u64)>,
     synced_len: u64,
     /// Files a compaction made obsolete (old segments, old snapshots), not yet deleted:
     /// recovery ignores them (entries at or below the snapshot are skipped, the newest
@@ -168,22 +176,22 @@ fn crc(b: &[u8]) -> u32 {
     crc32c::crc32c(b)
 }
 
-fn encode_record(r: &Record) -> Vec<u8> {
+/// Appends `r` as `[len][crc][type][payload]` to `out`, the header filled in after encoding.
+fn encode_record_into(r: &RecordRef, out: &mut Vec<u8>) {
     let ty = match r {
-        Record::Mark(_) => 0u8,
-        Record::Entry(_) => 1,
-        Record::HardState(_) => 2,
+        RecordRef::Mark(_) => 0u8,
+        RecordRef::Entry(_) => 1,
+        RecordRef::HardState(_) => 2,
     };
-    // One buffer: [len][crc][type][payload], the header filled in after encoding.
-    let mut out = Vec::with_capacity(64 + if let Record::Entry(e) = r { e.data.len() } else { 0 });
+    let start = out.len();
+    out.reserve(64 + if let RecordRef::Entry(e) = r { e.data.len() } else { 0 });
     out.extend_from_slice(&[0u8; 8]);
     out.push(ty);
-    bincode::serde::encode_into_std_write(r, &mut out, bincode::config::standard()).expect("records encode");
-    let payload_len = (out.len() - RECORD_HEAD) as u32;
-    let c = crc(&out[8..]);
-    out[0..4].copy_from_slice(&payload_len.to_be_bytes());
-    out[4..8].copy_from_slice(&c.to_be_bytes());
-    out
+    bincode::serde::encode_into_std_write(r, out, bincode::config::standard()).expect("records encode");
+    let payload_len = (out.len() - start - RECORD_HEAD) as u32;
+    let c = crc(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&payload_len.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&c.to_be_bytes());
 }
 
 fn segment_header(first_index: u64) -> Vec<u8> {
@@ -285,13 +293,11 @@ impl<D: Disk> Storage<D> {
             dir: dir.to_string(),
             opts,
             segments: vec![],
-            offsets: Default::default(),
-            terms: Default::default(),
+            index: LogIndex::default(),
             last_index: 0,
             hard_state: HardState::default(),
             snapshot: SnapshotMeta::default(),
             pending: vec![],
-            pending_offsets: vec![],
             synced_len: 0,
             garbage: vec![],
         };
@@ -371,7 +377,6 @@ impl<D: Disk> Storage<D> {
                 report.truncated = Some((path.clone(), off));
                 seg_len = Some(off);
             }
-            let pos = st.segments.len();
             let len = match seg_len {
                 Some(l) => l,
                 None => st.disk.read(&path).map(|b| b.len() as u64)?,
@@ -398,8 +403,17 @@ impl<D: Disk> Storage<D> {
                                 found: e.index,
                             });
                         }
-                        st.offsets.insert(e.index, (pos, off));
-                        st.terms.insert(e.index, e.term);
+                        if e.index < first_index {
+                            // The segment's name says where it starts: an entry before that
+                            // means the files were mixed up, and offsets would be looked up in
+                            // the wrong one.
+                            return Err(StorageError::Corrupt {
+                                file: path,
+                                offset: off,
+                                what: format!("entry {} in a segment starting at {first_index}", e.index),
+                            });
+                        }
+                        st.index.push(e.index, off, e.term);
                         st.last_index = e.index;
                         entries.push(e);
                     }
@@ -513,8 +527,24 @@ impl<D: Disk> Storage<D> {
     }
 
     fn write_hard_state_now(&mut self) -> StorageResult<()> {
-        self.pending.extend(encode_record(&Record::HardState(self.hard_state)));
+        let hs = self.hard_state;
+        self.buffer(&RecordRef::HardState(&hs));
         self.sync()
+    }
+
+    /// Adds a record to the next batch, which opens with a `Mark` of what is durable now.
+    /// Returns the record's offset in the current segment.
+    fn buffer(&mut self, r: &RecordRef) -> u64 {
+        let seg_len = self.segments.last().expect("a segment is open").len;
+        // The segment does not grow while a batch is pending (only `sync` writes to it), so
+        // the mark is still right when the batch is written.
+        debug_assert_eq!(seg_len, self.synced_len, "the segment grew with a batch pending");
+        if self.pending.is_empty() {
+            encode_record_into(&RecordRef::Mark(self.synced_len), &mut self.pending);
+        }
+        let off = seg_len + self.pending.len() as u64;
+        encode_record_into(r, &mut self.pending);
+        off
     }
 
     /// The last durable-or-buffered entry index.
@@ -536,12 +566,8 @@ impl<D: Disk> Storage<D> {
         }
         assert_eq!(first.index, self.last_index + 1, "append must be contiguous");
         for e in entries {
-            let seg_len = self.segments.last().expect("a segment is open").len;
-            let rec = encode_record(&Record::Entry(e.clone()));
-            self.pending_offsets
-                .push((e.index, seg_len + self.pending.len() as u64));
-            self.terms.insert(e.index, e.term);
-            self.pending.extend(rec);
+            let off = self.buffer(&RecordRef::Entry(e));
+            self.index.push(e.index, off, e.term);
             self.last_index = e.index;
         }
         Ok(())
@@ -550,7 +576,7 @@ impl<D: Disk> Storage<D> {
     /// Buffers a hard state.
     pub fn set_hard_state(&mut self, hs: HardState) {
         self.hard_state = hs;
-        self.pending.extend(encode_record(&Record::HardState(hs)));
+        self.buffer(&RecordRef::HardState(&hs));
     }
 
     /// Writes everything buffered and makes it durable with one fsync (group commit: call it
@@ -559,19 +585,18 @@ impl<D: Disk> Storage<D> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mark = encode_record(&Record::Mark(self.synced_len));
         let seg = self.segments.len() - 1;
         let path = self.segments[seg].path.clone();
         let base = self.segments[seg].len;
-        let mut batch = mark;
-        let shift = batch.len() as u64;
-        batch.extend_from_slice(&self.pending);
-        self.disk.write_at(&path, base, &batch)?;
+        debug_assert_eq!(
+            self.index.len() as u64,
+            self.last_index - self.snapshot.index,
+            "the index holds every entry after the snapshot"
+        );
+        debug_assert_eq!(self.index.is_empty(), self.last_index == self.snapshot.index);
+        self.disk.write_at(&path, base, &self.pending)?;
         self.disk.sync(&path)?;
-        for (index, off) in self.pending_offsets.drain(..) {
-            self.offsets.insert(index, (seg, off + shift));
-        }
-        self.segments[seg].len = base + batch.len() as u64;
+        self.segments[seg].len = base + self.pending.len() as u64;
         self.synced_len = self.segments[seg].len;
         self.pending.clear();
         if self.segments[seg].len > self.opts.segment_bytes {
@@ -584,10 +609,15 @@ impl<D: Disk> Storage<D> {
 
     fn truncate_from(&mut self, index: u64) -> StorageResult<()> {
         self.sync()?;
-        let Some(&(seg, off)) = self.offsets.get(&index) else {
+        let Some(off) = self.index.offset(index) else {
             // Nothing at or after `index` is on disk (it was below the snapshot).
             return Ok(());
         };
+        let seg = self
+            .segments
+            .iter()
+            .rposition(|s| s.first_index <= index)
+            .expect("an indexed entry is in a segment");
         // Later segments go first, durably: a crash in between then leaves the old suffix
         // whole (merely not yet truncated) instead of a segment after a gap.
         while self.segments.len() > seg + 1 {
@@ -600,11 +630,11 @@ impl<D: Disk> Storage<D> {
         self.disk.sync(&path)?;
         self.segments[seg].len = off;
         self.synced_len = off;
-        self.offsets.retain(|&i, _| i < index);
-        self.terms.retain(|&i, _| i < index);
+        self.index.truncate_from(index);
         self.last_index = index - 1;
         // The hard state record may have been cut off with the suffix: write it again.
-        self.pending.extend(encode_record(&Record::HardState(self.hard_state)));
+        let hs = self.hard_state;
+        self.buffer(&RecordRef::HardState(&hs));
         Ok(())
     }
 
@@ -638,7 +668,7 @@ impl<D: Disk> Storage<D> {
         let old = std::mem::replace(&mut self.snapshot, meta.clone());
         // Keep the log only if it holds the snapshot's last entry (same term): otherwise its
         // entries after the snapshot may come from a divergent history.
-        let matches = meta.index == old.index || self.terms.get(&meta.index) == Some(&meta.term);
+        let matches = meta.index == old.index || self.index.term(meta.index) == Some(meta.term);
         if !matches {
             let old = std::mem::take(&mut self.segments);
             let new_path = format!("{}/wal-{:020}.log", self.dir, meta.index + 1);
@@ -647,8 +677,7 @@ impl<D: Disk> Storage<D> {
             if old.iter().any(|s| s.path == new_path) {
                 self.disk.remove(&new_path)?;
             }
-            self.offsets.clear();
-            self.terms.clear();
+            self.index.reset(meta.index + 1);
             self.last_index = meta.index;
             // The new log holds the hard state before the old segments go: a failure in
             // between (an I/O error stops the node there) must not lose the term and vote
@@ -664,13 +693,8 @@ impl<D: Disk> Storage<D> {
             while self.segments.len() > 1 && self.segments[1].first_index <= meta.index + 1 {
                 let s = self.segments.remove(0);
                 self.garbage.push(s.path);
-                self.offsets.retain(|_, (seg, _)| *seg != 0);
-                for v in self.offsets.values_mut() {
-                    v.0 -= 1;
-                }
             }
-            self.offsets.retain(|&i, _| i > meta.index);
-            self.terms.retain(|&i, _| i > meta.index);
+            self.index.drop_through(meta.index);
         }
         // Older snapshot files are no longer needed.
         for n in self.disk.list(&self.dir)? {
