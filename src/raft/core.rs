@@ -263,6 +263,10 @@ impl Raft {
     pub fn entries(&self, lo: u64, hi: u64) -> Vec<Entry> {
         self.log.slice(lo, hi, usize::MAX)
     }
+    /// Highest index whose data `release_applied` may have dropped.
+    pub fn released(&self) -> u64 {
+        self.log.released()
+    }
     /// Current (committed) membership.
     pub fn conf(&self) -> &ConfState {
         &self.conf
@@ -437,6 +441,20 @@ impl Raft {
                 pr.become_probe();
             }
         }
+    }
+
+    /// Drops the data of entries no one will be sent again (ZooKeeper too keeps only a short
+    /// tail of its log in memory): on a leader, ordinary entries that are applied, durable
+    /// here and held by every member (voters and learners). Should one still be needed (a
+    /// member lost its log), that member gets a snapshot, taken on demand. Followers keep
+    /// theirs: a new leader must be able to send what it holds.
+    pub fn release_applied(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let held_by_all = self.progress.values().map(|p| p.matched).min().unwrap_or(u64::MAX);
+        let upto = held_by_all.min(self.log.applied).min(self.log.stable);
+        self.log.release(upto);
     }
 
     /// Records a state-machine snapshot the runtime took at `index` (≤ applied) and compacts
@@ -1187,6 +1205,12 @@ impl Raft {
             self.send_snapshot_chunk(to);
             return false;
         };
+        if prev_index < self.log.released() && prev_index < last {
+            // What it needs was released (`release_applied`): a snapshot past it, taken on
+            // demand, replaces those entries; until it exists, send nothing.
+            self.compact_wanted = true;
+            return false;
+        }
         let entries = self.log.slice(prev_index + 1, last, self.cfg.max_bytes_per_msg);
         if entries.is_empty() && !send_empty && pr.state == ProgressState::Replicate {
             return false;

@@ -1,6 +1,6 @@
 //! The in-memory Raft log: a snapshot point followed by entries, with stable/commit marks.
 
-use super::message::{Entry, Snapshot, SnapshotMeta};
+use super::message::{Entry, EntryKind, Snapshot, SnapshotMeta};
 
 /// Entries after the last snapshot; `handed` marks what was given to storage, `stable` what
 /// storage has confirmed durable (stable ≤ handed ≤ last index).
@@ -17,6 +17,9 @@ pub struct RaftLog {
     pub stable: u64,
     /// Highest index handed to storage in a `Ready` (durable or not yet).
     pub handed: u64,
+    /// Entries up to here (applied, durable, held by every member) have had their data
+    /// dropped (`release`), membership changes excepted: only their index and term remain.
+    released: u64,
 }
 
 impl RaftLog {
@@ -35,7 +38,34 @@ impl RaftLog {
             applied: meta.index,
             stable: last,
             handed: last,
+            released: meta.index,
         }
+    }
+
+    /// Highest index whose data may have been dropped (`release`).
+    pub fn released(&self) -> u64 {
+        self.released
+    }
+
+    /// Drops the data of the ordinary entries up to `index`, which must be applied and durable:
+    /// nothing reads it again unless a follower needs it, which the caller has ruled out.
+    /// Membership changes keep theirs (the membership in force is recomputed from them).
+    pub fn release(&mut self, index: u64) {
+        assert!(
+            index <= self.applied && index <= self.stable,
+            "releasing unapplied or volatile entries"
+        );
+        let lo = self.released.max(self.snap_index) + 1;
+        if index < lo {
+            return;
+        }
+        let (a, b) = ((lo - self.snap_index - 1) as usize, (index - self.snap_index) as usize);
+        for e in &mut self.entries[a..b] {
+            if e.kind != EntryKind::ConfChange {
+                e.data = Vec::new();
+            }
+        }
+        self.released = index;
     }
 
     /// Index of the snapshot the log starts after.
@@ -71,6 +101,11 @@ impl RaftLog {
 
     /// Entries in `lo..=hi` (clamped to what is held), at most `max_bytes` (but at least one).
     pub fn slice(&self, lo: u64, hi: u64, max_bytes: usize) -> Vec<Entry> {
+        debug_assert!(
+            lo > self.released.max(self.snap_index) || lo > hi.min(self.last_index()),
+            "entries from {lo} asked for, whose data up to {} was released",
+            self.released
+        );
         if lo > hi || lo <= self.snap_index || lo > self.last_index() {
             return Vec::new();
         }

@@ -928,3 +928,48 @@ fn a_rebuilt_replica_votes_only_once_caught_up_and_never_again_in_that_term() {
     assert!(!vote_of_3(&mut c, term), "no second vote in the term it caught up in");
     assert!(vote_of_3(&mut c, term + 1));
 }
+
+#[test]
+fn a_leader_releases_only_what_every_member_holds_and_a_member_that_lost_it_gets_a_snapshot() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    for i in 0..5u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    let all = c.r(1).applied();
+    c.r(1).release_applied();
+    assert_eq!(c.r(1).released(), all, "every member holds them");
+    c.r(2).release_applied();
+    assert_eq!(c.r(2).released(), 0, "followers keep theirs (a new leader sends them)");
+    // With node 3 cut off, only what node 3 holds may go.
+    c.cut.insert(3);
+    for i in 0..5u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    c.r(1).release_applied();
+    assert_eq!(c.r(1).released(), all);
+    c.cut.clear();
+    c.tick_all(3);
+    assert_eq!(c.r(3).last_index(), c.r(1).last_index(), "caught up with entries");
+    assert!(c.compacts.is_empty(), "no snapshot needed for that");
+    c.r(1).release_applied();
+    assert_eq!(c.r(1).released(), c.r(1).applied());
+    // Node 3 loses its log: what it needs now is released, so it is sent no entries below
+    // the release point but a snapshot, taken on demand.
+    let term = c.r(1).term();
+    c.nodes.insert(3, node(3, &[1, 2, 3], &[], term, 0, |_| {}));
+    let released = c.r(1).released();
+    c.log.clear();
+    c.r(1).propose(b"next".to_vec()).unwrap();
+    c.tick_all(4);
+    assert!(c.compacts.contains(&1), "the leader asks for a snapshot");
+    assert!(!c.log.iter().any(|m| m.to == 3
+        && matches!(&m.body, Body::Append { prev_index, entries, .. } if *prev_index < released && !entries.is_empty())));
+    let applied = c.r(1).applied();
+    c.r(1).compact(applied, b"tree".to_vec()).unwrap();
+    c.tick_all(4);
+    assert_eq!(c.r(3).snapshot_meta().index, applied);
+    assert_eq!(c.r(3).last_index(), c.r(1).last_index());
+}

@@ -122,13 +122,21 @@ impl Node {
                 }
             }
             for e in &rd.committed {
-                // What the entry costs in memory: its bytes and Entry's own (with the
-                // allocator's), until a snapshot lets Raft drop it.
+                // What the entry adds to the log a restart replays (and to memory, unless
+                // Raft can release it), until a snapshot lets the log drop it.
                 self.log_bytes += e.data.len() as u64 + 64;
                 self.apply(e);
             }
             if let Some(last) = rd.committed.last() {
                 self.raft.on_applied(last.index);
+                self.raft.release_applied();
+                if self.trim_after.is_some_and(|i| self.raft.applied() >= i) {
+                    self.trim_after = None;
+                    // The recovered log's bytes and entries are free now (measured, 1M znodes:
+                    // resident 310 MB after a restart without this), in the allocator's lists.
+                    #[cfg(not(madsim))]
+                    tokio::task::spawn_blocking(crate::server::persist::release_free_memory);
+                }
             }
             for rs in &rd.read_states {
                 // An answer to a previous incarnation's read index is not ours to use.
