@@ -101,7 +101,9 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(|_| ClientError::ConnectionLoss)?;
-        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (rd, mut wr) = tokio::io::split(stream);
+        // Reads buffered: one recv takes a reply and its length (and any replies behind it).
+        let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
         let (sid, passwd) = session.unwrap_or((0, vec![0; 16]));
         let req = ConnectRequest {
             protocol_version: 0,

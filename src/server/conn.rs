@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// on a client that pipelines without bound instead of the server buffering its requests.
 pub const MAX_OUTSTANDING: usize = 1000;
 
+/// Bytes each connection buffers for reading and for writing.
+const IO_BUFFER: usize = 16 * 1024;
+
 const FOUR_LETTER: [&str; 10] = [
     "ruok", "srvr", "stat", "mntr", "conf", "isro", "envi", "cons", "wchs", "dump",
 ];
@@ -61,7 +64,13 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (rd, wr) = tokio::io::split(stream);
+    // Buffered both ways: a read takes whatever frames have arrived (one recv for a request
+    // and its length, none wasted on an empty socket when the read came up short), and the
+    // replies queued at once leave in one send (measured at depth 1: 3 recvs per request
+    // unbuffered).
+    let mut rd = tokio::io::BufReader::with_capacity(IO_BUFFER, rd);
+    let mut wr = tokio::io::BufWriter::with_capacity(IO_BUFFER, wr);
     // A connection must complete its handshake within the longest session timeout.
     let handshake_deadline = Duration::from_millis(cfg.max_session_timeout_ms.max(1000) as u64);
     let mut first = [0u8; 4];
