@@ -4,7 +4,7 @@
 //! never.
 
 use crate::history::{Op, Outcome, RegOp};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// Register state: (value, version); a missing node reads as version -1.
 type State = (u64, i32);
@@ -104,7 +104,7 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
     // without hashing the whole set each time. Equality still compares the sets.
     let mut done_hash = 0u64;
     let mut state = init;
-    let mut cache: HashSet<Memo, BuildPrehashed> = HashSet::default();
+    let mut cache = Memo::new(words);
     // Stack of (op index, state before it).
     let mut stack: Vec<(usize, State)> = Vec::new();
     let mut best: Vec<usize> = vec![];
@@ -132,12 +132,7 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                 if let Some(next) = step(state, &ops[i]) {
                     done[i / 64] |= 1 << (i % 64);
                     done_hash ^= zobrist(i);
-                    let memo = Memo {
-                        hash: done_hash ^ zobrist_state(next),
-                        done: done.as_slice().into(),
-                        state: next,
-                    };
-                    if cache.insert(memo) {
+                    if cache.insert(done_hash ^ zobrist_state(next), &done, next) {
                         stack.push((i, state));
                         list.unlink(at);
                         if let Some(r) = ret_at[i] {
@@ -236,22 +231,50 @@ impl Links {
     }
 }
 
-/// A memoized configuration: the set of linearized ops and the register state after them.
-/// Hashed by the precomputed `hash`; compared whole.
-#[derive(PartialEq, Eq)]
+/// The configurations seen: (set of linearized ops, register state after them). The sets
+/// sit in one arena and entries with equal hashes are chained, so a step allocates nothing
+/// but amortized growth (a Box per configuration was a quarter of a swarm run's time).
 struct Memo {
-    hash: u64,
-    done: Box<[u64]>,
-    state: State,
+    words: usize,
+    /// Chain head per hash: index into `entries`.
+    heads: HashMap<u64, u32, BuildPrehashed>,
+    /// (state, next in chain or u32::MAX); entry k's set is `sets[k * words..][..words]`.
+    entries: Vec<(State, u32)>,
+    sets: Vec<u64>,
 }
 
-impl std::hash::Hash for Memo {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        h.write_u64(self.hash);
+impl Memo {
+    fn new(words: usize) -> Self {
+        Memo {
+            words,
+            heads: HashMap::default(),
+            entries: Vec::new(),
+            sets: Vec::new(),
+        }
+    }
+
+    /// Records the configuration; false if it was seen before.
+    fn insert(&mut self, hash: u64, done: &[u64], state: State) -> bool {
+        debug_assert_eq!(done.len(), self.words);
+        let head = self.heads.get(&hash).copied().unwrap_or(u32::MAX);
+        let mut k = head;
+        while k != u32::MAX {
+            let (s, next) = self.entries[k as usize];
+            let at = k as usize * self.words;
+            if s == state && self.sets[at..at + self.words] == *done {
+                return false;
+            }
+            k = next;
+        }
+        let id = u32::try_from(self.entries.len()).expect("fewer than 4G configurations (the budget is far lower)");
+        self.entries.push((state, head));
+        self.sets.extend_from_slice(done);
+        self.heads.insert(hash, id);
+        true
     }
 }
 
-/// Hashes a `Memo` by the hash it carries (no second hashing of a well-mixed value).
+/// Hashes a `Memo` key by itself (it is a well-mixed Zobrist value already).
 #[derive(Default)]
 struct Prehashed(u64);
 
