@@ -103,10 +103,18 @@ const ROOT: NodeId = 0;
 /// A node's children, by name (byte order, which is the order getChildren answers in).
 type Children = BTreeMap<Name, NodeId>;
 
+/// A znode's data: immutable, shared between the tree and its snapshot copies.
+pub type Data = triomphe::ThinArc<(), u8>;
+
+/// Data holding these bytes.
+pub fn data_of(bytes: &[u8]) -> Data {
+    triomphe::ThinArc::from_header_and_slice((), bytes)
+}
+
 /// One znode.
 #[derive(Debug, Clone)]
 pub struct Node {
-    data: Option<Box<[u8]>>,
+    data: Option<Data>,
     acl: AclRef,
     pub stat: StatPersisted,
     /// None rather than an empty map: most nodes are leaves.
@@ -116,7 +124,7 @@ pub struct Node {
 impl Node {
     /// The data; None is a node created with null data (as distinct from empty).
     pub fn data(&self) -> Option<&[u8]> {
-        self.data.as_deref()
+        self.data.as_ref().map(|d| &d.slice)
     }
 
     /// The ACL.
@@ -157,7 +165,7 @@ impl Node {
             } else {
                 0
             },
-            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
+            data_length: self.data.as_ref().map_or(0, |d| d.slice.len() as i32),
             num_children,
             pzxid: s.pzxid,
         }
@@ -212,7 +220,7 @@ impl DataTree {
         let add = |t: &mut DataTree, parent: Option<(NodeId, &str)>, acl: Vec<Acl>, aversion: i32| {
             let acl = t.intern(&acl);
             let node = Node {
-                data: Some(Box::default()),
+                data: Some(data_of(&[])),
                 acl,
                 stat: StatPersisted {
                     aversion,
@@ -239,7 +247,7 @@ impl DataTree {
     pub fn with_config(config: &[u8]) -> Self {
         let mut t = DataTree::new();
         let id = t.lookup(CONFIG_NODE).expect("a fresh tree has the config node");
-        t.get_mut(id).data = Some(Box::from(config));
+        t.get_mut(id).data = Some(data_of(config));
         t
     }
 
@@ -403,7 +411,7 @@ impl DataTree {
                 }
                 let acl = self.intern(acl);
                 let node = Node {
-                    data: data.as_deref().map(Box::from),
+                    data: data.as_deref().map(data_of),
                     acl: acl.clone(),
                     stat: StatPersisted {
                         czxid: zxid,
@@ -464,7 +472,7 @@ impl DataTree {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
                 let n = self.get_mut(id);
-                n.data = data.as_deref().map(Box::from);
+                n.data = data.as_deref().map(data_of);
                 n.stat.version = *version;
                 n.stat.mzxid = zxid;
                 n.stat.mtime = e.time;
@@ -600,7 +608,7 @@ impl DataTree {
         let mut stack = vec![(a, b)];
         while let Some((a, b)) = stack.pop() {
             let (x, y) = (self.get(a), other.get(b));
-            if x.data != y.data || *x.acl != *y.acl || x.stat != y.stat || x.child_count() != y.child_count() {
+            if x.data() != y.data() || *x.acl != *y.acl || x.stat != y.stat || x.child_count() != y.child_count() {
                 return false;
             }
             if let (Some(xs), Some(ys)) = (&x.children, &y.children) {
@@ -769,7 +777,7 @@ impl Rebuild {
     pub(crate) fn push(
         &mut self,
         name: &str,
-        data: Option<Box<[u8]>>,
+        data: Option<Data>,
         acl: AclRef,
         stat: StatPersisted,
         children: usize,

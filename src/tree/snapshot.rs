@@ -11,7 +11,7 @@
 //! trees give byte-identical snapshots. Format 1 (bincode of the old path-keyed tree) is
 //! still read, so a data directory from before format 2 loads.
 
-use super::data_tree::{AclRef, DataTree, Rebuild, StatPersisted};
+use super::data_tree::{data_of, AclRef, DataTree, Rebuild, StatPersisted};
 use crate::jute::{Acl, Id};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -168,7 +168,7 @@ pub fn decode(bytes: &[u8]) -> Result<DataTree, SnapshotError> {
         let name = r.string()?;
         let data = match r.uint()? {
             0 => None,
-            n => Some(Box::from(r.take(n as usize - 1)?)),
+            n => Some(data_of(r.take(n as usize - 1)?)),
         };
         let acl = shared
             .get(r.uint()? as usize)
@@ -248,7 +248,7 @@ fn decode_v1(payload: &[u8]) -> Result<DataTree, SnapshotError> {
         let acl = rebuild.acl(&n.acl);
         let name = if p == "/" { "" } else { super::path::name(&p) };
         rebuild
-            .push(name, n.data.as_deref().map(Box::from), acl, n.stat, n.children.len())
+            .push(name, n.data.as_deref().map(data_of), acl, n.stat, n.children.len())
             .map_err(SnapshotError::Invariant)?;
         pushed += 1;
         stack.extend(n.children.iter().rev().map(|c| super::path::join(&p, c)));
