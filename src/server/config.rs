@@ -95,8 +95,9 @@ pub struct Config {
     pub snap_count: u64,
     /// Log bytes since the last snapshot that call for a new one whatever `snap_count` says
     /// (zoo.cfg `snapSizeLimitInKb`, in bytes here). ZooKeeper's default is 4 GiB, but its log
-    /// lives on disk only; Raft keeps the entries since the snapshot in memory, so zraft's
-    /// default is 32 MiB, which bounds that memory and the replay at restart. The limit grows to
+    /// lives on disk only; Raft followers keep the entries since the snapshot in memory (a
+    /// leader releases what every member holds), so zraft's default is 32 MiB, which bounds
+    /// that memory and the replay at restart. The limit grows to
     /// a quarter of the latest snapshot's size when that is larger, so that a big tree is not written
     /// out again for every few MiB of log (one-KiB creates into a 300k-node tree halved the
     /// create rate).
