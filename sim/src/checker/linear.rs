@@ -4,7 +4,7 @@
 //! never.
 
 use crate::history::{Op, Outcome, RegOp};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 /// Register state: (value, version); a missing node reads as version -1.
 type State = (u64, i32);
@@ -98,13 +98,15 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
             Ev::Ret(i) => ret_at[i] = Some(k),
         }
     }
-    let words = n.div_ceil(64).max(1);
-    let mut done = vec![0u64; words];
-    // Hash of `done`, kept as ops are placed and taken back (Zobrist): the memo is looked up
-    // without hashing the whole set each time. Equality still compares the sets.
-    let mut done_hash = 0u64;
+    // The set of placed ops, as a 128-bit Zobrist fingerprint kept as ops are placed and taken
+    // back: the memo holds fingerprints of (set, state), not the sets (a set per configuration
+    // is quadratic memory: zeroing its pages was a fifth of a swarm run). Two configurations
+    // share a fingerprint with probability 2^-128 per pair; if they did, the search would skip
+    // one and could only report a violation that is not there, never miss one (and the model
+    // checker judges every history independently).
+    let mut done_fp = 0u128;
     let mut state = init;
-    let mut cache = Memo::new(words);
+    let mut cache: HashSet<u128, BuildPrehashed> = HashSet::default();
     // Stack of (op index, state before it).
     let mut stack: Vec<(usize, State)> = Vec::new();
     let mut best: Vec<usize> = vec![];
@@ -130,9 +132,8 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
         match evs[at] {
             Ev::Call(i) => {
                 if let Some(next) = step(state, &ops[i]) {
-                    done[i / 64] |= 1 << (i % 64);
-                    done_hash ^= zobrist(i);
-                    if cache.insert(done_hash ^ zobrist_state(next), &done, next) {
+                    done_fp ^= zobrist(i);
+                    if cache.insert(done_fp ^ zobrist_state(next)) {
                         stack.push((i, state));
                         list.unlink(at);
                         if let Some(r) = ret_at[i] {
@@ -142,8 +143,7 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                         cur = list.first();
                         continue;
                     }
-                    done[i / 64] &= !(1 << (i % 64));
-                    done_hash ^= zobrist(i);
+                    done_fp ^= zobrist(i);
                 }
                 cur = list.next(at);
             }
@@ -165,8 +165,7 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                         budget_exhausted: false,
                     }));
                 };
-                done[j / 64] &= !(1 << (j % 64));
-                done_hash ^= zobrist(j);
+                done_fp ^= zobrist(j);
                 // Relinked in the reverse order of unlinking (which restores the list).
                 if let Some(r) = ret_at[j] {
                     list.relink(r);
@@ -231,50 +230,7 @@ impl Links {
     }
 }
 
-/// The configurations seen: (set of linearized ops, register state after them). The sets
-/// sit in one arena and entries with equal hashes are chained, so a step allocates nothing
-/// but amortized growth (a Box per configuration was a quarter of a swarm run's time).
-struct Memo {
-    words: usize,
-    /// Chain head per hash: index into `entries`.
-    heads: HashMap<u64, u32, BuildPrehashed>,
-    /// (state, next in chain or u32::MAX); entry k's set is `sets[k * words..][..words]`.
-    entries: Vec<(State, u32)>,
-    sets: Vec<u64>,
-}
-
-impl Memo {
-    fn new(words: usize) -> Self {
-        Memo {
-            words,
-            heads: HashMap::default(),
-            entries: Vec::new(),
-            sets: Vec::new(),
-        }
-    }
-
-    /// Records the configuration; false if it was seen before.
-    fn insert(&mut self, hash: u64, done: &[u64], state: State) -> bool {
-        debug_assert_eq!(done.len(), self.words);
-        let head = self.heads.get(&hash).copied().unwrap_or(u32::MAX);
-        let mut k = head;
-        while k != u32::MAX {
-            let (s, next) = self.entries[k as usize];
-            let at = k as usize * self.words;
-            if s == state && self.sets[at..at + self.words] == *done {
-                return false;
-            }
-            k = next;
-        }
-        let id = u32::try_from(self.entries.len()).expect("fewer than 4G configurations (the budget is far lower)");
-        self.entries.push((state, head));
-        self.sets.extend_from_slice(done);
-        self.heads.insert(hash, id);
-        true
-    }
-}
-
-/// Hashes a `Memo` key by itself (it is a well-mixed Zobrist value already).
+/// Hashes a fingerprint by its low half (it is a well-mixed Zobrist value already).
 #[derive(Default)]
 struct Prehashed(u64);
 
@@ -290,20 +246,30 @@ impl std::hash::Hasher for Prehashed {
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
 }
 
 type BuildPrehashed = std::hash::BuildHasherDefault<Prehashed>;
 
-/// A fixed pseudo-random 64-bit value per op (splitmix64): XORed into the set's hash.
-fn zobrist(i: usize) -> u64 {
-    let mut z = (i as u64).wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// A fixed pseudo-random 128-bit value per op (two splitmix64 streams): XORed into the
+/// fingerprint of the set of placed ops.
+fn zobrist(i: usize) -> u128 {
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let x = (i as u64).wrapping_add(1);
+    let lo = mix(x.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let hi = mix(x.wrapping_mul(0xd1b5_4a32_d192_ed03) ^ 0x5851_f42d_4c95_7f2d);
+    (u128::from(hi) << 64) | u128::from(lo)
 }
 
-fn zobrist_state(s: State) -> u64 {
-    zobrist((s.0 as usize) ^ ((s.1 as u32 as usize) << 40) ^ (1 << 62))
+/// The register state's share of a configuration's fingerprint (kept apart from the ops').
+fn zobrist_state(s: State) -> u128 {
+    zobrist(usize::MAX ^ (s.0 as usize)).rotate_left(17) ^ zobrist(s.1 as u32 as usize).rotate_left(71)
 }
 
 /// Checks every key independently from `init`; the first violation (by key order) is reported.
