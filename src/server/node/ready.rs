@@ -49,13 +49,18 @@ impl Node {
                         index: s.meta.index,
                         installed: true,
                     });
-                    // Entries kept after the snapshot now follow its last entry.
-                    if let Some(term) = self.raft.term_at(s.meta.index + 1) {
+                    // Entries kept after the snapshot now follow its last entry: all of them
+                    // (reporting only the first told the checkers this node held less than
+                    // it did, once leaders sent snapshots to followers that kept a suffix).
+                    let terms: Vec<u64> = (s.meta.index + 1..=self.raft.last_index())
+                        .map_while(|i| self.raft.term_at(i))
+                        .collect();
+                    if !terms.is_empty() {
                         crate::server::observer::report(crate::server::observer::Observation::Entries {
                             node: self.id,
                             first: s.meta.index + 1,
                             prev_term: s.meta.term,
-                            terms: vec![term],
+                            terms,
                         });
                     }
                 }
