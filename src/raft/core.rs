@@ -924,7 +924,13 @@ impl Raft {
                         hint_index + 1
                     };
                     let pr = self.progress.get_mut(&from).expect("checked");
-                    if index >= pr.matched && hint_index < pr.matched {
+                    // Only an answer to the latest append sent says what the follower holds
+                    // now: a late or replayed rejection from before it caught up looks the
+                    // same and would throw away a match it still has (and, with its entries
+                    // released, cost it a snapshot; found under message chaos). A genuine
+                    // loss is seen on the next probe, which goes out from `matched`.
+                    let latest = pr.next.checked_sub(1) == Some(index);
+                    if latest && index >= pr.matched && hint_index < pr.matched {
                         // It no longer holds what it acknowledged: it lost its storage and
                         // rebuilds it (start_recovering). Its old acknowledgements count no more.
                         pr.matched = hint_index;

@@ -973,3 +973,46 @@ fn a_leader_releases_only_what_every_member_holds_and_a_member_that_lost_it_gets
     assert_eq!(c.r(3).snapshot_meta().index, applied);
     assert_eq!(c.r(3).last_index(), c.r(1).last_index());
 }
+
+#[test]
+fn a_late_rejection_does_not_throw_away_a_followers_match() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    for i in 0..5u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    let held = c.r(1).progress()[&2].matched;
+    assert_eq!(held, c.r(1).last_index());
+    // Appends to node 2 go out (and are lost) ahead of its match.
+    c.cut.insert(2);
+    for i in 0..3u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    let next = c.r(1).progress()[&2].next;
+    assert!(next > held + 2, "sent ahead: next {next}, matched {held}");
+    // A rejection of an earlier append (late, or replayed), with the short log node 2 had then.
+    let term = c.r(1).term();
+    c.r(1).step(Message {
+        from: 2,
+        to: 1,
+        term,
+        body: Body::AppendResponse {
+            reject: true,
+            index: held + 1,
+            hint_index: 1,
+            hint_term: 1,
+        },
+    });
+    assert_eq!(
+        c.r(1).progress()[&2].matched,
+        held,
+        "node 2 still holds what it acknowledged"
+    );
+    // Healed, it catches up with entries.
+    c.cut.clear();
+    c.tick_all(3);
+    assert_eq!(c.r(2).last_index(), c.r(1).last_index());
+    assert!(c.compacts.is_empty());
+}
