@@ -357,7 +357,7 @@ fn unknown_format_version_is_refused() {
         term: 1,
         index: 1,
         kind: EntryKind::Normal,
-        data: vec![1].into(),
+        data: vec![1],
     }])
     .unwrap();
     st.sync().unwrap();

@@ -1175,7 +1175,7 @@ impl Raft {
             term: self.term,
             index,
             kind,
-            data: data.into(),
+            data,
         });
         self.bcast_append(false);
         index

@@ -23,8 +23,8 @@ pub struct Entry {
     pub term: u64,
     pub index: u64,
     pub kind: EntryKind,
-    /// Shared: cloning an entry does not copy its bytes.
-    pub data: bytes::Bytes,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 impl Entry {
@@ -227,44 +227,6 @@ impl Body {
             Body::TimeoutNow => "TimeoutNow",
             Body::ReadIndex { .. } => "ReadIndex",
             Body::ReadIndexResponse { .. } => "ReadIndexResponse",
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Entries as logs and peers of earlier builds encoded them (a Vec as serde_bytes).
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct VecEntry {
-        term: u64,
-        index: u64,
-        kind: EntryKind,
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
-    }
-
-    #[test]
-    fn entries_encode_as_before_the_shared_bytes() {
-        let cfg = bincode::config::standard();
-        for data in [vec![], vec![7], (0..=255).collect::<Vec<u8>>(), vec![9; 70_000]] {
-            let new = Entry {
-                term: 3,
-                index: 300,
-                kind: EntryKind::ConfChange,
-                data: data.clone().into(),
-            };
-            let old = VecEntry {
-                term: 3,
-                index: 300,
-                kind: EntryKind::ConfChange,
-                data,
-            };
-            let bytes = bincode::serde::encode_to_vec(&new, cfg).unwrap();
-            assert_eq!(bytes, bincode::serde::encode_to_vec(&old, cfg).unwrap());
-            let (back, _): (Entry, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
-            assert_eq!(back, new);
         }
     }
 }

@@ -31,7 +31,7 @@ fn node(id: NodeId, voters: &[NodeId], terms: &[u64], term: u64, commit: u64, tw
             term: t,
             index: i as u64 + 1,
             kind: EntryKind::Normal,
-            data: vec![i as u8].into(),
+            data: vec![i as u8],
         })
         .collect();
     let mut c = config(id);
@@ -171,7 +171,7 @@ fn single_node_elects_itself_and_commits() {
     let i = c.r(1).propose(b"x".to_vec()).unwrap();
     c.settle();
     assert_eq!(c.r(1).committed(), i);
-    assert_eq!(c.applied[&1].last().unwrap().data, &b"x"[..]);
+    assert_eq!(c.applied[&1].last().unwrap().data, b"x");
 }
 
 #[test]

@@ -8,7 +8,7 @@ impl Node {
     pub(super) fn apply(&mut self, e: &raft::Entry) {
         // A membership change carries the transaction that records it in /zookeeper/config.
         let context;
-        let data: &[u8] = match e.kind {
+        let data = match e.kind {
             EntryKind::Normal => &e.data,
             EntryKind::ConfChange => match raft::ConfChange::decode(&e.data) {
                 Some((_, c)) if !c.is_empty() => {
