@@ -891,14 +891,20 @@ fn vote_of_3(c: &mut Cluster, term: u64) -> bool {
         .any(|m| m.to == 2 && matches!(m.body, Body::VoteResponse { granted: true, .. }))
 }
 
-#[test]
-fn a_rebuilt_replica_votes_only_once_caught_up_and_never_again_in_that_term() {
+/// Three nodes, node 1 leading, five entries proposed and replicated everywhere.
+fn led_by_1_with_five_entries() -> Cluster {
     let mut c = Cluster::fresh(3);
     c.campaign(1);
     for i in 0..5u8 {
         c.r(1).propose(vec![i]).unwrap();
     }
     c.settle();
+    c
+}
+
+#[test]
+fn a_rebuilt_replica_votes_only_once_caught_up_and_never_again_in_that_term() {
+    let mut c = led_by_1_with_five_entries();
     let term = c.r(1).term();
     // Node 3's storage was found damaged: it starts again empty, recovering.
     let mut rebuilt = node(3, &[1, 2, 3], &[], 0, 0, |_| {});
@@ -931,12 +937,7 @@ fn a_rebuilt_replica_votes_only_once_caught_up_and_never_again_in_that_term() {
 
 #[test]
 fn a_leader_releases_only_what_every_member_holds_and_a_member_that_lost_it_gets_a_snapshot() {
-    let mut c = Cluster::fresh(3);
-    c.campaign(1);
-    for i in 0..5u8 {
-        c.r(1).propose(vec![i]).unwrap();
-    }
-    c.settle();
+    let mut c = led_by_1_with_five_entries();
     let all = c.r(1).applied();
     c.r(1).release_applied();
     assert_eq!(c.r(1).released(), all, "every member holds them");
@@ -976,12 +977,7 @@ fn a_leader_releases_only_what_every_member_holds_and_a_member_that_lost_it_gets
 
 #[test]
 fn a_late_rejection_does_not_throw_away_a_followers_match() {
-    let mut c = Cluster::fresh(3);
-    c.campaign(1);
-    for i in 0..5u8 {
-        c.r(1).propose(vec![i]).unwrap();
-    }
-    c.settle();
+    let mut c = led_by_1_with_five_entries();
     let held = c.r(1).progress()[&2].matched;
     assert_eq!(held, c.r(1).last_index());
     // Appends to node 2 go out (and are lost) ahead of its match.

@@ -56,7 +56,7 @@ enum Record {
 enum RecordRef<'a> {
     Mark(u64),
     Entry(&'a Entry),
-    HardState(&'a HardState),
+    HardState(HardState),
 }
 
 /// What recovery did, for logs and tests.
@@ -527,8 +527,7 @@ impl<D: Disk> Storage<D> {
     }
 
     fn write_hard_state_now(&mut self) -> StorageResult<()> {
-        let hs = self.hard_state;
-        self.buffer(&RecordRef::HardState(&hs));
+        self.buffer(&RecordRef::HardState(self.hard_state));
         self.sync()
     }
 
@@ -576,7 +575,7 @@ impl<D: Disk> Storage<D> {
     /// Buffers a hard state.
     pub fn set_hard_state(&mut self, hs: HardState) {
         self.hard_state = hs;
-        self.buffer(&RecordRef::HardState(&hs));
+        self.buffer(&RecordRef::HardState(hs));
     }
 
     /// Writes everything buffered and makes it durable with one fsync (group commit: call it
@@ -633,8 +632,7 @@ impl<D: Disk> Storage<D> {
         self.index.truncate_from(index);
         self.last_index = index - 1;
         // The hard state record may have been cut off with the suffix: write it again.
-        let hs = self.hard_state;
-        self.buffer(&RecordRef::HardState(&hs));
+        self.buffer(&RecordRef::HardState(self.hard_state));
         Ok(())
     }
 
@@ -818,4 +816,38 @@ pub fn write_snapshot<D: Disk + ?Sized>(disk: &mut D, dir: &str, snap: &Snapshot
 
 fn snap_name(index: u64) -> String {
     format!("snap-{index:020}.snap")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::EntryKind;
+
+    /// The write path encodes borrowed `RecordRef`s; recovery decodes `Record`s: same bytes.
+    #[test]
+    fn borrowed_records_encode_as_records() {
+        let cfg = bincode::config::standard();
+        let e = Entry {
+            term: 3,
+            index: 70_000,
+            kind: EntryKind::Normal,
+            data: (0..=255).collect(),
+        };
+        let hs = HardState {
+            term: 3,
+            vote: 2,
+            commit: 69_999,
+        };
+        let pairs = [
+            (RecordRef::Mark(4096), Record::Mark(4096)),
+            (RecordRef::Entry(&e), Record::Entry(e.clone())),
+            (RecordRef::HardState(hs), Record::HardState(hs)),
+        ];
+        for (borrowed, owned) in &pairs {
+            assert_eq!(
+                bincode::serde::encode_to_vec(borrowed, cfg).unwrap(),
+                bincode::serde::encode_to_vec(owned, cfg).unwrap()
+            );
+        }
+    }
 }
