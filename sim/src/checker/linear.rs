@@ -107,21 +107,8 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
     };
     let evs: Vec<Ev> = evs.into_iter().map(|(_, _, e)| e).collect();
     let mut info_placed = vec![false; n];
-    // Versions only grow, so an answered op that saw version v (a read of it, a CAS from it)
-    // cannot come after a state past v: a step to a version beyond the least such v of the ops
-    // still unplaced leads nowhere, and is not taken (without this, an unanswered write tried
-    // early was found wrong only at the next read, and a lost write on a hot key blew the
-    // search up). The multiset of those versions:
+    // The version each answered op saw (see `Seen::floors`).
     let floor_of: Vec<Option<i32>> = ops.iter().map(floor).collect();
-    let mut floors: BTreeSet<(i32, usize)> = floor_of
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| v.map(|v| (v, i)))
-        .collect();
-    // The op whose floor last turned a step down since the search last went deeper: a better
-    // culprit for a counterexample than the return it leaves unplaceable (a stale read rather
-    // than the write it did not see).
-    let mut floor_blocked: Option<usize> = None;
     // The events still to place, as a doubly linked list over `evs` (Lowe's "lifting"): a
     // linearized op's call and return are unlinked, so the scan after each step starts at
     // the first open event instead of skipping every placed one (quadratic on long
@@ -135,18 +122,20 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
             Ev::Ret(i) => ret_at[i] = k,
         }
     }
-    // The set of placed ops, as a 128-bit Zobrist fingerprint kept as ops are placed and taken
-    // back: the memo holds fingerprints of (set, state), not the sets (a set per configuration
-    // is quadratic memory: zeroing its pages was a fifth of a swarm run). Two configurations
-    // share a fingerprint with probability 2^-128 per pair; if they did, the search would skip
-    // one and could only report a violation that is not there, never miss one (and the model
-    // checker judges every history independently).
-    let mut done_fp = 0u128;
+    let mut seen = Seen {
+        placed: 0,
+        memo: HashSet::default(),
+        floors: floor_of
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (v, i)))
+            .collect(),
+        floor_blocked: None,
+    };
     let mut state = init;
-    let mut cache: HashSet<u128, BuildPrehashed> = HashSet::default();
     // Stack of placed ops: (op, state before it, for an unanswered op the frontier it was
     // placed at and its position in `info`).
-    let mut stack: Vec<(usize, State, Option<(usize, usize)>)> = Vec::new();
+    let mut stack: Vec<Placed> = Vec::new();
     let mut best: Vec<usize> = vec![];
     // The return that blocked the deepest search: the op the counterexample is about.
     let mut stuck: Option<(usize, usize)> = None;
@@ -169,21 +158,13 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
             Cursor::Scan(None) => return Ok(explored),
             Cursor::Scan(Some(at)) => match evs[at] {
                 Ev::Call(i) => {
-                    if let Some(next) =
-                        step(state, &ops[i]).filter(|n| fits(&mut floors, (i, floor_of[i]), *n, &mut floor_blocked))
-                    {
-                        done_fp ^= zobrist(i);
-                        if cache.insert(done_fp ^ zobrist_state(next)) {
-                            stack.push((i, state, None));
-                            list.unlink(at);
-                            list.unlink(ret_at[i]);
-                            state = next;
-                            floor_blocked = None;
-                            cur = Cursor::Scan(list.first());
-                            continue;
-                        }
-                        done_fp ^= zobrist(i);
-                        unplace_floor(&mut floors, (i, floor_of[i]));
+                    if let Some(next) = seen.admit(i, floor_of[i], state, &ops[i]) {
+                        stack.push((i, state, None));
+                        list.unlink(at);
+                        list.unlink(ret_at[i]);
+                        state = next;
+                        cur = Cursor::Scan(list.first());
+                        continue;
                     }
                     cur = Cursor::Scan(list.next(at));
                 }
@@ -205,23 +186,14 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                 if let Some(k) = candidate {
                     let i = info[k].1;
                     cur = Cursor::Unanswered { frontier, from: k + 1 };
-                    if let Some(next) =
-                        step(state, &ops[i]).filter(|n| fits(&mut floors, (i, floor_of[i]), *n, &mut floor_blocked))
-                    {
-                        done_fp ^= zobrist(i);
-                        if cache.insert(done_fp ^ zobrist_state(next)) {
-                            stack.push((i, state, Some((frontier, k))));
-                            info_placed[i] = true;
-                            if let Some(c) = class_of[i] {
-                                class_placed[c] += 1;
-                            }
-                            state = next;
-                            floor_blocked = None;
-                            cur = Cursor::Scan(list.first());
-                            continue;
+                    if let Some(next) = seen.admit(i, floor_of[i], state, &ops[i]) {
+                        stack.push((i, state, Some((frontier, k))));
+                        info_placed[i] = true;
+                        if let Some(c) = class_of[i] {
+                            class_placed[c] += 1;
                         }
-                        done_fp ^= zobrist(i);
-                        unplace_floor(&mut floors, (i, floor_of[i]));
+                        state = next;
+                        cur = Cursor::Scan(list.first());
                     }
                     continue;
                 }
@@ -235,9 +207,9 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                     best = stack.iter().map(|(j, _, _)| *j).collect();
                 }
                 if stuck.is_none_or(|(d, _)| stack.len() >= d) {
-                    stuck = Some((stack.len(), floor_blocked.unwrap_or(blocked)));
+                    stuck = Some((stack.len(), seen.floor_blocked.unwrap_or(blocked)));
                 }
-                floor_blocked = None;
+                seen.floor_blocked = None;
                 let Some((j, prev, placed_at)) = stack.pop() else {
                     return Err(Box::new(Violation {
                         key: key.into(),
@@ -247,8 +219,7 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                         budget_exhausted: false,
                     }));
                 };
-                done_fp ^= zobrist(j);
-                unplace_floor(&mut floors, (j, floor_of[j]));
+                seen.retract(j, floor_of[j]);
                 state = prev;
                 cur = match placed_at {
                     Some((frontier, k)) => {
@@ -269,6 +240,49 @@ pub fn check_key(key: &str, ops: &[Op], init: State, budget: usize) -> Result<us
                 };
             }
         }
+    }
+}
+
+/// What the search has placed and been through.
+struct Seen {
+    /// The set of placed ops, as a 128-bit Zobrist fingerprint kept as ops are placed and
+    /// taken back: the memo holds fingerprints of (set, state), not the sets (a set per
+    /// configuration is quadratic memory: zeroing its pages was a fifth of a swarm run). Two
+    /// configurations share a fingerprint with probability 2^-128 per pair; if they did, the
+    /// search would skip one and could only report a violation that is not there, never miss
+    /// one (and the model checker judges every history independently).
+    placed: u128,
+    memo: HashSet<u128, BuildPrehashed>,
+    /// Versions only grow, so an answered op that saw version v (a read of it, a CAS from it)
+    /// cannot come after a state past v: a step to a version beyond the least such v of the
+    /// ops still unplaced leads nowhere, and is not taken (without this, an unanswered write
+    /// tried early was found wrong only at the next read, and a lost write on a hot key blew
+    /// the search up). Those (version, op):
+    floors: BTreeSet<(i32, usize)>,
+    /// The op whose floor last turned a step down since the search last went deeper: a better
+    /// culprit for a counterexample than the return it leaves unplaceable (a stale read rather
+    /// than the write it did not see).
+    floor_blocked: Option<usize>,
+}
+
+impl Seen {
+    /// Op `i` from `state`: the state after it if it is possible, keeps within the floors and
+    /// leads to a configuration not seen before (then it counts as placed), else None.
+    fn admit(&mut self, i: usize, floor: Option<i32>, state: State, op: &Op) -> Option<State> {
+        let next = step(state, op).filter(|n| fits(&mut self.floors, (i, floor), *n, &mut self.floor_blocked))?;
+        self.placed ^= zobrist(i);
+        if self.memo.insert(self.placed ^ zobrist_state(next)) {
+            self.floor_blocked = None;
+            return Some(next);
+        }
+        self.retract(i, floor);
+        None
+    }
+
+    /// Takes placed op `i` back.
+    fn retract(&mut self, i: usize, floor: Option<i32>) {
+        self.placed ^= zobrist(i);
+        unplace_floor(&mut self.floors, (i, floor));
     }
 }
 
@@ -312,6 +326,10 @@ fn unplace_floor(floors: &mut BTreeSet<(i32, usize)>, (i, own): (usize, Option<i
         floors.insert((v, i));
     }
 }
+
+/// A placed op on the search's stack: the op, the state before it, and for an unanswered op the
+/// frontier it was placed at and its position among the unanswered.
+type Placed = (usize, State, Option<(usize, usize)>);
 
 /// Where the search is: scanning the open events from one, or trying the unanswered ops open
 /// at a frontier (the first open return) from one of them on.
