@@ -7,6 +7,7 @@ pub mod name;
 pub mod path;
 pub mod prepare;
 pub mod read;
+mod slots;
 pub mod snapshot;
 pub mod txn;
 
