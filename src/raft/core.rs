@@ -473,6 +473,14 @@ impl Raft {
         Ok(meta)
     }
 
+    /// `compact` for a snapshot the runtime wrote to storage without keeping its bytes: they
+    /// are asked for (`Ready::load_snapshot`) when a follower needs them.
+    pub fn compact_stored(&mut self, index: u64) -> Result<SnapshotMeta, RaftError> {
+        let meta = self.compact(index, Vec::new())?;
+        self.snapshot_loaded = false;
+        Ok(meta)
+    }
+
     /// Forgets the snapshot's bytes unless a follower is being sent them: a runtime that can
     /// read the snapshot back from storage need not hold a copy of its state machine in
     /// memory. When a follower needs it, `Ready::load_snapshot` asks for it. Whether they

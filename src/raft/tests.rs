@@ -594,16 +594,20 @@ fn follower_behind_a_snapshot() -> (Cluster, u64, SnapshotMeta, Vec<u8>) {
     (c, applied, meta, data)
 }
 
+/// InstallSnapshot messages sent so far.
+fn snapshot_chunks(c: &Cluster) -> usize {
+    c.log
+        .iter()
+        .filter(|m| matches!(m.body, Body::InstallSnapshot { .. }))
+        .count()
+}
+
 #[test]
 fn lagging_follower_gets_a_chunked_snapshot() {
     let (mut c, applied, _, _) = follower_behind_a_snapshot();
     c.cut.clear();
     c.tick_all(3);
-    let chunks = c
-        .log
-        .iter()
-        .filter(|m| matches!(m.body, Body::InstallSnapshot { .. }))
-        .count();
+    let chunks = snapshot_chunks(&c);
     assert!(chunks >= 15, "100 bytes in 7-byte chunks: {chunks} messages");
     assert_eq!(c.r(3).snapshot_meta().index, applied);
     assert_eq!(c.r(3).committed(), c.r(1).committed());
@@ -621,12 +625,7 @@ fn dropped_snapshot_bytes_are_loaded_when_a_follower_needs_them() {
     assert!(c.r(1).drop_snapshot_data());
     c.cut.clear();
     c.tick_all(3);
-    let chunks = |c: &Cluster| {
-        c.log
-            .iter()
-            .filter(|m| matches!(m.body, Body::InstallSnapshot { .. }))
-            .count()
-    };
+    let chunks = snapshot_chunks;
     assert_eq!(chunks(&c), 0, "no chunk before the bytes are back");
     assert_eq!(c.loads, vec![(1, applied)], "asked once, however many heartbeats");
     // Bytes of some other snapshot are not taken for these; the next chunk due asks again.
@@ -656,6 +655,36 @@ fn dropped_snapshot_bytes_are_loaded_when_a_follower_needs_them() {
     c.settle();
     assert_eq!(c.r(3).last_index(), c.r(1).last_index());
     assert_eq!(c.loads.len(), 2);
+}
+
+/// A snapshot recorded without its bytes (`compact_stored`: the runtime wrote it in pieces
+/// to disk) replaces the one in memory: nothing is sent from it until the runtime has read
+/// its bytes back, and then the follower gets it.
+#[test]
+fn a_snapshot_stored_without_its_bytes_is_loaded_before_it_is_sent() {
+    let (mut c, _, _, _) = follower_behind_a_snapshot();
+    for i in 0..5u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.settle();
+    let applied = c.r(1).applied();
+    let meta = c.r(1).compact_stored(applied).unwrap();
+    assert!(c.r(1).drop_snapshot_data(), "nothing held");
+    c.cut.clear();
+    c.tick_all(3);
+    let chunks = snapshot_chunks;
+    assert_eq!(chunks(&c), 0, "no chunk of empty bytes, nor of the older snapshot");
+    assert_eq!(c.loads, vec![(1, applied)]);
+    let data: Vec<u8> = (0..50).collect();
+    c.r(1).snapshot_loaded(Snapshot {
+        meta: meta.clone(),
+        data,
+    });
+    c.settle();
+    c.tick_all(3);
+    assert!(chunks(&c) >= 8, "50 bytes in 7-byte chunks: {}", chunks(&c));
+    assert_eq!(c.r(3).snapshot_meta(), &meta);
+    assert_eq!(c.r(3).committed(), c.r(1).committed());
 }
 
 #[test]

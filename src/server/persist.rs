@@ -5,7 +5,7 @@
 
 use super::node::Event;
 use crate::raft::{Entry, HardState, Snapshot, SnapshotMeta};
-use crate::storage::{delete_files, write_snapshot, Disk, Storage, StorageError};
+use crate::storage::{delete_files, write_snapshot_pieces, Disk, Storage, StorageError};
 use crate::tree::{snapshot, DataTree};
 use tokio::sync::mpsc;
 
@@ -26,9 +26,10 @@ pub enum Job {
     /// the loop then hands it back as `AdoptSnapshot`. Where the disk has no second handle,
     /// here in order. Its index is applied, so the entries up to it are in the jobs before it.
     Snapshot { meta: SnapshotMeta, tree: Box<DataTree> },
-    /// A snapshot written beside this stage: take it as current and drop the log it covers.
-    /// Reported back with `Event::Snapshotted`; only then does Raft drop the log before it.
-    AdoptSnapshot(Snapshot),
+    /// A snapshot written beside this stage (its bytes on disk only; `size` of them): take it
+    /// as current and drop the log it covers. Reported back with `Event::Snapshotted`; only
+    /// then does Raft drop the log before it.
+    AdoptSnapshot { snapshot: Snapshot, size: u64 },
     /// Read the current snapshot back: Raft dropped its bytes and a follower needs them.
     /// Reported with `Event::SnapshotLoaded`.
     LoadSnapshot,
@@ -50,10 +51,10 @@ async fn blocking<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Snapshots a batch took for compaction, and read back for Raft.
+/// Snapshots a batch took for compaction (with their sizes), and read back for Raft.
 #[derive(Default)]
 struct Done {
-    taken: Vec<Snapshot>,
+    taken: Vec<(Snapshot, u64)>,
     loaded: Vec<Snapshot>,
 }
 
@@ -84,12 +85,13 @@ fn persist(storage: &mut Storage<Box<dyn Disk>>, batch: Vec<Job>) -> Result<Done
                 drop(tree);
                 release_free_memory();
                 storage.save_snapshot(&s)?;
-                done.taken.push(s);
+                let size = s.data.len() as u64;
+                done.taken.push((s, size));
             }
-            Job::AdoptSnapshot(s) => {
-                storage.adopt_snapshot(&s.meta)?;
+            Job::AdoptSnapshot { snapshot, size } => {
+                storage.adopt_snapshot(&snapshot.meta)?;
                 // Reported even if a newer snapshot superseded it: Raft refuses the stale one.
-                done.taken.push(s);
+                done.taken.push((snapshot, size));
             }
             Job::LoadSnapshot => done.loaded.push(storage.load_snapshot()?),
             Job::Rebuilt => {
@@ -115,9 +117,14 @@ pub fn release_free_memory() {
     }
 }
 
+/// Bytes of a compaction snapshot encoded at a time: written as they are encoded, so that
+/// no buffer as large as the tree is ever allocated.
+const SNAPSHOT_PIECE: usize = 1 << 20;
+
 /// Encodes and writes a compaction snapshot in a task of its own, through a second disk
-/// handle, while the stage goes on with appends; the loop is told with `SnapshotWritten`, or
-/// with a storage error (which stops the node, as any other).
+/// handle, while the stage goes on with appends; the loop is told with `SnapshotWritten`
+/// (without the bytes, which Raft reads back from disk if a follower needs them), or with a
+/// storage error (which stops the node, as any other).
 fn write_beside(
     mut disk: Box<dyn Disk>,
     dir: String,
@@ -132,19 +139,18 @@ fn write_beside(
             tokio::time::sleep(latency).await;
         }
         let written = blocking(move || {
-            let s = Snapshot {
-                meta,
-                data: snapshot::encode(&tree),
-            };
+            // Its own temp file: the stage may be saving a snapshot from the leader meanwhile.
+            let tmp = format!("snap-{}.tmp", meta.index);
+            let size = write_snapshot_pieces(&mut *disk, &dir, &meta, &tmp, snapshot::HEADER, |sink| {
+                snapshot::encode_pieces(&tree, SNAPSHOT_PIECE, sink).map(|h| h.to_vec())
+            });
             drop(tree);
             release_free_memory();
-            // Its own temp file: the stage may be saving a snapshot from the leader meanwhile.
-            let tmp = format!("snap-{}.tmp", s.meta.index);
-            write_snapshot(&mut *disk, &dir, &s, &tmp).map(|()| s)
+            size.map(|size| (Snapshot { meta, data: vec![] }, size))
         })
         .await;
         let _ = events.send(match written {
-            Ok(s) => Event::SnapshotWritten(s),
+            Ok((snapshot, size)) => Event::SnapshotWritten { snapshot, size },
             Err(e) => Event::Persisted(Err(e)),
         });
     });
@@ -235,8 +241,8 @@ pub async fn run(
         if events.send(Event::Persisted(result)).is_err() || failed {
             return;
         }
-        for s in done.taken {
-            let _ = events.send(Event::Snapshotted(s));
+        for (snapshot, size) in done.taken {
+            let _ = events.send(Event::Snapshotted { snapshot, size });
         }
         for s in done.loaded {
             let _ = events.send(Event::SnapshotLoaded(s));

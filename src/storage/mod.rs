@@ -6,4 +6,6 @@ mod index;
 pub mod wal;
 
 pub use disk::{Disk, DiskError, Faults, RealDisk, SimDisk, SimStats};
-pub use wal::{delete_files, quarantine, write_snapshot, RecoveryReport, Storage, StorageError, WalOptions};
+pub use wal::{
+    delete_files, quarantine, write_snapshot, write_snapshot_pieces, RecoveryReport, Storage, StorageError, WalOptions,
+};

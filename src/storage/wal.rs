@@ -789,17 +789,23 @@ impl<D: Disk> Storage<D> {
     }
 }
 
-/// Writes a snapshot file durably: to `tmp_name`, synced, renamed into place, directory
-/// synced. Callable through a detached disk handle, so that a large snapshot is written off
-/// the WAL's write path (`Storage::adopt_snapshot` then takes it).
-pub fn write_snapshot<D: Disk + ?Sized>(disk: &mut D, dir: &str, snap: &Snapshot, tmp_name: &str) -> StorageResult<()> {
-    let meta = bincode::serde::encode_to_vec(&snap.meta, bincode::config::standard()).expect("meta encodes");
+/// A snapshot file's header: magic, format, the metadata and the data's length.
+fn snapshot_head(meta: &SnapshotMeta, data_len: u64) -> Vec<u8> {
+    let meta = bincode::serde::encode_to_vec(meta, bincode::config::standard()).expect("meta encodes");
     let mut head = Vec::with_capacity(meta.len() + 32);
     head.extend_from_slice(SNAP_MAGIC);
     head.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     head.extend_from_slice(&(meta.len() as u64).to_be_bytes());
     head.extend_from_slice(&meta);
-    head.extend_from_slice(&(snap.data.len() as u64).to_be_bytes());
+    head.extend_from_slice(&data_len.to_be_bytes());
+    head
+}
+
+/// Writes a snapshot file durably: to `tmp_name`, synced, renamed into place, directory
+/// synced. Callable through a detached disk handle, so that a large snapshot is written off
+/// the WAL's write path (`Storage::adopt_snapshot` then takes it).
+pub fn write_snapshot<D: Disk + ?Sized>(disk: &mut D, dir: &str, snap: &Snapshot, tmp_name: &str) -> StorageResult<()> {
+    let head = snapshot_head(&snap.meta, snap.data.len() as u64);
     // Written in three pieces rather than copied into one buffer: the data is the whole
     // tree (a million znodes are 120 MB).
     let c = crc32c::crc32c_append(crc(&head), &snap.data);
@@ -808,8 +814,65 @@ pub fn write_snapshot<D: Disk + ?Sized>(disk: &mut D, dir: &str, snap: &Snapshot
     disk.write_at(&tmp, 0, &head)?;
     disk.write_at(&tmp, head.len() as u64, &snap.data)?;
     disk.write_at(&tmp, (head.len() + snap.data.len()) as u64, &c.to_be_bytes())?;
-    disk.sync(&tmp)?;
-    disk.rename(&tmp, &format!("{}/{}", dir, snap_name(snap.meta.index)))?;
+    install_snapshot_file(disk, dir, &tmp, snap.meta.index)
+}
+
+/// Writes the same file as `write_snapshot` for data that arrives in pieces, without holding
+/// it all: `produce` hands each piece to its sink in order and returns the data's first
+/// `prefix` bytes as they are to be (a header whose length and checksum are known only at the
+/// end). The first piece is held back and written, with that prefix, after the others; a
+/// snapshot of one piece is written exactly as `write_snapshot` writes it. Returns the data's
+/// length.
+pub fn write_snapshot_pieces<D: Disk + ?Sized>(
+    disk: &mut D,
+    dir: &str,
+    meta: &SnapshotMeta,
+    tmp_name: &str,
+    prefix: usize,
+    produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<Vec<u8>>,
+) -> StorageResult<u64> {
+    let head_len = snapshot_head(meta, 0).len() as u64;
+    let tmp = format!("{dir}/{tmp_name}");
+    let _ = disk.remove(&tmp);
+    let mut first: Option<Vec<u8>> = None;
+    // Bytes of data handed over so far, and the checksum of those after the first piece.
+    let (mut len, mut rest_crc) = (0u64, 0u32);
+    let final_prefix = produce(&mut |piece: &[u8]| {
+        if first.is_none() {
+            first = Some(piece.to_vec());
+        } else {
+            disk.write_at(&tmp, head_len + len, piece)?;
+            rest_crc = crc32c::crc32c_append(rest_crc, piece);
+        }
+        len += piece.len() as u64;
+        Ok(())
+    })?;
+    let mut first = first.unwrap_or_default();
+    assert!(
+        final_prefix.len() == prefix && first.len() >= prefix,
+        "the first piece ({} bytes) holds the {prefix}-byte prefix ({} given)",
+        first.len(),
+        final_prefix.len()
+    );
+    first[..prefix].copy_from_slice(&final_prefix);
+    let head = snapshot_head(meta, len);
+    debug_assert_eq!(head.len() as u64, head_len);
+    let c = crc32c::crc32c_combine(
+        crc32c::crc32c_append(crc(&head), &first),
+        rest_crc,
+        (len - first.len() as u64) as usize,
+    );
+    disk.write_at(&tmp, 0, &head)?;
+    disk.write_at(&tmp, head_len, &first)?;
+    disk.write_at(&tmp, head_len + len, &c.to_be_bytes())?;
+    install_snapshot_file(disk, dir, &tmp, meta.index)?;
+    Ok(len)
+}
+
+/// Syncs a snapshot written under `tmp` and renames it into place, durably.
+fn install_snapshot_file<D: Disk + ?Sized>(disk: &mut D, dir: &str, tmp: &str, index: u64) -> StorageResult<()> {
+    disk.sync(tmp)?;
+    disk.rename(tmp, &format!("{}/{}", dir, snap_name(index)))?;
     disk.sync_dir(dir)?;
     Ok(())
 }
@@ -822,6 +885,50 @@ fn snap_name(index: u64) -> String {
 mod tests {
     use super::*;
     use crate::raft::EntryKind;
+
+    /// A snapshot written in pieces is the same file as one written whole, for every way of
+    /// cutting its data, and reads back.
+    #[test]
+    fn snapshots_written_in_pieces_are_the_same_file() {
+        use crate::storage::{Faults, SimDisk};
+        let meta = SnapshotMeta {
+            index: 42,
+            term: 3,
+            ..SnapshotMeta::default()
+        };
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut disk = SimDisk::new(1, Faults::default());
+        let snap = Snapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        write_snapshot(&mut disk, "d", &snap, "whole.tmp").unwrap();
+        let whole = disk.read(&format!("d/{}", snap_name(42))).unwrap();
+        for piece in [20, 21, 333, 4999, 5000, 9000] {
+            disk.remove(&format!("d/{}", snap_name(42))).unwrap();
+            // The producer hands over the data with its first 20 bytes zeroed, and the real
+            // ones at the end (as the tree's snapshot does with its length and checksum).
+            let mut zeroed = data.clone();
+            zeroed[..20].fill(0);
+            let len = write_snapshot_pieces(&mut disk, "d", &meta, "p.tmp", 20, |sink| {
+                for p in zeroed.chunks(piece) {
+                    sink(p)?;
+                }
+                Ok(data[..20].to_vec())
+            })
+            .unwrap();
+            assert_eq!(len, 5000);
+            assert!(
+                disk.read(&format!("d/{}", snap_name(42))).unwrap() == whole,
+                "piece {piece}"
+            );
+        }
+        let mut st = Storage::open(disk, "d", ConfState::voters([1]), WalOptions::default())
+            .unwrap()
+            .0;
+        st.adopt_snapshot(&meta).unwrap();
+        assert_eq!(st.load_snapshot().unwrap(), snap);
+    }
 
     /// The write path encodes borrowed `RecordRef`s; recovery decodes `Record`s: same bytes.
     #[test]

@@ -23,7 +23,8 @@ const MAGIC: &[u8; 4] = b"ZRSN";
 pub const FORMAT_VERSION: u32 = 2;
 /// The older format this build still reads.
 const LEGACY_VERSION: u32 = 1;
-const HEADER: usize = 4 + 4 + 8 + 4;
+/// Bytes of a snapshot's header.
+pub const HEADER: usize = 4 + 4 + 8 + 4;
 
 /// Why a snapshot could not be loaded.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -44,6 +45,55 @@ pub enum SnapshotError {
 
 /// Serializes the tree.
 pub fn encode(tree: &DataTree) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok((len, crc)) = encode_into(tree, &mut out, usize::MAX, &mut |_| {
+        Ok::<(), std::convert::Infallible>(())
+    });
+    out[..HEADER].copy_from_slice(&header(len, crc));
+    out
+}
+
+/// Serializes the tree in pieces of about `piece` bytes, handed to `sink` in order, without
+/// ever holding the whole snapshot: a buffer as large as the tree, allocated for every
+/// compaction, cost ~8% of the server's CPU under sequential creates (the kernel zeroing and
+/// faulting in its fresh pages), and as much memory again as the tree's data. The first piece
+/// starts with a header whose length and checksum are zeros; the real header (`HEADER` bytes)
+/// is returned, to be written over it once everything else is.
+pub fn encode_pieces<E>(
+    tree: &DataTree,
+    piece: usize,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+) -> Result<[u8; HEADER], E> {
+    assert!(piece > HEADER, "a piece holds at least the header");
+    let mut out = Vec::new();
+    let (len, crc) = encode_into(tree, &mut out, piece, &mut |buf| {
+        sink(buf)?;
+        buf.clear();
+        Ok(())
+    })?;
+    Ok(header(len, crc))
+}
+
+/// A snapshot's header for a payload of `len` bytes with checksum `crc`.
+fn header(len: u64, crc: u32) -> [u8; HEADER] {
+    let mut h = [0; HEADER];
+    h[..4].copy_from_slice(MAGIC);
+    h[4..8].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+    h[8..16].copy_from_slice(&len.to_be_bytes());
+    h[16..].copy_from_slice(&crc.to_be_bytes());
+    h
+}
+
+/// Writes the snapshot into `out`, handing it to `flush` whenever it holds `piece` bytes or
+/// more, and at the end (unless `piece` is `usize::MAX`: then `out` holds it all, and `flush`
+/// is never called); returns the payload's length and CRC32C. The header is written with a
+/// zero length and checksum.
+fn encode_into<E>(
+    tree: &DataTree,
+    out: &mut Vec<u8>,
+    piece: usize,
+    flush: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(u64, u32), E> {
     // ACL lists numbered by first use in the walk, so the numbering depends on contents only.
     // Nodes mostly share one list: the last one looked up is tried first. The same walk sizes
     // the buffer (growing it was a fifth of the simulator's time).
@@ -65,11 +115,10 @@ pub fn encode(tree: &DataTree) -> Vec<u8> {
         last = Some((acl, i));
         acl_of.push(i);
     });
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    out.extend_from_slice(&[0; 12]);
-    let mut w = Writer(&mut out);
+    // A piece may overshoot by one node (its data up to jute.maxbuffer, plus a little).
+    out.reserve(size.min(piece.saturating_add(64 << 10)));
+    out.extend_from_slice(&header(0, 0));
+    let mut w = Writer(out);
     w.int(tree.last_zxid());
     w.uint(tree.sessions().len() as u64);
     for (&id, &timeout) in tree.sessions() {
@@ -86,8 +135,15 @@ pub fn encode(tree: &DataTree) -> Vec<u8> {
         }
     }
     w.uint(tree.node_count() as u64);
+    // The payload's length and checksum so far, and where in `out` the bytes not yet counted
+    // begin (after the header, in the first piece).
+    let (mut len, mut crc, mut from) = (0u64, 0u32, HEADER);
+    let mut failed = None;
     let mut acl_of = acl_of.into_iter();
     tree.walk(|_, name, n| {
+        if failed.is_some() {
+            return;
+        }
         w.bytes(name);
         match n.data() {
             None => w.uint(0),
@@ -107,12 +163,22 @@ pub fn encode(tree: &DataTree) -> Vec<u8> {
         w.int(s.ephemeral_owner);
         w.int(s.pzxid);
         w.uint(n.child_count() as u64);
+        if w.0.len() >= piece {
+            crc = crc32c::crc32c_append(crc, &w.0[from..]);
+            len += (w.0.len() - from) as u64;
+            from = 0;
+            failed = flush(w.0).err();
+        }
     });
-    let len = (out.len() - HEADER) as u64;
-    let crc = crc32c::crc32c(&out[HEADER..]);
-    out[8..16].copy_from_slice(&len.to_be_bytes());
-    out[16..20].copy_from_slice(&crc.to_be_bytes());
-    out
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    crc = crc32c::crc32c_append(crc, &out[from..]);
+    len += (out.len() - from) as u64;
+    if piece != usize::MAX && !out.is_empty() {
+        flush(out)?;
+    }
+    Ok((len, crc))
 }
 
 /// Loads a snapshot, verifying magic, version, length, checksum and tree invariants.
@@ -393,6 +459,63 @@ mod tests {
             create("/a-long-name-that-is-kept-on-the-heap", None, open_acl(), 0),
         );
         t
+    }
+
+    /// Encoded in pieces of any size, the snapshot is the same bytes as encoded at once, and
+    /// a failing sink stops the encoding with its error.
+    #[test]
+    fn pieces_make_the_same_snapshot() {
+        let mut t = sample();
+        for i in 0..200 {
+            let z = t.last_zxid() + 1;
+            t.apply(&TxnEntry {
+                session_id: 7,
+                zxid: z,
+                time: 5,
+                txn: Txn::Create {
+                    op: OpCode::Create,
+                    path: format!("/a/n{i}"),
+                    data: Some(vec![i as u8; i * 3]),
+                    acl: open_acl(),
+                    ephemeral_owner: 0,
+                    parent_cversion: -1,
+                },
+            });
+        }
+        let whole = encode(&t);
+        for piece in [HEADER + 1, 64, 1000, 4096, whole.len(), 1 << 20] {
+            let mut pieces: Vec<Vec<u8>> = vec![];
+            let header = encode_pieces(&t, piece, &mut |p| {
+                pieces.push(p.to_vec());
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert!(pieces.iter().all(|p| !p.is_empty()), "piece {piece}");
+            assert!(
+                pieces[..pieces.len() - 1].iter().all(|p| p.len() >= piece),
+                "piece {piece}"
+            );
+            let mut joined = pieces.concat();
+            assert_eq!(&joined[8..HEADER], &[0; 12], "length and checksum left for later");
+            joined[..HEADER].copy_from_slice(&header);
+            assert!(
+                joined == whole,
+                "piece {piece}: {} vs {} bytes",
+                joined.len(),
+                whole.len()
+            );
+        }
+        let mut calls = 0;
+        let r = encode_pieces(&t, 64, &mut |_| {
+            calls += 1;
+            if calls == 3 {
+                Err("disk full")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r, Err("disk full"));
+        assert_eq!(calls, 3, "nothing is handed over after a failure");
     }
 
     fn framed(version: u32, payload: &[u8]) -> Vec<u8> {

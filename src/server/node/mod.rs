@@ -164,9 +164,15 @@ pub enum Event {
     /// The WAL stage made every `Ready` up to this id durable (None: only compaction work).
     Persisted(Result<Option<u64>, StorageError>),
     /// A snapshot for log compaction is durable: Raft may drop the log before it.
-    Snapshotted(raft::Snapshot),
+    Snapshotted {
+        snapshot: raft::Snapshot,
+        size: u64,
+    },
     /// A compaction snapshot was written beside the WAL stage: the stage is to adopt it.
-    SnapshotWritten(raft::Snapshot),
+    SnapshotWritten {
+        snapshot: raft::Snapshot,
+        size: u64,
+    },
     /// The current snapshot, read back for Raft to send to a follower.
     SnapshotLoaded(raft::Snapshot),
     FourLetter {
@@ -616,16 +622,23 @@ impl Node {
             Event::Peer(m) => self.on_peer(m),
             Event::Tick => self.on_tick(),
             Event::Persisted(_) => unreachable!("dispatched before handle"),
-            Event::Snapshotted(s) => {
+            Event::Snapshotted { snapshot: s, size } => {
                 self.snapshotting = false;
                 let index = s.meta.index;
-                // Refused only if a newer snapshot was installed from the leader meanwhile.
-                self.snapshot_bytes = s.data.len() as u64;
+                self.snapshot_bytes = size;
                 self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
                 self.metrics
                     .snapshot_bytes
                     .store(self.snapshot_bytes, Ordering::Relaxed);
-                let _compacted = self.raft.compact(index, s.data).is_ok();
+                // Refused only if a newer snapshot was installed from the leader meanwhile. A
+                // snapshot written in pieces comes without its bytes: Raft reads them back
+                // when a follower needs them.
+                let compacted = if s.data.is_empty() {
+                    self.raft.compact_stored(index)
+                } else {
+                    self.raft.compact(index, s.data)
+                };
+                let _compacted = compacted.is_ok();
                 self.raft.drop_snapshot_data();
                 #[cfg(madsim)]
                 if _compacted {
@@ -638,7 +651,7 @@ impl Node {
                 }
             }
             Event::SnapshotLoaded(s) => self.raft.snapshot_loaded(s),
-            Event::SnapshotWritten(s) => self.wal_job(Job::AdoptSnapshot(s)),
+            Event::SnapshotWritten { snapshot, size } => self.wal_job(Job::AdoptSnapshot { snapshot, size }),
             Event::FourLetter { cmd, reply } => {
                 let _ = reply.send(self.four_letter(&cmd));
             }
