@@ -63,6 +63,44 @@ fn dir_of(path: &str) -> &str {
 
 // ---- the real file system ------------------------------------------------------------------
 
+/// Files at least this large are read into a buffer the kernel may back with huge pages.
+const HUGE_READ: usize = 8 << 20;
+
+/// Reads a whole file. A large one (a snapshot, a full log segment: read at every start) goes
+/// into a buffer advised for transparent huge pages: faulting in hundreds of megabytes of
+/// fresh 4 KiB pages was most of the time a restart spent reading (a million znodes).
+fn read_file(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    // One byte more than the file, so that reading it to the end needs no second allocation.
+    let mut buf = Vec::with_capacity(len.saturating_add(1));
+    if len >= HUGE_READ {
+        advise_huge_pages(&mut buf);
+    }
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Asks the kernel to back the buffer's capacity with transparent huge pages (a hint only).
+#[cfg_attr(any(madsim, not(target_os = "linux")), allow(unused_variables))]
+fn advise_huge_pages(buf: &mut Vec<u8>) {
+    #[cfg(all(target_os = "linux", not(madsim)))]
+    {
+        const PAGE: usize = 4096;
+        let start = buf.as_mut_ptr() as usize;
+        let aligned = start.next_multiple_of(PAGE);
+        let end = (start + buf.capacity()) / PAGE * PAGE;
+        if end > aligned {
+            // SAFETY: the range lies inside the buffer's own allocation; MADV_HUGEPAGE changes
+            // how its pages are backed, never their contents or the mapping's validity.
+            unsafe {
+                libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+}
+
 /// The real file system, keeping files open for appends.
 #[derive(Default)]
 pub struct RealDisk {
@@ -124,7 +162,7 @@ impl Disk for RealDisk {
     }
 
     fn read(&mut self, path: &str) -> DiskResult<Vec<u8>> {
-        std::fs::read(path).map_err(|e| Self::io(path, e))
+        read_file(path).map_err(|e| Self::io(path, e))
     }
 
     fn append(&mut self, path: &str, data: &[u8]) -> DiskResult<u64> {
