@@ -76,21 +76,22 @@ fn read_file(path: &str) -> std::io::Result<Vec<u8>> {
     // One byte more than the file, so that reading it to the end needs no second allocation.
     let mut buf = Vec::with_capacity(len.saturating_add(1));
     if len >= HUGE_READ {
-        advise_huge_pages(&mut buf);
+        advise_huge_pages(buf.as_mut_ptr(), buf.capacity());
     }
     f.read_to_end(&mut buf)?;
     Ok(buf)
 }
 
-/// Asks the kernel to back the buffer's capacity with transparent huge pages (a hint only).
+/// Asks the kernel to back `len` bytes of a buffer's allocation from `start` with
+/// transparent huge pages (a hint only).
 #[cfg_attr(any(madsim, not(target_os = "linux")), allow(unused_variables))]
-fn advise_huge_pages(buf: &mut Vec<u8>) {
+fn advise_huge_pages(start: *mut u8, len: usize) {
     #[cfg(all(target_os = "linux", not(madsim)))]
     {
         const PAGE: usize = 4096;
-        let start = buf.as_mut_ptr() as usize;
+        let start = start as usize;
         let aligned = start.next_multiple_of(PAGE);
-        let end = (start + buf.capacity()) / PAGE * PAGE;
+        let end = (start + len) / PAGE * PAGE;
         if end > aligned {
             // SAFETY: the range lies inside the buffer's own allocation; MADV_HUGEPAGE changes
             // how its pages are backed, never their contents or the mapping's validity.
