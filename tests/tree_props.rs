@@ -214,6 +214,7 @@ proptest! {
             let e = run.prepare(op, zxid);
             let r = run.apply(e);
             run.tree.check_invariants().map_err(TestCaseError::fail)?;
+            run.tree.check_digest().map_err(TestCaseError::fail)?;
             prop_assert!(run.pending.is_empty());
             // Model predictions for the single-node ops.
             match op {
@@ -259,12 +260,17 @@ proptest! {
         }
         // Snapshot round trip, and replaying the same entries gives byte-identical snapshots.
         let snap = snapshot::encode(&run.tree);
-        prop_assert_eq!(&snapshot::decode(&snap).unwrap(), &run.tree);
+        let decoded = snapshot::decode(&snap).unwrap();
+        prop_assert_eq!(&decoded, &run.tree);
+        // The digest a loaded tree computes is the one the applied tree kept.
+        prop_assert_eq!(decoded.digest(), run.tree.digest());
+        decoded.check_digest().map_err(TestCaseError::fail)?;
         let mut replay = DataTree::new();
         for e in &run.entries {
             replay.apply(e);
         }
         prop_assert_eq!(snapshot::encode(&replay), snap);
+        prop_assert_eq!(replay.digest(), run.tree.digest());
     }
 
     #[test]

@@ -64,8 +64,7 @@ pub enum Observation {
         cxid: i32,
         kind: Committed,
     },
-    /// `node` applied `index` (of `term`) and its tree then hashed to `tree` (at every 16th
-    /// index; 0 at the others, on every node alike).
+    /// `node` applied `index` (of `term`) and its tree's digest was then `tree`.
     Applied {
         node: u64,
         index: u64,

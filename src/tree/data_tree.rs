@@ -8,6 +8,7 @@
 //! the tree's contents alone.
 
 use super::acl::{open_acl, read_acl};
+use super::digest;
 use super::name::Name;
 use super::path;
 use super::slots::Slots;
@@ -209,6 +210,8 @@ pub struct DataTree {
     last_zxid: i64,
     /// Live nodes, the root included.
     count: usize,
+    /// The wrapping sum of every node's and session's share of the digest (`digest`).
+    sum: u64,
 }
 
 impl Default for DataTree {
@@ -258,6 +261,7 @@ impl DataTree {
         let zk = add(&mut t, Some((ROOT, "zookeeper")), open_acl(), 0);
         add(&mut t, Some((zk, "config")), read_acl(), -1);
         add(&mut t, Some((zk, "quota")), open_acl(), 0);
+        t.sum = t.full_sum();
         t
     }
 
@@ -267,6 +271,7 @@ impl DataTree {
         let mut t = DataTree::new();
         let id = t.lookup(CONFIG_NODE).expect("a fresh tree has the config node");
         t.get_mut(id).data = Some(data_of(config));
+        t.sum = t.full_sum();
         t
     }
 
@@ -279,10 +284,55 @@ impl DataTree {
             acl_sweep_at: 64,
             special: BTreeSet::new(),
             ephemerals: BTreeMap::new(),
+            sum: sessions
+                .iter()
+                .fold(0, |s, (&id, &t)| s.wrapping_add(digest::session(id, t))),
             sessions,
             last_zxid,
             count: 0,
         }
+    }
+
+    /// A digest of the whole replicated state (nodes, ACLs, stats, sessions, last zxid): equal
+    /// on replicas that applied the same entries. Kept as the tree changes, so it costs
+    /// nothing to read.
+    pub fn digest(&self) -> u64 {
+        digest::finish(self.sum, self.count, self.last_zxid)
+    }
+
+    /// The sum of the digest's shares, recomputed from every node and session.
+    fn full_sum(&self) -> u64 {
+        let mut sum = self
+            .sessions
+            .iter()
+            .fold(0u64, |s, (&id, &t)| s.wrapping_add(digest::session(id, t)));
+        let mut stack = vec![(digest::path_key("/"), ROOT)];
+        while let Some((key, id)) = stack.pop() {
+            let n = self.get(id);
+            sum = sum.wrapping_add(digest::node(key, n));
+            for (name, &c) in n.children.iter().flat_map(|c| c.iter()) {
+                stack.push((digest::child_key(key, name.as_str()), c));
+            }
+        }
+        sum
+    }
+
+    /// Checks that the digest kept through every change is the one the tree's contents give
+    /// (a change that forgot to update it would hide divergence between replicas).
+    pub fn check_digest(&self) -> Result<(), String> {
+        let full = self.full_sum();
+        if full != self.sum {
+            return Err(format!(
+                "digest kept as {:#018x}, the contents give {:#018x}",
+                self.sum, full
+            ));
+        }
+        Ok(())
+    }
+
+    /// A node's share of the digest.
+    fn share(&self, key: u32, id: NodeId) -> u64 {
+        digest::node(key, self.get(id))
     }
 
     /// The zxid of the last applied transaction.
@@ -444,6 +494,8 @@ impl DataTree {
                     children: None,
                 };
                 let stat = node.stat();
+                let (key, parent_key) = (digest::path_key(path), digest::path_key(parent_path));
+                let parent_before = self.share(parent_key, pid);
                 let id = self.alloc(node);
                 self.link(pid, name, id);
                 let parent = self.get_mut(pid);
@@ -457,6 +509,11 @@ impl DataTree {
                     parent.stat.pzxid = zxid;
                 }
                 let parent_acl = parent.acl.clone();
+                self.sum = self
+                    .sum
+                    .wrapping_sub(parent_before)
+                    .wrapping_add(self.share(parent_key, pid))
+                    .wrapping_add(self.share(key, id));
                 match owner_kind(*ephemeral_owner) {
                     OwnerKind::Session => {
                         self.ephemerals
@@ -490,6 +547,8 @@ impl DataTree {
                 let Some(id) = self.lookup(path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
+                let key = digest::path_key(path);
+                let before = self.share(key, id);
                 let n = self.get_mut(id);
                 n.data = data.as_deref().map(data_of);
                 n.stat.version = *version;
@@ -500,17 +559,23 @@ impl DataTree {
                     path: path.clone(),
                     acl: n.acl.clone(),
                 });
-                TxnResult::DataSet(n.stat())
+                let stat = n.stat();
+                self.sum = self.sum.wrapping_sub(before).wrapping_add(self.share(key, id));
+                TxnResult::DataSet(stat)
             }
             Txn::SetAcl { path, acl, version } => {
                 let Some(id) = self.lookup(path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
                 let acl = self.intern(acl);
+                let key = digest::path_key(path);
+                let before = self.share(key, id);
                 let n = self.get_mut(id);
                 n.acl = acl;
                 n.stat.aversion = *version;
-                TxnResult::AclSet(n.stat())
+                let stat = n.stat();
+                self.sum = self.sum.wrapping_sub(before).wrapping_add(self.share(key, id));
+                TxnResult::AclSet(stat)
             }
             Txn::Check { .. } => TxnResult::Checked,
             Txn::Multi(txns) => {
@@ -523,7 +588,10 @@ impl DataTree {
             }
             Txn::Error(code) => TxnResult::Error(*code),
             Txn::CreateSession { timeout } => {
-                self.sessions.insert(e.session_id, *timeout);
+                if let Some(old) = self.sessions.insert(e.session_id, *timeout) {
+                    self.sum = self.sum.wrapping_sub(digest::session(e.session_id, old));
+                }
+                self.sum = self.sum.wrapping_add(digest::session(e.session_id, *timeout));
                 TxnResult::SessionCreated
             }
             Txn::CloseSession { ephemerals } => {
@@ -537,7 +605,9 @@ impl DataTree {
                 for p in rest {
                     self.delete(&p, zxid, triggers);
                 }
-                self.sessions.remove(&e.session_id);
+                if let Some(t) = self.sessions.remove(&e.session_id) {
+                    self.sum = self.sum.wrapping_sub(digest::session(e.session_id, t));
+                }
                 TxnResult::SessionClosed
             }
         }
@@ -556,6 +626,10 @@ impl DataTree {
         if self.get(id).child_count() > 0 {
             return TxnResult::Error(ErrorCode::NotEmpty);
         }
+        let parent_key = digest::path_key(parent_path);
+        let gone = self
+            .share(digest::path_key(path), id)
+            .wrapping_add(self.share(parent_key, pid));
         let parent = self.get_mut(pid);
         let kids = parent.children.as_mut().expect("the parent lists the node");
         kids.remove(name.as_bytes());
@@ -571,6 +645,7 @@ impl DataTree {
         let node = self.slots.get_mut(id as usize).take().expect("a live node's id");
         self.free.push(id);
         self.count -= 1;
+        self.sum = self.sum.wrapping_sub(gone).wrapping_add(self.share(parent_key, pid));
         let owner = node.stat.ephemeral_owner;
         match owner_kind(owner) {
             OwnerKind::Session => {
@@ -773,6 +848,8 @@ pub(crate) struct Rebuild {
 
 struct Frame {
     id: NodeId,
+    /// Its path's digest key.
+    key: u32,
     path: String,
     left: usize,
     kids: Vec<(Name, NodeId)>,
@@ -828,12 +905,18 @@ impl Rebuild {
         }
         let kind = owner_kind(stat.ephemeral_owner);
         let path = (children > 0 || kind != OwnerKind::Void).then(path);
-        let id = self.tree.alloc(Node {
+        let key = self
+            .open
+            .last()
+            .map_or(digest::path_key("/"), |top| digest::child_key(top.key, name));
+        let node = Node {
             data,
             acl,
             stat,
             children: None,
-        });
+        };
+        self.tree.sum = self.tree.sum.wrapping_add(digest::node(key, &node));
+        let id = self.tree.alloc(node);
         match (kind, &path) {
             (OwnerKind::Session, Some(p)) => {
                 self.tree
@@ -854,6 +937,7 @@ impl Rebuild {
         if let (true, Some(path)) = (children > 0, path) {
             self.open.push(Frame {
                 id,
+                key,
                 path,
                 left: children,
                 // Bounded: a corrupt count must not allocate before the children turn up.
@@ -921,6 +1005,61 @@ mod tests {
                 id: format!("u{user}:hash"),
             },
         }]
+    }
+
+    fn set(t: &mut DataTree, path: &str, data: &[u8]) -> TxnResult {
+        let e = TxnEntry {
+            session_id: 1,
+            zxid: t.last_zxid() + 1,
+            time: 5,
+            txn: Txn::SetData {
+                path: path.into(),
+                data: Some(data.to_vec()),
+                version: 1,
+            },
+        };
+        t.apply(&e).0
+    }
+
+    /// Replicas that applied the same entries agree on the digest, a different entry shows,
+    /// and a change made behind the digest's back is caught by `check_digest`.
+    #[test]
+    fn the_digest_follows_the_contents() {
+        let (mut a, mut b) = (DataTree::new(), DataTree::new());
+        assert_eq!(a.digest(), b.digest());
+        for t in [&mut a, &mut b] {
+            create(t, "/x", open_acl());
+            create(t, "/x/y", digest(1));
+            delete(t, "/x/y");
+            create(t, "/x/z", open_acl());
+        }
+        assert_eq!(a.digest(), b.digest());
+        set(&mut a, "/x/z", b"one");
+        set(&mut b, "/x/z", b"two");
+        assert_ne!(a.digest(), b.digest(), "data differs");
+        let (mut c, mut d) = (a.clone(), a.clone());
+        set(&mut c, "/x", b"");
+        let e = TxnEntry {
+            session_id: 1,
+            zxid: d.last_zxid() + 1,
+            time: 5,
+            txn: Txn::SetData {
+                path: "/x".into(),
+                data: None,
+                version: 1,
+            },
+        };
+        d.apply(&e);
+        assert_ne!(c.digest(), d.digest(), "null and empty data differ");
+        for t in [&a, &b, &c, &d] {
+            t.check_digest().unwrap();
+        }
+        let id = a.lookup("/x/z").unwrap();
+        a.get_mut(id).stat.version += 1;
+        assert!(a.check_digest().is_err(), "a change the digest missed");
+        let id = b.lookup("/x").unwrap();
+        b.get_mut(id).stat.pzxid -= 1;
+        assert!(b.check_digest().is_err(), "a parent's change the digest missed");
     }
 
     /// What a node costs is what the memory budget (300 MB for a million znodes) rests on.

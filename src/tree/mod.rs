@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod data_tree;
+pub mod digest;
 pub mod name;
 pub mod path;
 pub mod prepare;

@@ -1,0 +1,87 @@
+//! The tree's digest: one number for the whole replicated state, kept up to date by every
+//! change, in the spirit of ZooKeeper's `DigestCalculator` (3.6+). It is a wrapping sum of a
+//! hash per node (its path, data, ACL and stored stat) and per session, so a change costs the
+//! hashes of the nodes it touches, not a walk of the tree: the simulator compares replicas'
+//! digests after every applied entry, where encoding the tree every 16th entry was a tenth of
+//! its time. `DataTree::check_digest` recomputes it from scratch.
+
+use super::data_tree::{AclRef, Node, StatPersisted};
+
+/// A path's key: the CRC32C of its bytes, the root's being that of "" (so that a child's key
+/// continues its parent's with "/name", without making the path).
+pub fn path_key(path: &str) -> u32 {
+    if path == "/" {
+        0
+    } else {
+        crc32c::crc32c(path.as_bytes())
+    }
+}
+
+/// The key of `name`'s path under a parent whose key is `parent`.
+pub fn child_key(parent: u32, name: &str) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c_append(parent, b"/"), name.as_bytes())
+}
+
+/// Mixes `v` into `h` (a multiply-xorshift round: every input bit reaches every output bit).
+fn mix(h: u64, v: u64) -> u64 {
+    let x = (h ^ v)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15)
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let x = (x ^ (x >> 31)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 29)
+}
+
+/// A node's share of the digest, given its path's key.
+pub fn node(key: u32, n: &Node) -> u64 {
+    // Null data and empty data differ, as they do on the wire.
+    let data = n.data().map_or(0, |d| (1 << 32) | u64::from(crc32c::crc32c(d)));
+    let mut h = mix(u64::from(key), data);
+    h = mix(h, acl(n.acl()));
+    stat(h, &n.stat)
+}
+
+fn stat(mut h: u64, s: &StatPersisted) -> u64 {
+    for v in [s.czxid, s.mzxid, s.ctime, s.mtime, s.ephemeral_owner, s.pzxid] {
+        h = mix(h, v as u64);
+    }
+    let versions = (u64::from(s.version as u32) << 32) | u64::from(s.cversion as u32);
+    mix(mix(h, versions), u64::from(s.aversion as u32))
+}
+
+fn acl(a: &AclRef) -> u64 {
+    a.iter().fold(a.len() as u64, |h, e| {
+        let id = crc32c::crc32c_append(crc32c::crc32c(e.id.scheme.as_bytes()), b":");
+        let id = crc32c::crc32c_append(id, e.id.id.as_bytes());
+        mix(h, (u64::from(e.perms as u32) << 32) | u64::from(id))
+    })
+}
+
+/// A live session's share of the digest.
+pub fn session(id: i64, timeout: i32) -> u64 {
+    mix(mix(0x5e55_1011, id as u64), u64::from(timeout as u32))
+}
+
+/// The digest of a tree whose shares sum to `sum`, with `count` nodes, at `last_zxid`.
+pub fn finish(sum: u64, count: usize, last_zxid: i64) -> u64 {
+    mix(mix(sum, count as u64), last_zxid as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_key_is_the_key_of_its_path() {
+        assert_eq!(child_key(path_key("/"), "a"), path_key("/a"));
+        assert_eq!(child_key(path_key("/a"), "bc"), path_key("/a/bc"));
+        assert_ne!(path_key("/ab"), path_key("/a/b"));
+    }
+
+    #[test]
+    fn mixing_separates_neighbours() {
+        let hs: std::collections::BTreeSet<u64> = (0..1000u64).map(|v| mix(0, v)).collect();
+        assert_eq!(hs.len(), 1000);
+        assert_ne!(session(1, 2), session(2, 1));
+        assert_ne!(finish(0, 1, 2), finish(0, 2, 1));
+    }
+}
