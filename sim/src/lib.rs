@@ -19,6 +19,12 @@ pub mod sweep;
 #[cfg(madsim)]
 pub mod workload;
 
+/// The harness's allocator (the binary, its tests and its benches): allocation is not part
+/// of what a seed decides, and glibc's malloc and free were a fifth of a simulation's time.
+#[cfg(madsim)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Name of the server crate this harness drives.
 pub fn server_crate() -> &'static str {
     zraft::NAME
