@@ -842,6 +842,10 @@ pub fn write_snapshot_pieces<D: Disk + ?Sized>(
             first = Some(piece.to_vec());
         } else {
             disk.write_at(&tmp, head_len + len, piece)?;
+            // Trickled to the device piece by piece: a tree-sized burst of dirty pages stalled
+            // the WAL's fsyncs (4 KiB write+fdatasync beside a 600 MB file written in 1 MiB
+            // pieces: p999 34-71 ms, max 122-218 ms; with this 3-5 ms and 67-110 ms).
+            disk.write_behind(&tmp, head_len + len, piece.len() as u64)?;
             rest_crc = crc32c::crc32c_append(rest_crc, piece);
         }
         len += piece.len() as u64;
@@ -928,6 +932,44 @@ mod tests {
             .0;
         st.adopt_snapshot(&meta).unwrap();
         assert_eq!(st.load_snapshot().unwrap(), snap);
+    }
+
+    /// On a real disk too (where every piece after the first is trickled to the device with
+    /// `write_behind` as it is written), pieces make the file a whole snapshot makes.
+    #[test]
+    fn snapshots_written_in_pieces_on_a_real_disk_are_the_same_file() {
+        use crate::storage::RealDisk;
+        let dir = std::env::temp_dir().join(format!("zraft-pieces-{}", std::process::id()));
+        let dir = dir.to_str().unwrap().to_string();
+        let mut disk = RealDisk::new();
+        disk.create_dir(&dir).unwrap();
+        let meta = SnapshotMeta {
+            index: 7,
+            term: 2,
+            ..SnapshotMeta::default()
+        };
+        let data: Vec<u8> = (0..(3 << 20) + 12_345u32).map(|i| (i * 13 % 251) as u8).collect();
+        let snap = Snapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        let path = format!("{dir}/{}", snap_name(7));
+        write_snapshot(&mut disk, &dir, &snap, "whole.tmp").unwrap();
+        let whole = disk.read(&path).unwrap();
+        disk.remove(&path).unwrap();
+        let mut zeroed = data.clone();
+        zeroed[..20].fill(0);
+        let len = write_snapshot_pieces(&mut disk, &dir, &meta, "p.tmp", 20, |sink| {
+            for p in zeroed.chunks(1 << 20) {
+                sink(p)?;
+            }
+            Ok(data[..20].to_vec())
+        })
+        .unwrap();
+        assert_eq!(len, data.len() as u64);
+        let pieces = disk.read(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(pieces == whole, "the files differ");
     }
 
     /// The write path encodes borrowed `RecordRef`s; recovery decodes `Record`s: same bytes.
