@@ -41,6 +41,32 @@ pub enum Txn {
     CloseSession { ephemerals: Vec<String> },
 }
 
+/// Longest bincode varint (a marker byte and eight bytes).
+const VARINT: usize = 9;
+
+impl Txn {
+    /// Bytes the transaction takes at most in bincode's standard encoding (every integer at its
+    /// longest varint), so that its buffer is allocated once: grown by doubling, a 1 KiB
+    /// setData reallocated eight times, and the last ones go through glibc's slow path.
+    pub fn encoded_size_bound(&self) -> usize {
+        let s = |x: &str| VARINT + x.len();
+        let data = |d: &Option<Vec<u8>>| 1 + VARINT + d.as_ref().map_or(0, Vec::len);
+        let acl = |a: &[Acl]| VARINT + a.iter().map(|e| VARINT + s(&e.id.scheme) + s(&e.id.id)).sum::<usize>();
+        VARINT
+            + match self {
+                Txn::Create {
+                    path, data: d, acl: a, ..
+                } => VARINT + s(path) + data(d) + acl(a) + 2 * VARINT,
+                Txn::Delete { path } | Txn::Check { path } => s(path),
+                Txn::SetData { path, data: d, .. } => s(path) + data(d) + VARINT,
+                Txn::SetAcl { path, acl: a, .. } => s(path) + acl(a) + VARINT,
+                Txn::Multi(ts) => VARINT + ts.iter().map(Txn::encoded_size_bound).sum::<usize>(),
+                Txn::Error(_) | Txn::CreateSession { .. } => VARINT,
+                Txn::CloseSession { ephemerals } => VARINT + ephemerals.iter().map(|p| s(p)).sum::<usize>(),
+            }
+    }
+}
+
 /// Envelope every transaction travels in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnEntry {
@@ -49,6 +75,13 @@ pub struct TxnEntry {
     /// Leader wall-clock milliseconds, assigned at prepare so every node stores the same times.
     pub time: i64,
     pub txn: Txn,
+}
+
+impl TxnEntry {
+    /// Bytes the entry takes at most in bincode's standard encoding.
+    pub fn encoded_size_bound(&self) -> usize {
+        3 * VARINT + self.txn.encoded_size_bound()
+    }
 }
 
 /// What applying one transaction did.
@@ -137,6 +170,79 @@ impl TxnResult {
             TxnResult::Error(e) => (*e, Response::Empty),
             TxnResult::Deleted | TxnResult::Checked | TxnResult::SessionCreated | TxnResult::SessionClosed => {
                 (ErrorCode::Ok, Response::Empty)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jute::Id;
+
+    /// The bound holds for every kind of transaction, at extreme integers too, and stays
+    /// close for the common ones (or the buffer would be trimmed on every write).
+    #[test]
+    fn the_encoded_size_bound_holds() {
+        let acl = vec![Acl {
+            perms: -1,
+            id: Id {
+                scheme: "digest".into(),
+                id: "user:0123456789abcdefghijklmnopq=".into(),
+            },
+        }];
+        let set = |n: usize| Txn::SetData {
+            path: "/bench/k123".into(),
+            data: Some(vec![7; n]),
+            version: i32::MAX,
+        };
+        let create = Txn::Create {
+            op: OpCode::Create2,
+            path: "/a/b/c-0000000001".into(),
+            data: None,
+            acl: acl.clone(),
+            ephemeral_owner: i64::MIN,
+            parent_cversion: -1,
+        };
+        let txns = [
+            set(0),
+            set(1024),
+            set(1 << 20),
+            create.clone(),
+            Txn::Delete { path: "/x".into() },
+            Txn::SetAcl {
+                path: "/x".into(),
+                acl: acl.clone(),
+                version: i32::MIN,
+            },
+            Txn::Check { path: "/".into() },
+            Txn::Multi(vec![
+                create,
+                set(10),
+                Txn::Multi(vec![Txn::Error(ErrorCode::BadVersion)]),
+            ]),
+            Txn::Error(ErrorCode::NoNode),
+            Txn::CreateSession { timeout: i32::MIN },
+            Txn::CloseSession {
+                ephemerals: vec!["/e1".into(), "/e/2".into()],
+            },
+        ];
+        for (i, txn) in txns.into_iter().enumerate() {
+            for (zxid, time) in [(1, 0), (i64::MAX, i64::MIN)] {
+                let e = TxnEntry {
+                    session_id: i64::MIN,
+                    zxid,
+                    time,
+                    txn: txn.clone(),
+                };
+                let len = bincode::serde::encode_to_vec(&e, bincode::config::standard())
+                    .unwrap()
+                    .len();
+                let bound = e.encoded_size_bound();
+                assert!(len <= bound, "txn {i}: {len} bytes, bound {bound}");
+                if i == 1 {
+                    assert!(bound - len <= 64, "a 1 KiB setData: {len} bytes, bound {bound}");
+                }
             }
         }
     }
