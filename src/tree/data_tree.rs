@@ -284,9 +284,7 @@ impl DataTree {
             acl_sweep_at: 64,
             special: BTreeSet::new(),
             ephemerals: BTreeMap::new(),
-            sum: sessions
-                .iter()
-                .fold(0, |s, (&id, &t)| s.wrapping_add(digest::session(id, t))),
+            sum: digest::sessions(&sessions),
             sessions,
             last_zxid,
             count: 0,
@@ -302,10 +300,7 @@ impl DataTree {
 
     /// The sum of the digest's shares, recomputed from every node and session.
     fn full_sum(&self) -> u64 {
-        let mut sum = self
-            .sessions
-            .iter()
-            .fold(0u64, |s, (&id, &t)| s.wrapping_add(digest::session(id, t)));
+        let mut sum = digest::sessions(&self.sessions);
         let mut stack = vec![(digest::path_key("/"), ROOT)];
         while let Some((key, id)) = stack.pop() {
             let n = self.get(id);

@@ -61,6 +61,13 @@ pub fn session(id: i64, timeout: i32) -> u64 {
     mix(mix(0x5e55_1011, id as u64), u64::from(timeout as u32))
 }
 
+/// The sessions' shares, summed.
+pub fn sessions(sessions: &std::collections::BTreeMap<i64, i32>) -> u64 {
+    sessions
+        .iter()
+        .fold(0, |sum, (&id, &timeout)| sum.wrapping_add(session(id, timeout)))
+}
+
 /// The digest of a tree whose shares sum to `sum`, with `count` nodes, at `last_zxid`.
 pub fn finish(sum: u64, count: usize, last_zxid: i64) -> u64 {
     mix(mix(sum, count as u64), last_zxid as u64)
