@@ -18,12 +18,13 @@ const QUEUE: usize = 4096;
 /// Encodes a peer message.
 pub fn encode(m: &PeerMsg) -> Vec<u8> {
     use crate::raft::Body;
-    // Sized up front from the bytes it carries (an entry's integers take at most 4 × 9 bytes
-    // and its length 9 more): an append of a thousand 1 KiB entries grew by doubling through
+    use crate::tree::txn::VARINT;
+    // Sized up front from the bytes it carries (an entry's integers and its data's length
+    // take at most five varints): an append of a thousand 1 KiB entries grew by doubling through
     // a dozen reallocations, the large ones through glibc's slow path.
     let carried = match m {
         PeerMsg::Raft(msg) => match &msg.body {
-            Body::Append { entries, .. } => entries.iter().map(|e| 45 + e.data.len()).sum(),
+            Body::Append { entries, .. } => entries.iter().map(|e| 5 * VARINT + e.data.len()).sum(),
             Body::InstallSnapshot { data, .. } => 128 + data.len(),
             _ => 0,
         },

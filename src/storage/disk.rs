@@ -202,8 +202,6 @@ impl Disk for RealDisk {
         {
             use std::os::fd::AsRawFd;
             let fd = self.file(path)?.as_raw_fd();
-            // SAFETY: sync_file_range only schedules and waits for write-back of the range of
-            // a descriptor this handle keeps open; it touches no memory of ours.
             let range = |from: u64, len: u64, flags| {
                 // SAFETY: sync_file_range only schedules or waits for write-back of a range
                 // of a descriptor this handle keeps open; it touches no memory of ours.

@@ -42,7 +42,7 @@ pub enum Txn {
 }
 
 /// Longest bincode varint (a marker byte and eight bytes).
-const VARINT: usize = 9;
+pub const VARINT: usize = 9;
 
 impl Txn {
     /// Bytes the transaction takes at most in bincode's standard encoding (every integer at its

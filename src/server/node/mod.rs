@@ -102,9 +102,10 @@ impl Proposal {
     /// Its bytes in an entry.
     pub fn encode(&self) -> Vec<u8> {
         // Sized once, from a bound (origin: three integers, cxid: one).
-        let mut b = Vec::with_capacity(4 * 9 + self.entry.encoded_size_bound());
+        let bound = 4 * crate::tree::txn::VARINT + self.entry.encoded_size_bound();
+        let mut b = Vec::with_capacity(bound);
         bincode::serde::encode_into_std_write(self, &mut b, bincode::config::standard()).expect("proposals encode");
-        debug_assert!(b.len() <= 4 * 9 + self.entry.encoded_size_bound(), "the bound holds");
+        debug_assert!(b.len() <= bound, "the bound holds");
         // The Raft log keeps the bytes until the next snapshot (200,000 entries with a big
         // tree), so slack beyond a little is given back (in place, no copy, with glibc).
         if b.capacity() > b.len() + 64 {
