@@ -33,10 +33,15 @@ fn mix(h: u64, v: u64) -> u64 {
 
 /// A node's share of the digest, given its path's key.
 pub fn node(key: u32, n: &Node) -> u64 {
+    node_with_acl(key, n, acl(n.acl()))
+}
+
+/// `node`, given its ACL's share (`acl`), which nodes sharing a list can share.
+pub fn node_with_acl(key: u32, n: &Node, acl: u64) -> u64 {
     // Null data and empty data differ, as they do on the wire.
     let data = n.data().map_or(0, |d| (1 << 32) | u64::from(crc32c::crc32c(d)));
     let mut h = mix(u64::from(key), data);
-    h = mix(h, acl(n.acl()));
+    h = mix(h, acl);
     stat(h, &n.stat)
 }
 
@@ -48,7 +53,8 @@ fn stat(mut h: u64, s: &StatPersisted) -> u64 {
     mix(mix(h, versions), u64::from(s.aversion as u32))
 }
 
-fn acl(a: &AclRef) -> u64 {
+/// An ACL list's part of its nodes' shares.
+pub fn acl(a: &AclRef) -> u64 {
     a.iter().fold(a.len() as u64, |h, e| {
         let id = crc32c::crc32c_append(crc32c::crc32c(e.id.scheme.as_bytes()), b":");
         let id = crc32c::crc32c_append(id, e.id.id.as_bytes());
