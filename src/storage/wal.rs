@@ -262,15 +262,51 @@ fn scan_after(b: &[u8], from: usize) -> Vec<Record> {
     out
 }
 
+/// Storage half opened: its snapshot is read and checked, its log not yet (`read_log`), so
+/// that a caller can decode the snapshot while the log is read.
+pub struct Opening<D: Disk> {
+    st: Storage<D>,
+    seg_names: Vec<String>,
+    report: RecoveryReport,
+    fresh: bool,
+}
+
+/// What `Opening::read_log` recovered besides the snapshot.
+pub struct LogRead<D: Disk> {
+    pub storage: Storage<D>,
+    pub hard_state: HardState,
+    /// Entries after the snapshot.
+    pub entries: Vec<Entry>,
+    pub report: RecoveryReport,
+}
+
 impl<D: Disk> Storage<D> {
     /// Opens (or creates, with `initial` as the first configuration) storage in `dir` and
     /// recovers what it holds.
     pub fn open(
-        mut disk: D,
+        disk: D,
         dir: &str,
         initial: ConfState,
         opts: WalOptions,
     ) -> StorageResult<(Self, Recovered, RecoveryReport)> {
+        let (opening, snapshot) = Self::open_snapshot(disk, dir, initial, opts)?;
+        let log = opening.read_log()?;
+        let rec = Recovered {
+            hard_state: log.hard_state,
+            snapshot,
+            entries: log.entries,
+        };
+        Ok((log.storage, rec, log.report))
+    }
+
+    /// The first half of `open`: the directory's newest snapshot (or, for a new directory,
+    /// the initial one, written), and what reading the log needs.
+    pub fn open_snapshot(
+        mut disk: D,
+        dir: &str,
+        initial: ConfState,
+        opts: WalOptions,
+    ) -> StorageResult<(Opening<D>, Snapshot)> {
         disk.create_dir(dir)?;
         let names = disk.list(dir)?;
         let mut report = RecoveryReport::default();
@@ -313,12 +349,15 @@ impl<D: Disk> Storage<D> {
             st.write_snapshot_file(&boot)?;
             st.snapshot = boot.meta.clone();
             st.new_segment(1)?;
-            let rec = Recovered {
-                hard_state: HardState::default(),
-                snapshot: boot,
-                entries: vec![],
-            };
-            return Ok((st, rec, report));
+            return Ok((
+                Opening {
+                    st,
+                    seg_names: vec![],
+                    report,
+                    fresh: true,
+                },
+                boot,
+            ));
         }
         // The newest snapshot; a damaged one is an error, never skipped.
         let snapshot = match snap_names.iter().max() {
@@ -327,6 +366,39 @@ impl<D: Disk> Storage<D> {
         };
         st.snapshot = snapshot.meta.clone();
         st.last_index = snapshot.meta.index;
+        let seg_names = seg_names.into_iter().cloned().collect();
+        Ok((
+            Opening {
+                st,
+                seg_names,
+                report,
+                fresh: false,
+            },
+            snapshot,
+        ))
+    }
+}
+
+impl<D: Disk> Opening<D> {
+    /// The second half of `open`: reads the log segments (cutting a torn tail), and returns
+    /// the storage ready for appends.
+    pub fn read_log(self) -> StorageResult<LogRead<D>> {
+        let Opening {
+            mut st,
+            seg_names,
+            mut report,
+            fresh,
+        } = self;
+        if fresh {
+            return Ok(LogRead {
+                storage: st,
+                hard_state: HardState::default(),
+                entries: vec![],
+                report,
+            });
+        }
+        let dir = st.dir.clone();
+        let dir = dir.as_str();
         let mut entries: Vec<Entry> = Vec::new();
         let n_segs = seg_names.len();
         for (k, name) in seg_names.iter().enumerate() {
@@ -427,14 +499,16 @@ impl<D: Disk> Storage<D> {
         // Commit can never exceed what survived (entries precede their hard state in a batch).
         st.hard_state.commit = st.hard_state.commit.min(st.last_index).max(st.snapshot.index);
         report.entries = entries.len();
-        let rec = Recovered {
+        Ok(LogRead {
             hard_state: st.hard_state,
-            snapshot,
+            storage: st,
             entries,
-        };
-        Ok((st, rec, report))
+            report,
+        })
     }
+}
 
+impl<D: Disk> Storage<D> {
     /// Whether this replica is being rebuilt (`quarantine` marked it).
     pub fn rebuilding(&mut self) -> StorageResult<bool> {
         Ok(self.disk.list(&self.dir)?.iter().any(|n| n == REBUILDING))

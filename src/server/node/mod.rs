@@ -402,17 +402,69 @@ type Opened = (
 
 /// Opens storage and the tree it holds.
 fn recover(cfg: &Config, disk: Box<dyn Disk>, conf: ConfState, opts: WalOptions) -> Result<Opened, NodeError> {
-    let (storage, rec, report) = Storage::open(disk, &cfg.log_dir(), conf, opts)?;
-    let tree = if !rec.snapshot.data.is_empty() {
-        snapshot::decode(&rec.snapshot.data)?
-    } else if cfg.peers.is_empty() {
-        DataTree::new()
-    } else {
+    let started = tokio::time::Instant::now();
+    let (opening, snapshot) = Storage::open_snapshot(disk, &cfg.log_dir(), conf, opts)?;
+    let read = started.elapsed();
+    // The log is read while the snapshot is decoded: they are independent, and each was
+    // about half of a restart with a big tree. The decode stays on this thread, whose malloc
+    // arena grows cheaply (on another thread it took 840-1000 ms instead of 510 for 900k
+    // znodes).
+    let (log, tree) = beside(opening, |o| o.read_log(), snapshot.data.as_slice(), decode_tree);
+    let log = log?;
+    let tree = match tree? {
+        Some(tree) => tree,
+        None if cfg.peers.is_empty() => DataTree::new(),
         // Every member of a new ensemble starts with the same static configuration, so the
         // same tree; a member added later gets the leader's snapshot instead.
-        DataTree::with_config(cfg.initial_membership().render().as_bytes())
+        None => DataTree::with_config(cfg.initial_membership().render().as_bytes()),
     };
-    Ok((storage, rec, report, tree))
+    tracing::info!(
+        snapshot_index = snapshot.meta.index,
+        znodes = tree.node_count(),
+        entries = log.entries.len(),
+        snapshot_read_ms = read.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "recovered storage"
+    );
+    let rec = crate::raft::Recovered {
+        hard_state: log.hard_state,
+        snapshot,
+        entries: log.entries,
+    };
+    Ok((log.storage, rec, log.report, tree))
+}
+
+/// The tree a snapshot's bytes hold; none for an empty snapshot (a new replica).
+fn decode_tree(data: &[u8]) -> Result<Option<DataTree>, snapshot::SnapshotError> {
+    if data.is_empty() {
+        Ok(None)
+    } else {
+        snapshot::decode(data).map(Some)
+    }
+}
+
+/// `f(a)` and `g(b)`, the first on a thread of its own. Under the simulator one after the
+/// other: both are pure computations on their inputs, so only the time they take differs.
+fn beside<A: Send, B: ?Sized, F, G, Ra: Send, Rb>(a: A, f: F, b: &B, g: G) -> (Ra, Rb)
+where
+    F: FnOnce(A) -> Ra + Send,
+    G: FnOnce(&B) -> Rb,
+{
+    #[cfg(not(madsim))]
+    {
+        std::thread::scope(|s| {
+            let other = std::thread::Builder::new()
+                .name("zraft-recover".into())
+                .spawn_scoped(s, move || f(a))
+                .expect("a thread to read the log on");
+            let rb = g(b);
+            (other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), rb)
+        })
+    }
+    #[cfg(madsim)]
+    {
+        (f(a), g(b))
+    }
 }
 
 /// Why the node stopped.
