@@ -212,6 +212,8 @@ pub struct DataTree {
     count: usize,
     /// The wrapping sum of every node's and session's share of the digest (`digest`).
     sum: u64,
+    /// The last ACL list whose part of a share was hashed, and that part.
+    acl_share: Option<(AclRef, u64)>,
 }
 
 impl Default for DataTree {
@@ -285,6 +287,7 @@ impl DataTree {
             special: BTreeSet::new(),
             ephemerals: BTreeMap::new(),
             sum: digest::sessions(&sessions),
+            acl_share: None,
             sessions,
             last_zxid,
             count: 0,
@@ -301,7 +304,7 @@ impl DataTree {
     /// The sum of the digest's shares, recomputed from every node and session.
     fn full_sum(&self) -> u64 {
         let mut sum = digest::sessions(&self.sessions);
-        let mut stack = vec![(digest::path_key("/"), ROOT)];
+        let mut stack = vec![(digest::ROOT_KEY, ROOT)];
         while let Some((key, id)) = stack.pop() {
             let n = self.get(id);
             sum = sum.wrapping_add(digest::node(key, n));
@@ -326,8 +329,18 @@ impl DataTree {
     }
 
     /// A node's share of the digest.
-    fn share(&self, key: u32, id: NodeId) -> u64 {
-        digest::node(key, self.get(id))
+    fn share(&mut self, key: u64, id: NodeId) -> u64 {
+        let n = self.slots[id as usize].as_ref().expect("a live node's id");
+        // Most nodes share the last one's list: its part is hashed once for them.
+        let acl = match &self.acl_share {
+            Some((a, h)) if Arc::ptr_eq(a, &n.acl) => *h,
+            _ => {
+                let h = digest::acl(&n.acl);
+                self.acl_share = Some((n.acl.clone(), h));
+                h
+            }
+        };
+        digest::node_with_acl(key, n, acl)
     }
 
     /// The zxid of the last applied transaction.
@@ -489,7 +502,8 @@ impl DataTree {
                     children: None,
                 };
                 let stat = node.stat();
-                let (key, parent_key) = (digest::path_key(path), digest::path_key(parent_path));
+                let parent_key = digest::path_key(parent_path);
+                let key = digest::child_key(parent_key, name);
                 let parent_before = self.share(parent_key, pid);
                 let id = self.alloc(node);
                 self.link(pid, name, id);
@@ -623,7 +637,7 @@ impl DataTree {
         }
         let parent_key = digest::path_key(parent_path);
         let gone = self
-            .share(digest::path_key(path), id)
+            .share(digest::child_key(parent_key, name), id)
             .wrapping_add(self.share(parent_key, pid));
         let parent = self.get_mut(pid);
         let kids = parent.children.as_mut().expect("the parent lists the node");
@@ -846,7 +860,7 @@ pub(crate) struct Rebuild {
 struct Frame {
     id: NodeId,
     /// Its path's digest key.
-    key: u32,
+    key: u64,
     path: String,
     left: usize,
     kids: Vec<(Name, NodeId)>,
@@ -898,9 +912,19 @@ impl Rebuild {
                 .last()
                 .map_or_else(|| "/".to_string(), |top| path::join(&top.path, name))
         };
-        if !self.tree.acls.get(&*acl).is_some_and(|a| Arc::ptr_eq(a, &acl)) {
-            return Err(format!("{}'s ACL is not the shared copy", path()));
-        }
+        // Most nodes share the previous node's list: it was checked, and its part of the
+        // digest hashed, once for them.
+        let acl_share = match &self.last_acl {
+            Some((a, h)) if Arc::ptr_eq(a, &acl) => *h,
+            _ => {
+                if !self.tree.acls.get(&*acl).is_some_and(|a| Arc::ptr_eq(a, &acl)) {
+                    return Err(format!("{}'s ACL is not the shared copy", path()));
+                }
+                let h = digest::acl(&acl);
+                self.last_acl = Some((acl.clone(), h));
+                h
+            }
+        };
         // The stat claims `check_invariants` makes, node by node (the rest hold by
         // construction): a walk of the whole tree afterwards was a tenth of a restart.
         if let Some(top) = self.open.last() {
@@ -922,21 +946,12 @@ impl Rebuild {
         let key = self
             .open
             .last()
-            .map_or(digest::path_key("/"), |top| digest::child_key(top.key, name));
+            .map_or(digest::ROOT_KEY, |top| digest::child_key(top.key, name));
         let node = Node {
             data,
             acl,
             stat,
             children: None,
-        };
-        // Most nodes share the previous node's list: its part is hashed once for them.
-        let acl_share = match &self.last_acl {
-            Some((a, h)) if Arc::ptr_eq(a, &node.acl) => *h,
-            _ => {
-                let h = digest::acl(&node.acl);
-                self.last_acl = Some((node.acl.clone(), h));
-                h
-            }
         };
         self.tree.sum = self.tree.sum.wrapping_add(digest::node_with_acl(key, &node, acl_share));
         let id = self.tree.alloc(node);
