@@ -444,7 +444,8 @@ fn decode_tree(data: &[u8]) -> Result<Option<DataTree>, snapshot::SnapshotError>
 }
 
 /// `f(a)` and `g(b)`, the first on a thread of its own. Under the simulator one after the
-/// other: both are pure computations on their inputs, so only the time they take differs.
+/// other (threads are not simulated): `g` is a pure computation on its input, so whether it
+/// runs before, after or beside `f` changes only the time taken.
 fn beside<A: Send, B: ?Sized, F, G, Ra: Send, Rb>(a: A, f: F, b: &B, g: G) -> (Ra, Rb)
 where
     F: FnOnce(A) -> Ra + Send,
@@ -456,6 +457,8 @@ where
             let other = std::thread::Builder::new()
                 .name("zraft-recover".into())
                 .spawn_scoped(s, move || f(a))
+                // At startup, before anything is served: a server that cannot start a thread
+                // cannot start its runtime either.
                 .expect("a thread to read the log on");
             let rb = g(b);
             (other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), rb)
