@@ -635,7 +635,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         let storage = self.storage.take().expect("run is called once");
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
-        tokio::spawn(persist::run(storage, jobs_rx, events_tx, self.metrics.clone()));
+        persist::start(storage, jobs_rx, events_tx, self.metrics.clone());
         self.wal = Some(jobs_tx);
         self.raft.campaign_if_sole_voter();
         // Apply what the log already holds before serving anything.
