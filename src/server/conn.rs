@@ -19,6 +19,9 @@ pub const MAX_OUTSTANDING: usize = 1000;
 /// Bytes each connection buffers for reading and for writing.
 const IO_BUFFER: usize = 16 * 1024;
 
+/// The largest frame buffer a connection keeps between requests.
+const KEEP_PAYLOAD_BUFFER: usize = 64 * 1024;
+
 const FOUR_LETTER: [&str; 10] = [
     "ruok", "srvr", "stat", "mntr", "conf", "isro", "envi", "cons", "wchs", "dump",
 ];
@@ -33,7 +36,15 @@ pub enum ConnEnd {
     Timeout,
 }
 
-async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, first4: Option<[u8; 4]>, max: u32) -> Result<Vec<u8>, ConnEnd> {
+/// Reads one frame's payload into `buf` (replacing what it held): a connection reuses one
+/// buffer for all its frames, rather than a zeroed allocation per request (for 1 KiB values
+/// past glibc's per-thread cache, one of the seven large allocations a setData made).
+async fn read_payload_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    first4: Option<[u8; 4]>,
+    max: u32,
+    buf: &mut Vec<u8>,
+) -> Result<(), ConnEnd> {
     let len = match first4 {
         Some(b) => b,
         None => {
@@ -47,8 +58,16 @@ async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, first4: Option<[u8; 4]>, 
     if n < 0 || n as u32 > max {
         return Err(ConnEnd::BadFrame);
     }
-    let mut buf = vec![0u8; n as usize];
-    r.read_exact(&mut buf).await.map_err(|_| ConnEnd::Closed)?;
+    buf.clear();
+    buf.resize(n as usize, 0);
+    r.read_exact(buf).await.map_err(|_| ConnEnd::Closed)?;
+    Ok(())
+}
+
+/// Reads one frame's payload into a buffer of its own (the handshake).
+async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, first4: Option<[u8; 4]>, max: u32) -> Result<Vec<u8>, ConnEnd> {
+    let mut buf = Vec::new();
+    read_payload_into(r, first4, max, &mut buf).await?;
     Ok(buf)
 }
 
@@ -180,21 +199,25 @@ where
         let _ = wr.shutdown().await;
     });
     let mut writer_done = false;
+    let mut payload = Vec::new();
     let end = loop {
         // A client silent for a whole session timeout is gone (it pings every third). The
         // writer ending (the node closed the connection) ends the reading too.
-        let read = tokio::time::timeout(session_timeout, read_payload(&mut rd, None, cfg.max_buffer));
-        let payload = tokio::select! {
+        let read = tokio::time::timeout(
+            session_timeout,
+            read_payload_into(&mut rd, None, cfg.max_buffer, &mut payload),
+        );
+        tokio::select! {
             r = read => match r {
                 Err(_) => break ConnEnd::Timeout,
                 Ok(Err(e)) => break e,
-                Ok(Ok(p)) => p,
+                Ok(Ok(())) => {}
             },
             _ = &mut writer => {
                 writer_done = true;
                 break ConnEnd::Closed;
             }
-        };
+        }
         let frame = match RequestFrame::from_bytes(&payload) {
             Ok(f) => f,
             Err(JuteError::UnknownOpCode(_)) => {
@@ -215,6 +238,10 @@ where
             }
             Err(_) => break ConnEnd::BadFrame,
         };
+        // A connection that once sent a large frame does not keep its buffer for good.
+        if payload.capacity() > KEEP_PAYLOAD_BUFFER {
+            payload = Vec::new();
+        }
         if let Request::Ping = frame.request {
             let _ = node.send(Event::Ping { conn });
             let f = ReplyFrame {
