@@ -75,7 +75,7 @@ fn wal(dir: &str, proposers: usize) -> (f64, f64, f64) {
                         term: 1,
                         index: next + i as u64,
                         kind: EntryKind::Normal,
-                        data: r.data,
+                        data: r.data.into(),
                     }
                 })
                 .collect();

@@ -39,7 +39,7 @@ struct World {
     /// term -> its leader.
     leaders: BTreeMap<u64, NodeId>,
     /// index -> (entry term, data, the term of the node that first saw it committed).
-    committed: BTreeMap<u64, (u64, Vec<u8>, u64)>,
+    committed: BTreeMap<u64, (u64, bytes::Bytes, u64)>,
 }
 
 /// One step of a schedule.

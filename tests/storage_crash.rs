@@ -357,7 +357,7 @@ fn unknown_format_version_is_refused() {
         term: 1,
         index: 1,
         kind: EntryKind::Normal,
-        data: vec![1],
+        data: vec![1].into(),
     }])
     .unwrap();
     st.sync().unwrap();

@@ -1183,7 +1183,7 @@ impl Raft {
             term: self.term,
             index,
             kind,
-            data,
+            data: data.into(),
         });
         self.bcast_append(false);
         index

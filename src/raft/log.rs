@@ -62,7 +62,7 @@ impl RaftLog {
         let (a, b) = ((lo - self.snap_index - 1) as usize, (index - self.snap_index) as usize);
         for e in &mut self.entries[a..b] {
             if e.kind != EntryKind::ConfChange {
-                e.data = Vec::new();
+                e.data = bytes::Bytes::new();
             }
         }
         self.released = index;

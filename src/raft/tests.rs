@@ -31,7 +31,7 @@ fn node(id: NodeId, voters: &[NodeId], terms: &[u64], term: u64, commit: u64, tw
             term: t,
             index: i as u64 + 1,
             kind: EntryKind::Normal,
-            data: vec![i as u8],
+            data: vec![i as u8].into(),
         })
         .collect();
     let mut c = config(id);
@@ -171,7 +171,7 @@ fn single_node_elects_itself_and_commits() {
     let i = c.r(1).propose(b"x".to_vec()).unwrap();
     c.settle();
     assert_eq!(c.r(1).committed(), i);
-    assert_eq!(c.applied[&1].last().unwrap().data, b"x");
+    assert_eq!(c.applied[&1].last().unwrap().data[..], b"x"[..]);
 }
 
 #[test]
@@ -1040,4 +1040,40 @@ fn a_late_rejection_does_not_throw_away_a_followers_match() {
     c.tick_all(3);
     assert_eq!(c.r(2).last_index(), c.r(1).last_index());
     assert!(c.compacts.is_empty());
+}
+
+/// An entry's data is shared (`Bytes`), but its bytes on disk and on
+/// the wire are those of the `Vec<u8>` (through serde_bytes) it was: logs written before
+/// still load, and members of both kinds understand each other.
+#[test]
+fn entries_encode_as_they_did_with_vec_data() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Before {
+        term: u64,
+        index: u64,
+        kind: EntryKind,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    }
+    let cfg = bincode::config::standard();
+    for data in [vec![], vec![7], vec![0xab; 1500]] {
+        for kind in [EntryKind::Normal, EntryKind::ConfChange, EntryKind::Noop] {
+            let before = Before {
+                term: 3,
+                index: 300,
+                kind,
+                data: data.clone(),
+            };
+            let now = Entry {
+                term: 3,
+                index: 300,
+                kind,
+                data: data.clone().into(),
+            };
+            let old = bincode::serde::encode_to_vec(&before, cfg).unwrap();
+            assert_eq!(bincode::serde::encode_to_vec(&now, cfg).unwrap(), old);
+            let (back, used): (Entry, usize) = bincode::serde::decode_from_slice(&old, cfg).unwrap();
+            assert_eq!((back, used), (now, old.len()));
+        }
+    }
 }

@@ -9,7 +9,7 @@ impl Node {
         // A membership change carries the transaction that records it in /zookeeper/config.
         let context;
         let data = match e.kind {
-            EntryKind::Normal => &e.data,
+            EntryKind::Normal => &e.data[..],
             EntryKind::ConfChange => match raft::ConfChange::decode(&e.data) {
                 Some((_, c)) if !c.is_empty() => {
                     context = c;
