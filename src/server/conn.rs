@@ -233,7 +233,7 @@ where
                     },
                     response: Response::Empty,
                 };
-                let _ = out_tx.send(Out::Frame(encode_frame(&f.to_bytes())));
+                let _ = out_tx.send(Out::Frame(f.to_frame()));
                 break ConnEnd::BadFrame;
             }
             Err(_) => break ConnEnd::BadFrame,
@@ -252,7 +252,7 @@ where
                 },
                 response: Response::Empty,
             };
-            let _ = out_tx.send(Out::Frame(encode_frame(&f.to_bytes())));
+            let _ = out_tx.send(Out::Frame(f.to_frame()));
             continue;
         }
         // Backpressure: wait for a free outstanding slot before handing the request over.

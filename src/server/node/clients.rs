@@ -76,7 +76,7 @@ impl Node {
             },
             response,
         };
-        encode_frame(&f.to_bytes())
+        f.to_frame()
     }
 
     /// Hands a reply to the connection's writer.
@@ -346,5 +346,5 @@ pub(super) fn auth_reply(err: ErrorCode) -> Vec<u8> {
         },
         response: Response::Empty,
     };
-    encode_frame(&f.to_bytes())
+    f.to_frame()
 }

@@ -148,7 +148,7 @@ impl Node {
                 },
                 response: Response::Notification(ev),
             };
-            let _ = c.out.send(Out::Frame(encode_frame(&f.to_bytes())));
+            let _ = c.out.send(Out::Frame(f.to_frame()));
         }
     }
 }
