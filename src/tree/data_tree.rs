@@ -331,15 +331,7 @@ impl DataTree {
     /// A node's share of the digest.
     fn share(&mut self, key: u64, id: NodeId) -> u64 {
         let n = self.slots[id as usize].as_ref().expect("a live node's id");
-        // Most nodes share the last one's list: its part is hashed once for them.
-        let acl = match &self.acl_share {
-            Some((a, h)) if Arc::ptr_eq(a, &n.acl) => *h,
-            _ => {
-                let h = digest::acl(&n.acl);
-                self.acl_share = Some((n.acl.clone(), h));
-                h
-            }
-        };
+        let (acl, _) = acl_part(&mut self.acl_share, &n.acl);
         digest::node_with_acl(key, n, acl)
     }
 
@@ -837,6 +829,19 @@ impl DataTree {
     }
 }
 
+/// `acl`'s part of its nodes' digest shares, hashed once for a run of nodes that share the
+/// list (`cache` holds the last list hashed); and whether it was hashed now.
+fn acl_part(cache: &mut Option<(AclRef, u64)>, acl: &AclRef) -> (u64, bool) {
+    match cache {
+        Some((a, h)) if Arc::ptr_eq(a, acl) => (*h, false),
+        _ => {
+            let h = digest::acl(acl);
+            *cache = Some((acl.clone(), h));
+            (h, true)
+        }
+    }
+}
+
 /// Displays a path made only when displayed (in an error message).
 struct Lazy<'a, F: Fn() -> String>(&'a F);
 
@@ -853,8 +858,6 @@ pub(crate) struct Rebuild {
     tree: DataTree,
     /// The nodes whose children are still to come, innermost last.
     open: Vec<Frame>,
-    /// The last node's ACL list and its part of the digest.
-    last_acl: Option<(AclRef, u64)>,
 }
 
 struct Frame {
@@ -872,7 +875,6 @@ impl Rebuild {
         Rebuild {
             tree: DataTree::empty(last_zxid, sessions),
             open: vec![],
-            last_acl: None,
         }
     }
 
@@ -912,19 +914,12 @@ impl Rebuild {
                 .last()
                 .map_or_else(|| "/".to_string(), |top| path::join(&top.path, name))
         };
-        // Most nodes share the previous node's list: it was checked, and its part of the
+        // Most nodes share the previous node's list: it is checked, and its part of the
         // digest hashed, once for them.
-        let acl_share = match &self.last_acl {
-            Some((a, h)) if Arc::ptr_eq(a, &acl) => *h,
-            _ => {
-                if !self.tree.acls.get(&*acl).is_some_and(|a| Arc::ptr_eq(a, &acl)) {
-                    return Err(format!("{}'s ACL is not the shared copy", path()));
-                }
-                let h = digest::acl(&acl);
-                self.last_acl = Some((acl.clone(), h));
-                h
-            }
-        };
+        let (acl_share, new_list) = acl_part(&mut self.tree.acl_share, &acl);
+        if new_list && !self.tree.acls.get(&*acl).is_some_and(|a| Arc::ptr_eq(a, &acl)) {
+            return Err(format!("{}'s ACL is not the shared copy", path()));
+        }
         // The stat claims `check_invariants` makes, node by node (the rest hold by
         // construction): a walk of the whole tree afterwards was a tenth of a restart.
         if let Some(top) = self.open.last() {
