@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What an operation asked for (or, for `Connected` and `WatchEvent`, what a client saw).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RegOp {
     /// sync + getData: must observe (value, version).
     Read,
@@ -53,7 +53,7 @@ impl RegOp {
 }
 
 /// How an operation ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Outcome {
     /// Succeeded; a read carries what it saw (value, version).
     Ok(Option<(u64, i32)>),
@@ -71,7 +71,7 @@ pub enum Outcome {
 }
 
 /// One completed (or abandoned) operation on one key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Op {
     pub client: u32,
     pub session: i64,

@@ -92,7 +92,7 @@ impl ConfState {
 }
 
 /// A single-server membership change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ConfChange {
     AddVoter(NodeId),
     AddLearner(NodeId),

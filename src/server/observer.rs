@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// What a node reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Observation {
     /// `node` was leader in `term`.
     Leader { node: u64, term: u64 },
@@ -74,7 +74,7 @@ pub enum Observation {
 }
 
 /// What made a committed transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Committed {
     /// The client request (session, cxid) — including a client's closeSession.
     Request,
