@@ -189,13 +189,21 @@ pub enum Body {
     /// The answer.
     VoteResponse { granted: bool, pre_vote: bool },
     /// Leader liveness; `commit` is capped at what the follower is known to have.
-    Heartbeat { commit: u64, ctx: Vec<u8> },
+    Heartbeat {
+        commit: u64,
+        #[serde(with = "serde_bytes")]
+        ctx: Vec<u8>,
+    },
     /// Heartbeat ack, echoing the read-index context.
-    HeartbeatResponse { ctx: Vec<u8> },
+    HeartbeatResponse {
+        #[serde(with = "serde_bytes")]
+        ctx: Vec<u8>,
+    },
     /// One chunk of a snapshot.
     InstallSnapshot {
         meta: SnapshotMeta,
         offset: u64,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         done: bool,
     },
@@ -209,9 +217,16 @@ pub enum Body {
     /// Start an election now (leadership transfer).
     TimeoutNow,
     /// A follower asks the leader for a read index.
-    ReadIndex { ctx: Vec<u8> },
+    ReadIndex {
+        #[serde(with = "serde_bytes")]
+        ctx: Vec<u8>,
+    },
     /// The leader's answer: reads at `index` are linearizable.
-    ReadIndexResponse { index: u64, ctx: Vec<u8> },
+    ReadIndexResponse {
+        index: u64,
+        #[serde(with = "serde_bytes")]
+        ctx: Vec<u8>,
+    },
 }
 
 impl Body {

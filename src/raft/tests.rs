@@ -1077,3 +1077,95 @@ fn entries_encode_as_they_did_with_vec_data() {
         }
     }
 }
+
+/// Byte fields of messages decode as byte strings (not element by element) and encode as they
+/// did as plain `Vec<u8>` sequences, so members of both versions talk to each other.
+#[test]
+fn message_bytes_encode_as_they_did_as_sequences() {
+    // The variants before, after and between the byte-carrying ones hold the indices in place.
+    #[derive(serde::Serialize)]
+    #[allow(dead_code)]
+    enum Before {
+        Append,
+        AppendResponse,
+        RequestVote,
+        VoteResponse,
+        Heartbeat {
+            commit: u64,
+            ctx: Vec<u8>,
+        },
+        HeartbeatResponse {
+            ctx: Vec<u8>,
+        },
+        InstallSnapshot {
+            meta: SnapshotMeta,
+            offset: u64,
+            data: Vec<u8>,
+            done: bool,
+        },
+        SnapshotResponse,
+        TimeoutNow,
+        ReadIndex {
+            ctx: Vec<u8>,
+        },
+        ReadIndexResponse {
+            index: u64,
+            ctx: Vec<u8>,
+        },
+    }
+    let cfg = bincode::config::standard();
+    let meta = SnapshotMeta {
+        index: 9,
+        term: 2,
+        conf: ConfState::voters(BTreeSet::from([1, 2, 3])),
+    };
+    for b in [vec![], vec![7], vec![0xab; 1500]] {
+        let pairs = [
+            (
+                Before::Heartbeat {
+                    commit: 5,
+                    ctx: b.clone(),
+                },
+                Body::Heartbeat {
+                    commit: 5,
+                    ctx: b.clone(),
+                },
+            ),
+            (
+                Before::HeartbeatResponse { ctx: b.clone() },
+                Body::HeartbeatResponse { ctx: b.clone() },
+            ),
+            (
+                Before::InstallSnapshot {
+                    meta: meta.clone(),
+                    offset: 4096,
+                    data: b.clone(),
+                    done: true,
+                },
+                Body::InstallSnapshot {
+                    meta: meta.clone(),
+                    offset: 4096,
+                    data: b.clone(),
+                    done: true,
+                },
+            ),
+            (Before::ReadIndex { ctx: b.clone() }, Body::ReadIndex { ctx: b.clone() }),
+            (
+                Before::ReadIndexResponse {
+                    index: 3,
+                    ctx: b.clone(),
+                },
+                Body::ReadIndexResponse {
+                    index: 3,
+                    ctx: b.clone(),
+                },
+            ),
+        ];
+        for (before, now) in pairs {
+            let old = bincode::serde::encode_to_vec(&before, cfg).unwrap();
+            assert_eq!(bincode::serde::encode_to_vec(&now, cfg).unwrap(), old);
+            let (back, used): (Body, usize) = bincode::serde::decode_from_slice(&old, cfg).unwrap();
+            assert_eq!((back, used), (now, old.len()));
+        }
+    }
+}
