@@ -110,16 +110,18 @@ impl RaftLog {
             return Vec::new();
         }
         let hi = hi.min(self.last_index());
-        let mut out = Vec::new();
-        let mut size = 0;
-        for e in &self.entries[(lo - self.snap_index - 1) as usize..=(hi - self.snap_index - 1) as usize] {
+        let held = &self.entries[(lo - self.snap_index - 1) as usize..=(hi - self.snap_index - 1) as usize];
+        // Counted first, then copied into one allocation (pushing grew the Vec by doubling on
+        // every append to a follower). At least one entry, however large.
+        let (mut size, mut n) = (0, 0);
+        for e in held {
             size += e.size();
-            if !out.is_empty() && size > max_bytes {
+            if n > 0 && size > max_bytes {
                 break;
             }
-            out.push(e.clone());
+            n += 1;
         }
-        out
+        held[..n].to_vec()
     }
 
     /// The entries in `lo..=hi` held (clamped), borrowed: for scans that need no copies.
