@@ -43,6 +43,7 @@ pub struct ConnectRequest {
     pub last_zxid_seen: i64,
     pub time_out: i32,
     pub session_id: i64,
+    #[serde(with = "serde_bytes")]
     pub passwd: Vec<u8>,
     /// `None` when the client sent the short (pre-3.4) form without the readOnly byte.
     pub read_only: Option<bool>,
@@ -78,6 +79,7 @@ pub struct ConnectResponse {
     pub protocol_version: i32,
     pub time_out: i32,
     pub session_id: i64,
+    #[serde(with = "serde_bytes")]
     pub passwd: Vec<u8>,
     /// `None` for the short form.
     pub read_only: Option<bool>,
@@ -152,7 +154,7 @@ jute_record! {
 
 jute_record! {
     /// addAuth credentials.
-    pub struct AuthPacket { pub r#type: i32, pub scheme: String, pub auth: Vec<u8> }
+    pub struct AuthPacket { pub r#type: i32, pub scheme: String, #[serde(with = "serde_bytes")] pub auth: Vec<u8> }
 }
 
 jute_record! {
@@ -167,7 +169,7 @@ jute_record! {
 
 jute_record! {
     /// setData; version -1 matches any.
-    pub struct SetDataRequest { pub path: String, pub data: Option<Vec<u8>>, pub version: i32 }
+    pub struct SetDataRequest { pub path: String, #[serde(with = "serde_bytes")] pub data: Option<Vec<u8>>, pub version: i32 }
 }
 
 jute_record! {
@@ -189,6 +191,7 @@ jute_record! {
     /// create, create2 and createContainer.
     pub struct CreateRequest {
         pub path: String,
+        #[serde(with = "serde_bytes")]
         pub data: Option<Vec<u8>>,
         pub acl: Vec<Acl>,
         pub flags: i32,
@@ -199,6 +202,7 @@ jute_record! {
     /// createTTL.
     pub struct CreateTtlRequest {
         pub path: String,
+        #[serde(with = "serde_bytes")]
         pub data: Option<Vec<u8>>,
         pub acl: Vec<Acl>,
         pub flags: i32,
@@ -293,7 +297,7 @@ jute_record! {
 
 jute_record! {
     /// getData reply; data is null for a node created with null data.
-    pub struct GetDataResponse { pub data: Option<Vec<u8>>, pub stat: Stat }
+    pub struct GetDataResponse { #[serde(with = "serde_bytes")] pub data: Option<Vec<u8>>, pub stat: Stat }
 }
 
 jute_record! {
