@@ -100,10 +100,9 @@ pub struct Config {
     /// leader releases what every member holds), so zraft's default is 128 MiB, which bounds
     /// that memory. The limit grows to a quarter of the latest snapshot's size when that is
     /// larger, so that a big tree is not written out again for every few MiB of log (one-KiB
-    /// creates into a 300k-node tree halved the create rate). It was 32 MiB: with one-KiB
-    /// values that was a snapshot every 30,000 entries, each node writing five times the
-    /// tree's final size while it grew (three nodes sharing two cores and a disk lost a third
-    /// of their create rate to it).
+    /// creates into a 300k-node tree halved the create rate), and a smaller floor makes a
+    /// growing tree of one-KiB values be written out again every few tens of thousands of
+    /// entries.
     pub snap_size_limit: u64,
     /// The super user's digest (`super:<base64 sha1>`), as ZooKeeper's
     /// `DigestAuthenticationProvider.superDigest` system property; `zraft` reads it from
