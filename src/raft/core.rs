@@ -174,6 +174,15 @@ pub struct Raft {
     randomized_timeout: u32,
     rng: ChaCha8Rng,
     msgs: Vec<Message>,
+    /// A leader owes its peers the entries appended since the last `ready`: they go out then,
+    /// in one append per peer, rather than one per proposal (measured on three nodes at
+    /// pipelining depth 1: each write cost every follower ~3 appends and ~3 answers).
+    append_due: bool,
+    /// Peers an acknowledgement since the last `ready` unblocked (their window refills then).
+    refill_due: BTreeSet<NodeId>,
+    /// A leader owes its peers its new commit index (sent with `append_due`'s appends, or in
+    /// empty ones).
+    commit_due: bool,
     reads: VecDeque<PendingRead>,
     reads_waiting_commit: Vec<(NodeId, Vec<u8>)>,
     read_states: Vec<ReadState>,
@@ -212,6 +221,9 @@ impl Raft {
             heartbeat_elapsed: 0,
             randomized_timeout: 0,
             msgs: Vec::new(),
+            append_due: false,
+            refill_due: BTreeSet::new(),
+            commit_due: false,
             reads: VecDeque::new(),
             reads_waiting_commit: Vec::new(),
             read_states: Vec::new(),
@@ -668,6 +680,7 @@ impl Raft {
     /// Whether `ready` has anything.
     pub fn has_ready(&self) -> bool {
         !self.msgs.is_empty()
+            || self.sends_due()
             || self.hard_state() != self.prev_hard_state
             || self.log.handed < self.log.last_index()
             || self.log.applied < self.log.committed
@@ -680,6 +693,7 @@ impl Raft {
     /// Takes the next batch of work. Its entries and hard state count as handed to storage:
     /// the next `Ready` carries only what came after.
     pub fn ready(&mut self) -> Ready {
+        self.send_due();
         let hs = self.hard_state();
         let rd = Ready {
             hard_state: (hs != self.prev_hard_state).then_some(hs),
@@ -712,7 +726,7 @@ impl Raft {
         if let Some(last) = rd.entries.last() {
             self.on_persisted(last.index, last.term);
         } else if self.role == Role::Leader && self.maybe_commit() {
-            self.bcast_append(true);
+            self.commit_due = true;
         }
     }
 
@@ -728,7 +742,7 @@ impl Raft {
             self.log.stable = self.log.stable.max(index);
         }
         if self.role == Role::Leader && self.maybe_commit() {
-            self.bcast_append(true);
+            self.commit_due = true;
         }
     }
 
@@ -767,6 +781,9 @@ impl Raft {
         self.reads.clear();
         self.reads_waiting_commit.clear();
         self.lead_transferee = None;
+        self.append_due = false;
+        self.commit_due = false;
+        self.refill_due.clear();
     }
 
     fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
@@ -951,7 +968,6 @@ impl Raft {
                     }
                     return;
                 }
-                let was_paused = pr.is_paused(self.cfg.max_inflight);
                 if !pr.maybe_update(index) {
                     return;
                 }
@@ -962,11 +978,9 @@ impl Raft {
                 }
                 let caught_up = pr.matched == last;
                 if self.maybe_commit() {
-                    self.bcast_append(true);
-                } else if was_paused {
-                    self.send_append(from, false);
+                    self.commit_due = true;
                 }
-                while self.send_append(from, false) {}
+                self.refill_due.insert(from);
                 if caught_up && self.lead_transferee == Some(from) {
                     self.send(from, Body::TimeoutNow);
                 }
@@ -1029,15 +1043,7 @@ impl Raft {
             // Our committed prefix matches every leader's log (leader completeness): skip it.
             let skip = (committed - prev_index) as usize;
             if skip >= entries.len() {
-                self.send(
-                    from,
-                    Body::AppendResponse {
-                        reject: false,
-                        index: committed,
-                        hint_index: 0,
-                        hint_term: 0,
-                    },
-                );
+                self.ack_append(from, committed);
                 return;
             }
             prev_index = committed;
@@ -1069,15 +1075,7 @@ impl Raft {
                 } else if crate::bug("raft-truncate-on-append") {
                     self.rescan_confs(prev_index + 1);
                 }
-                self.send(
-                    from,
-                    Body::AppendResponse {
-                        reject: false,
-                        index: last_new,
-                        hint_index: 0,
-                        hint_term: 0,
-                    },
-                );
+                self.ack_append(from, last_new);
             }
             None => {
                 let (hint_index, hint_term) = self.log.conflict_hint(prev_index.min(self.log.last_index()), prev_term);
@@ -1092,6 +1090,40 @@ impl Raft {
                 );
             }
         }
+    }
+
+    /// Acknowledges appends up to `index`. An acknowledgement still queued for the same leader
+    /// and term takes the higher index instead of a second message going out: both wait for
+    /// the same `Ready` to be durable, and within a term the leader's log only grows, so the
+    /// later one says all the earlier one did.
+    fn ack_append(&mut self, to: NodeId, index: u64) {
+        let term = self.term;
+        let last_to_leader = self.msgs.iter_mut().rev().find(|m| m.to == to);
+        if let Some(Message {
+            term: t,
+            body:
+                Body::AppendResponse {
+                    reject: false,
+                    index: acked,
+                    ..
+                },
+            ..
+        }) = last_to_leader
+        {
+            if *t == term {
+                *acked = (*acked).max(index);
+                return;
+            }
+        }
+        self.send(
+            to,
+            Body::AppendResponse {
+                reject: false,
+                index,
+                hint_index: 0,
+                hint_term: 0,
+            },
+        );
     }
 
     fn handle_heartbeat(&mut self, from: NodeId, commit: u64, ctx: Vec<u8>) {
@@ -1185,14 +1217,35 @@ impl Raft {
             kind,
             data: data.into(),
         });
-        self.bcast_append(false);
+        self.append_due = true;
         index
     }
 
-    fn bcast_append(&mut self, send_empty: bool) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+    /// Whether a leader owes appends (see `append_due`).
+    fn sends_due(&self) -> bool {
+        self.role == Role::Leader && (self.append_due || self.commit_due || !self.refill_due.is_empty())
+    }
+
+    /// Sends what a leader owes: to every peer if entries were appended or the commit index
+    /// moved, else to the peers whose window reopened; each peer's window is filled.
+    fn send_due(&mut self) {
+        if !self.sends_due() {
+            return;
+        }
+        let all = self.append_due || self.commit_due;
+        let empty = self.commit_due;
+        let refill = std::mem::take(&mut self.refill_due);
+        (self.append_due, self.commit_due) = (false, false);
+        let peers: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|p| all || refill.contains(p))
+            .collect();
         for p in peers {
-            self.send_append(p, send_empty);
+            if self.send_append(p, empty) {
+                while self.send_append(p, false) {}
+            }
         }
     }
 

@@ -482,6 +482,77 @@ fn flow_control_limits_appends_in_flight() {
     assert_eq!(c.r(1).committed(), c.r(1).last_index());
 }
 
+/// Proposals between two `Ready`s reach each follower in one append, and the follower answers
+/// the appends of one `Ready` once (at the highest index): traffic per batch, not per write.
+#[test]
+fn proposals_between_readies_travel_in_one_append_per_follower() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    c.settle();
+    let before = c.log.len();
+    for i in 0..10u8 {
+        c.r(1).propose(vec![i]).unwrap();
+    }
+    c.process();
+    let appends: Vec<usize> = c
+        .queue
+        .iter()
+        .filter_map(|m| match &m.body {
+            Body::Append { entries, .. } => Some(entries.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(appends, vec![10, 10], "one append of all ten entries to each follower");
+    c.settle();
+    let last = c.r(1).last_index();
+    assert_eq!(c.r(1).committed(), last);
+    assert_eq!(c.r(2).committed(), last);
+    assert_eq!(c.r(3).committed(), last);
+    // Per follower: the append, its answer, the append carrying the commit index and its answer.
+    let traffic = c.log.len() - before;
+    assert_eq!(traffic, 8, "messages for ten writes: {:?}", &c.log[before..]);
+
+    // A follower that steps two appends before its Ready answers once, with the later index.
+    let term = c.r(1).term();
+    let append = |prev: u64, n: u64| Message {
+        from: 1,
+        to: 2,
+        term,
+        body: Body::Append {
+            prev_index: prev,
+            prev_term: term,
+            entries: (prev + 1..=prev + n)
+                .map(|index| Entry {
+                    term,
+                    index,
+                    kind: EntryKind::Normal,
+                    data: vec![0].into(),
+                })
+                .collect(),
+            commit: last,
+        },
+    };
+    // The answers of a Ready: (rejected, index).
+    let acks = |rd: &Ready| -> Vec<(bool, u64)> {
+        rd.messages
+            .iter()
+            .filter_map(|m| match m.body {
+                Body::AppendResponse { reject, index, .. } => Some((reject, index)),
+                _ => None,
+            })
+            .collect()
+    };
+    c.r(2).step(append(last, 2));
+    c.r(2).step(append(last + 2, 3));
+    let rd = c.r(2).ready();
+    assert_eq!(acks(&rd), vec![(false, last + 5)]);
+    // A rejection in between is not merged over: the answers keep their order.
+    c.r(2).advance(&rd);
+    c.r(2).step(append(last + 9, 1));
+    c.r(2).step(append(last + 5, 1));
+    assert_eq!(acks(&c.r(2).ready()), vec![(true, last + 9), (false, last + 6)]);
+}
+
 #[test]
 fn read_index_needs_a_quorum_and_followers_forward() {
     let mut c = Cluster::fresh(3);

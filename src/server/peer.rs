@@ -14,6 +14,10 @@ use tokio::sync::mpsc;
 const MAX_PEER_FRAME: usize = 64 << 20;
 /// Messages queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
+/// Bytes an inbound connection reads at once.
+const IO_BUFFER: usize = 64 * 1024;
+/// The largest frame buffer an inbound connection keeps between frames.
+const KEEP_BUFFER: usize = 1 << 20;
 
 /// Encodes a peer message.
 pub fn encode(m: &PeerMsg) -> Vec<u8> {
@@ -247,7 +251,11 @@ pub async fn listen(listener: TcpListener, events: mpsc::UnboundedSender<Event>,
     }
 }
 
-async fn inbound(mut s: TcpStream, events: mpsc::UnboundedSender<Event>, announced: Announced) -> std::io::Result<()> {
+async fn inbound(s: TcpStream, events: mpsc::UnboundedSender<Event>, announced: Announced) -> std::io::Result<()> {
+    // Buffered: one recv takes every frame that has arrived, where reading each frame's length
+    // and body straight from the socket cost two recvs a message plus one that found it empty.
+    let mut s = tokio::io::BufReader::with_capacity(IO_BUFFER, s);
+    let mut buf = Vec::new();
     let mut from = None;
     loop {
         let mut len = [0u8; 4];
@@ -256,7 +264,12 @@ async fn inbound(mut s: TcpStream, events: mpsc::UnboundedSender<Event>, announc
         if n > MAX_PEER_FRAME {
             return Ok(());
         }
-        let mut buf = vec![0u8; n];
+        // One buffer for every frame; a snapshot chunk's worth is not kept for the small ones.
+        if buf.capacity() > KEEP_BUFFER && n <= KEEP_BUFFER {
+            buf = Vec::new();
+        }
+        buf.clear();
+        buf.resize(n, 0);
         s.read_exact(&mut buf).await?;
         let Some(m) = decode(&buf) else { return Ok(()) };
         match (&m, from) {
