@@ -1,12 +1,23 @@
 //! Helpers shared by the in-process server tests.
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
+///
+/// Never the same port twice in one test process: the tests of a file run in parallel, and the
+/// system may hand a port one test released (but its server has not bound yet) to the next.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A client of the server at `addr`, retrying while the server starts.
