@@ -163,3 +163,57 @@ fn snapshots_compact_the_log_and_survive_restart() {
     assert!(*newest > format!("snap-{:020}.snap", 50), "{snaps:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads one Prometheus figure from the server's metrics endpoint.
+async fn scrape(addr: &str, name: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the scrape:\n{body}"))
+}
+
+#[test]
+fn a_write_costs_one_fsync() {
+    // One client writing one request at a time: each write's entry needs an fsync; the commit
+    // index it moves afterwards does not (it rides along with the next write's batch), so
+    // the batches made durable stay close to the number of writes, not twice it.
+    let dir = std::env::temp_dir().join(format!("zraft-fsyncs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = dir.to_string_lossy().to_string();
+    let (port, metrics) = (free_port(), format!("127.0.0.1:{}", free_port()));
+    let cfg = Config {
+        metrics_addr: Some(metrics.clone()),
+        ..config(&dir, port)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let server = tokio::spawn(zraft::server::run(cfg, Box::new(RealDisk::new()), 1));
+        let mut c = connect(&format!("127.0.0.1:{port}")).await;
+        c.create("/w", b"", CreateMode::Persistent).await.unwrap();
+        let before = scrape(&metrics, "raft_persisted_batches_total").await;
+        const WRITES: u32 = 200;
+        for i in 0..WRITES {
+            let set = SetDataRequest {
+                path: "/w".into(),
+                data: Some(i.to_string().into_bytes()),
+                version: -1,
+            };
+            c.ok(Request::SetData(set), Duration::from_secs(5)).await.unwrap();
+        }
+        let batches = scrape(&metrics, "raft_persisted_batches_total").await - before;
+        assert!(
+            batches >= f64::from(WRITES) && batches <= f64::from(WRITES) + 10.0,
+            "{batches} fsync batches for {WRITES} sequential writes"
+        );
+        server.abort();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

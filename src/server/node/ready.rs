@@ -104,7 +104,19 @@ impl Node {
                     held.push(m);
                 }
             }
-            if rd.snapshot.is_some() || !rd.entries.is_empty() || rd.hard_state.is_some() {
+            let mut hard_state = rd.hard_state;
+            if let Some(hs) = hard_state {
+                let handed = self.handed_hard_state;
+                if rd.snapshot.is_none() && rd.entries.is_empty() && (hs.term, hs.vote) == (handed.term, handed.vote) {
+                    self.unwritten_commit = hard_state.take();
+                }
+            }
+            if rd.snapshot.is_some() || !rd.entries.is_empty() || hard_state.is_some() {
+                let hard_state = hard_state.or(self.unwritten_commit.take());
+                self.unwritten_commit = None;
+                if let Some(hs) = hard_state {
+                    self.handed_hard_state = hs;
+                }
                 self.next_ready += 1;
                 let id = self.next_ready;
                 self.unpersisted.push_back(Unpersisted {
@@ -116,7 +128,7 @@ impl Node {
                     id,
                     snapshot: rd.snapshot,
                     entries: rd.entries,
-                    hard_state: rd.hard_state,
+                    hard_state,
                 });
             } else if let Some(u) = self.unpersisted.back_mut() {
                 // Messages may speak for state an earlier Ready still persists.
