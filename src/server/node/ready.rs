@@ -112,8 +112,8 @@ impl Node {
                 }
             }
             if rd.snapshot.is_some() || !rd.entries.is_empty() || hard_state.is_some() {
+                // Taken either way: a hard state of this Ready supersedes the unwritten one.
                 let hard_state = hard_state.or(self.unwritten_commit.take());
-                self.unwritten_commit = None;
                 if let Some(hs) = hard_state {
                     self.handed_hard_state = hs;
                 }
