@@ -100,6 +100,10 @@ pub struct Ready {
     pub load_snapshot: Option<u64>,
     /// A follower needs a snapshot and there is none yet: take one (`compact`) soon.
     pub compact: bool,
+    /// Whether this Ready must be durable before its held messages go (etcd's MustSync): it
+    /// has entries or a snapshot, or its hard state changed the term or the vote. A hard state
+    /// that moved only the commit index need not be (a restart learns the index again).
+    pub must_sync: bool,
 }
 
 /// The vote of a node that may not vote in its current term (a rebuilt replica's).
@@ -695,10 +699,14 @@ impl Raft {
     pub fn ready(&mut self) -> Ready {
         self.send_due();
         let hs = self.hard_state();
+        let prev = self.prev_hard_state;
+        let snapshot = self.pending_snapshot.take();
+        let entries = self.log.unstable();
         let rd = Ready {
-            hard_state: (hs != self.prev_hard_state).then_some(hs),
-            snapshot: self.pending_snapshot.take(),
-            entries: self.log.unstable(),
+            hard_state: (hs != prev).then_some(hs),
+            must_sync: snapshot.is_some() || !entries.is_empty() || (hs.term, hs.vote) != (prev.term, prev.vote),
+            snapshot,
+            entries,
             messages: std::mem::take(&mut self.msgs),
             committed: self.log.to_apply(),
             read_states: std::mem::take(&mut self.read_states),

@@ -326,12 +326,10 @@ pub struct Node {
     snapshot_bytes: u64,
     /// `Ready`s handed to the WAL stage and not yet durable, oldest first.
     unpersisted: VecDeque<Unpersisted>,
-    /// The term and vote of the hard state last handed to the WAL stage.
-    handed_hard_state: raft::HardState,
-    /// A hard state that moved only the commit index, written with the next `Ready` that goes
-    /// to disk: the commit index need not be durable (a restart learns it again), and an fsync
-    /// of its own cost a node one per batch (a leader's commit moves after its entries'
-    /// fsync, a follower's with the append after).
+    /// A hard state that moved only the commit index (a `Ready` that need not be durable),
+    /// written with the next `Ready` that goes to disk: an fsync of its own cost a node one
+    /// per batch (a leader's commit moves after its entries' fsync, a follower's with the
+    /// append after).
     unwritten_commit: Option<raft::HardState>,
     tree: DataTree,
     pending: Pending,
@@ -579,7 +577,6 @@ impl Node {
         // Broken on purpose under "reused-req-ids": every incarnation looks the same (zraft
         // before boot ids), so a previous life's proposals answer this one's requests.
         let boot = if bug("reused-req-ids") { 0 } else { boot };
-        let handed_hard_state = raft.hard_state();
         let mut node = Node {
             id,
             raft,
@@ -591,7 +588,6 @@ impl Node {
             log_bytes: 0,
             snapshot_bytes,
             unpersisted: VecDeque::new(),
-            handed_hard_state,
             unwritten_commit: None,
             tree,
             pending: Pending::new(),

@@ -104,19 +104,9 @@ impl Node {
                     held.push(m);
                 }
             }
-            let mut hard_state = rd.hard_state;
-            if let Some(hs) = hard_state {
-                let handed = self.handed_hard_state;
-                if rd.snapshot.is_none() && rd.entries.is_empty() && (hs.term, hs.vote) == (handed.term, handed.vote) {
-                    self.unwritten_commit = hard_state.take();
-                }
-            }
-            if rd.snapshot.is_some() || !rd.entries.is_empty() || hard_state.is_some() {
+            if rd.must_sync {
                 // Taken either way: a hard state of this Ready supersedes the unwritten one.
-                let hard_state = hard_state.or(self.unwritten_commit.take());
-                if let Some(hs) = hard_state {
-                    self.handed_hard_state = hs;
-                }
+                let hard_state = rd.hard_state.or(self.unwritten_commit.take());
                 self.next_ready += 1;
                 let id = self.next_ready;
                 self.unpersisted.push_back(Unpersisted {
@@ -130,12 +120,17 @@ impl Node {
                     entries: rd.entries,
                     hard_state,
                 });
-            } else if let Some(u) = self.unpersisted.back_mut() {
-                // Messages may speak for state an earlier Ready still persists.
-                u.held.extend(held);
             } else {
-                for m in held {
-                    self.send_raft(m);
+                if let Some(hs) = rd.hard_state {
+                    self.unwritten_commit = Some(hs);
+                }
+                if let Some(u) = self.unpersisted.back_mut() {
+                    // Messages may speak for state an earlier Ready still persists.
+                    u.held.extend(held);
+                } else {
+                    for m in held {
+                        self.send_raft(m);
+                    }
                 }
             }
             for e in &rd.committed {
