@@ -276,6 +276,9 @@ struct Inode {
     /// there only (copying the whole file made every fsync cost the segment's length, a
     /// fifth of the simulator's time). The default, 0, copies everything.
     dirty: usize,
+    /// The end of the highest write since the last sync: a sync copies up to there (or to
+    /// the end, if the file grew). Writes into a preallocated file end well before its end.
+    dirty_end: usize,
 }
 
 #[derive(Debug, Default)]
@@ -371,14 +374,26 @@ impl SimDisk {
         for ino in st.inodes.iter_mut() {
             let durable_len = ino.durable.len();
             let mut after = ino.durable.clone();
-            if st.faults.torn && ino.data.len() > durable_len && ino.data[..durable_len] == ino.durable[..] {
-                // Some of the appended tail made it to the platter.
-                let keep = rng.gen_range(durable_len..=ino.data.len());
-                if keep > durable_len {
+            // What was written since the last sync starts at `dirty`: before it the file is
+            // as durable (by construction; comparing would cost the file's length).
+            let from = ino.dirty.min(durable_len);
+            let end = if ino.data.len() > durable_len {
+                ino.data.len()
+            } else {
+                ino.dirty_end.min(ino.data.len())
+            };
+            if st.faults.torn && end > from {
+                // A prefix of it made it to the platter: an appended tail, or a batch written
+                // into a preallocated file's zeros.
+                let keep = rng.gen_range(from..=end);
+                if keep > from {
                     st.stats.torn_files += 1;
-                    after.extend_from_slice(&ino.data[durable_len..keep]);
+                    if after.len() < keep {
+                        after.resize(keep, 0);
+                    }
+                    after[from..keep].copy_from_slice(&ino.data[from..keep]);
                     if st.faults.garble_unsynced && rng.gen_bool(0.3) {
-                        let i = rng.gen_range(durable_len..keep);
+                        let i = rng.gen_range(from..keep);
                         after[i] ^= 1 << rng.gen_range(0..8);
                     }
                 }
@@ -386,6 +401,7 @@ impl SimDisk {
             ino.data = after.clone();
             ino.durable = after;
             ino.dirty = usize::MAX;
+            ino.dirty_end = 0;
         }
         st.names = st.durable_names.clone();
     }
@@ -427,6 +443,7 @@ impl SimDisk {
             off = st.rng.as_mut().expect("seeded").gen_range(0..len);
         }
         st.inodes[i].dirty = st.inodes[i].dirty.min(off);
+        st.inodes[i].dirty_end = st.inodes[i].dirty_end.max(off + data.len());
         let d = &mut st.inodes[i].data;
         if d.len() < off + data.len() {
             d.resize(off + data.len(), 0);
@@ -507,10 +524,16 @@ impl Disk for SimDisk {
             let i = Self::inode(st, path, false)?;
             st.stats.syncs += 1;
             let ino = &mut st.inodes[i];
-            let from = ino.dirty.min(ino.data.len()).min(ino.durable.len());
-            ino.durable.truncate(from);
-            ino.durable.extend_from_slice(&ino.data[from..]);
+            let len = ino.data.len();
+            let old = ino.durable.len();
+            // Written (or truncated) since the last sync: from `dirty` up to the highest write,
+            // or to the end if the file grew; the rest is durable already.
+            let from = ino.dirty.min(len).min(old);
+            let to = if len > old { len } else { ino.dirty_end.clamp(from, len) };
+            ino.durable.resize(len, 0);
+            ino.durable[from..to].copy_from_slice(&ino.data[from..to]);
             ino.dirty = usize::MAX;
+            ino.dirty_end = 0;
             // Lengths only: comparing the contents would put back the whole-file cost in
             // debug builds (the storage tests run with it; equality is by construction).
             debug_assert_eq!(
