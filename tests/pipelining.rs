@@ -29,6 +29,7 @@ where
         client_port: port,
         client_port_address: "127.0.0.1".into(),
         raft_tick_ms: 20,
+        prealloc_bytes: 1 << 20,
         ..Config::default()
     };
     let rt = common::runtime();

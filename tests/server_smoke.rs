@@ -15,6 +15,8 @@ fn config(dir: &str, port: u16) -> Config {
         client_port: port,
         client_port_address: "127.0.0.1".into(),
         raft_tick_ms: 20,
+        // Small preallocated segments: a test's writes roll several, on a real disk.
+        prealloc_bytes: 1 << 20,
         ..Config::default()
     }
 }
@@ -161,6 +163,82 @@ fn snapshots_compact_the_log_and_survive_restart() {
     // the abort above may have cut short: leftovers are ignored by recovery).
     let newest = snaps.iter().max().expect("a snapshot was written");
     assert!(*newest > format!("snap-{:020}.snap", 50), "{snaps:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes that fill several preallocated segments survive a restart, which goes on writing
+/// into the zeros of the last one; every segment but a first grown before a spare was ready is
+/// its preallocated length, and a spare waits for the next roll.
+#[test]
+fn preallocated_segments_roll_and_recover() {
+    let dir = std::env::temp_dir().join(format!("zraft-prealloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = dir.to_string_lossy().to_string();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let value = vec![b'v'; 2000];
+    let log_dir = config(&dir, port).log_dir();
+    let listing = || {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(&log_dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().to_string(), e.metadata().unwrap().len())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    for round in 0..3u32 {
+        let rt = common::runtime();
+        let (cfg, addr2, value) = (config(&dir, port), addr.clone(), value.clone());
+        rt.block_on(async move {
+            let server = tokio::spawn(zraft::server::run(cfg, Box::new(RealDisk::new()), 1));
+            let mut c = connect(&addr2).await;
+            // 1,500 writes of 2 KB a round: about 3 MB of log, three segments of 1 MiB.
+            let mut pending = vec![];
+            for i in 0..1500 {
+                pending.push(
+                    c.send(Request::Create(CreateRequest {
+                        path: format!("/r{round}-{i:04}"),
+                        data: Some(value.clone()),
+                        acl: zraft::tree::acl::open_acl(),
+                        flags: CreateMode::Persistent.code(),
+                    }))
+                    .unwrap(),
+                );
+                if pending.len() == 64 {
+                    for p in pending.drain(..) {
+                        assert_eq!(p.wait(Duration::from_secs(20)).await.unwrap().0.header.err, 0);
+                    }
+                }
+            }
+            for p in pending {
+                assert_eq!(p.wait(Duration::from_secs(20)).await.unwrap().0.header.err, 0);
+            }
+            for r in 0..=round {
+                for i in (0..1500).step_by(97) {
+                    let (data, _) = c.get(&format!("/r{r}-{i:04}")).await.expect("written");
+                    assert_eq!(data.as_deref(), Some(&value[..]), "round {r} node {i}");
+                }
+            }
+            server.abort();
+        });
+        drop(rt);
+        let files = listing();
+        let segments: Vec<&(String, u64)> = files.iter().filter(|(n, _)| n.ends_with(".log")).collect();
+        assert!(segments.len() >= 3, "round {round}: {files:?}");
+        // Only the very first segment grew as written (no spare was ready yet); compaction
+        // may have deleted it already.
+        let first = "wal-00000000000000000001.log";
+        assert!(
+            segments
+                .iter()
+                .filter(|(n, _)| n != first)
+                .all(|(_, len)| *len >= 1 << 20),
+            "round {round}: every later segment is preallocated: {files:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -167,6 +167,7 @@ fn secure_client_port(auth: ClientAuth) {
             client_auth: auth,
         }),
         raft_tick_ms: 20,
+        prealloc_bytes: 1 << 20,
         ..Config::default()
     };
     let rt = common::runtime();
@@ -252,6 +253,7 @@ fn bad_key_stores_stop_the_start_with_the_key_named() {
                 trust_store: None,
                 client_auth: ClientAuth::None,
             }),
+            prealloc_bytes: 1 << 20,
             ..Config::default()
         };
         let e = rt

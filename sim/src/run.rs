@@ -197,6 +197,9 @@ fn server_config(id: u64, nodes: u64, observers: u64, snap_count: u64, max_appen
         max_session_timeout_ms: 20000,
         container_check_ms: 1000,
         snap_count,
+        // Small segments, so that runs roll them (from a spare or not, a crash around either)
+        // and the simulated disk's in-memory files stay small.
+        prealloc_bytes: 256 << 10,
         raft_max_append_bytes: max_append_bytes,
         ..Config::default()
     }

@@ -55,6 +55,7 @@ pub const NOTABLE: &[&str] = &[
     "snapshots installed",
     "session-expiry",
     "torn-tail-recovered",
+    "segment-preallocated",
     "set-watches",
     "pipelined ops",
     "unknown outcomes",

@@ -94,6 +94,10 @@ pub struct Config {
     /// or an eighth of the tree's node count if that is more. With `snap_size_limit` it bounds
     /// the log a restart replays.
     pub snap_count: u64,
+    /// The length of each log segment, written as zeros ahead of use so that a write's fsync
+    /// never has to make a new file length durable (zoo.cfg `preAllocSize`, in KiB there, as
+    /// ZooKeeper's; its default 64 MiB). 0: segments of 64 MiB grow as written.
+    pub prealloc_bytes: u64,
     /// Log bytes since the last snapshot that call for a new one whatever `snap_count` says
     /// (zoo.cfg `snapSizeLimitInKb`, in bytes here). ZooKeeper's default is 4 GiB, but its log
     /// lives on disk only; Raft followers keep the entries since the snapshot in memory (a
@@ -152,6 +156,7 @@ impl Default for Config {
             raft_max_append_bytes: 1 << 20,
             container_check_ms: 60_000,
             snap_count: 100_000,
+            prealloc_bytes: 64 << 20,
             snap_size_limit: 128 << 20,
             super_digest: None,
             unknown_keys: vec![],
@@ -231,6 +236,10 @@ impl Config {
                 "autopurge.purgeInterval" => c.autopurge_purge_interval_h = num(file, k, v)?,
                 "znode.container.checkIntervalMs" => c.container_check_ms = num(file, k, v)?,
                 "snapCount" => c.snap_count = num::<u64>(file, k, v)?.max(1),
+                // A segment's header states its preallocated length in 32 bits.
+                "preAllocSize" => {
+                    c.prealloc_bytes = num::<u64>(file, k, v)?.saturating_mul(1024).min(u64::from(u32::MAX))
+                }
                 "snapSizeLimitInKb" => c.snap_size_limit = num::<u64>(file, k, v)?.max(1).saturating_mul(1024),
                 "readonlymode.enabled" => c.read_only_enabled = boolean(file, k, v)?,
                 "reconfigEnabled" => c.reconfig_enabled = boolean(file, k, v)?,

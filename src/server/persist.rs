@@ -52,6 +52,29 @@ async fn blocking<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Starts making the next segment's spare (zeros written ahead, so that the log's fsyncs
+/// never make a new file length durable) beside the stage, if storage wants one. A disk with
+/// no second handle gets none: its segments grow as written.
+fn make_spare(storage: &mut Storage<Box<dyn Disk>>) {
+    let Some(mut side) = storage.disk().detached() else {
+        return;
+    };
+    let Some(job) = storage.spare_job() else { return };
+    // A real disk's share for it is bounded (about 200 MB/s); the simulator's takes no time.
+    #[cfg(not(madsim))]
+    let job = job.paced(std::time::Duration::from_millis(5));
+    // The simulated disk takes simulated time for it, so a roll can find it not yet ready.
+    let latency = side.latency();
+    tokio::spawn(async move {
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if let Err(e) = blocking(move || job.run(&mut *side)).await {
+            tracing::warn!("preallocating the next log segment (segments grow as written instead): {e}");
+        }
+    });
+}
+
 /// Snapshots a batch took for compaction (with their sizes), and read back for Raft.
 #[derive(Default)]
 struct Done {
@@ -167,6 +190,7 @@ pub fn start(
     jobs: mpsc::UnboundedReceiver<Job>,
     events: mpsc::UnboundedSender<Event>,
     metrics: std::sync::Arc<super::metrics::Metrics>,
+    node: u64,
 ) {
     #[cfg(not(madsim))]
     {
@@ -177,11 +201,11 @@ pub fn start(
             .expect("a runtime for the WAL stage");
         std::thread::Builder::new()
             .name("zraft-wal".into())
-            .spawn(move || runtime.block_on(run(storage, jobs, events, metrics)))
+            .spawn(move || runtime.block_on(run(storage, jobs, events, metrics, node)))
             .expect("a thread for the WAL stage");
     }
     #[cfg(madsim)]
-    tokio::spawn(run(storage, jobs, events, metrics));
+    tokio::spawn(run(storage, jobs, events, metrics, node));
 }
 
 /// Persists jobs until the replica loop goes away or storage fails (then it reports the error
@@ -191,7 +215,10 @@ async fn run(
     mut jobs: mpsc::UnboundedReceiver<Job>,
     events: mpsc::UnboundedSender<Event>,
     metrics: std::sync::Arc<super::metrics::Metrics>,
+    #[cfg_attr(not(madsim), allow(unused_variables))] storage_node: u64,
 ) {
+    #[cfg(madsim)]
+    let mut rolled = storage.segments_started();
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while let Ok(j) = jobs.try_recv() {
@@ -255,6 +282,25 @@ async fn run(
                     }
                 }
             }
+        }
+        make_spare(&mut storage);
+        #[cfg(madsim)]
+        {
+            // Coverage: the simulator's runs roll segments, from spares or not.
+            let now = storage.segments_started();
+            for _ in rolled.0..now.0 {
+                super::observer::report(super::observer::Observation::Event {
+                    node: storage_node,
+                    what: "segment-started",
+                });
+            }
+            for _ in rolled.1..now.1 {
+                super::observer::report(super::observer::Observation::Event {
+                    node: storage_node,
+                    what: "segment-preallocated",
+                });
+            }
+            rolled = now;
         }
         let (done, result) = match result {
             Ok(done) => (done, Ok(upto)),

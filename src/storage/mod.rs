@@ -7,5 +7,6 @@ pub mod wal;
 
 pub use disk::{Disk, DiskError, Faults, RealDisk, SimDisk, SimStats};
 pub use wal::{
-    delete_files, quarantine, write_snapshot, write_snapshot_pieces, RecoveryReport, Storage, StorageError, WalOptions,
+    delete_files, quarantine, write_snapshot, write_snapshot_pieces, RecoveryReport, SpareJob, Storage, StorageError,
+    WalOptions,
 };

@@ -60,7 +60,10 @@ class Server:
         lines = [f"tickTime=2000", f"dataDir={data}", f"clientPort={port}", "clientPortAddress=127.0.0.1",
                  "maxClientCnxns=0", "4lw.commands.whitelist=*",
                  # As scripts/real-zk.sh sets it for the reference: no reaping mid-comparison.
-                 "znode.container.checkIntervalMs=3600000"]
+                 "znode.container.checkIntervalMs=3600000",
+                 # 1 MiB log segments (ZooKeeper's preallocation block, in KiB): a run rolls
+                 # several, and dozens of servers do not each write 64 MiB of zeros.
+                 "preAllocSize=1024"]
         for i, pp in peers.items():
             lines.append(f"server.{i}=127.0.0.1:{pp}:{pp + 1000}")
         lines += list(extra)

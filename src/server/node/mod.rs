@@ -515,7 +515,13 @@ impl Node {
         let opts = WalOptions {
             // The WAL stage deletes compaction's garbage in a task of its own.
             defer_deletes: true,
-            ..WalOptions::default()
+            // And makes the next segment's zeros ahead of time in another.
+            preallocate: cfg.prealloc_bytes > 0,
+            segment_bytes: if cfg.prealloc_bytes > 0 {
+                cfg.prealloc_bytes
+            } else {
+                WalOptions::default().segment_bytes
+            },
         };
         let second = disk.detached();
         let (mut storage, rec, report, tree, repaired) = match recover(&cfg, disk, conf.clone(), opts) {
@@ -641,7 +647,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         let storage = self.storage.take().expect("run is called once");
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
-        persist::start(storage, jobs_rx, events_tx, self.metrics.clone());
+        persist::start(storage, jobs_rx, events_tx, self.metrics.clone(), self.id);
         self.wal = Some(jobs_tx);
         self.raft.campaign_if_sole_voter();
         // Apply what the log already holds before serving anything.
