@@ -54,12 +54,15 @@ async fn blocking<R>(f: impl FnOnce() -> R) -> R {
 
 /// Starts making the next segment's spare (zeros written ahead, so that the log's fsyncs
 /// never make a new file length durable) beside the stage, if storage wants one. A disk with
-/// no second handle gets none: its segments grow as written.
+/// no second handle (none but test doubles) makes it here.
 fn make_spare(storage: &mut Storage<Box<dyn Disk>>) {
+    let Some(job) = storage.spare_job() else { return };
     let Some(mut side) = storage.disk().detached() else {
+        if let Err(e) = job.run(storage.disk()) {
+            tracing::warn!("preallocating the next log segment (segments grow as written instead): {e}");
+        }
         return;
     };
-    let Some(job) = storage.spare_job() else { return };
     // A real disk's share for it is bounded (about 200 MB/s); the simulator's takes no time.
     #[cfg(not(madsim))]
     let job = job.paced(std::time::Duration::from_millis(5));
