@@ -159,6 +159,12 @@ pub async fn run_with_clock(
     let tick = node::drifted(cfg.raft_tick_ms, rate_ppm);
     tokio::spawn(async move {
         let mut iv = tokio::time::interval(tick);
+        // Ticks missed while the process was stalled are dropped, not delivered in a burst
+        // (as etcd's ticker drops them): a burst would expire a whole election timeout in one
+        // go, so a stalled follower would campaign before reading the heartbeat waiting in its
+        // socket. A stalled leader thus leads on for up to a timeout after it resumes, which is
+        // why read index asks a quorum (the simulator's strike-deposed-leader plays it).
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             iv.tick().await;
             if ticker.send(Event::Tick).is_err() {
