@@ -34,7 +34,7 @@ ROWS=(
   "raft-stale-append|core|an append from an older term accepted|state-aware message-chaos"
   "raft-truncate-on-append|core|every append cuts the log after prev (a stale append erases acknowledged entries)|message-chaos state-aware"
   "raft-snapshot-keeps-suffix|core|a snapshot install keeps a conflicting suffix|snapshot-catch-up state-aware"
-  "raft-read-no-quorum|core|read index answered without a quorum round (deposed leader reads)|flapping-partitions delay-and-pauses state-aware"
+  "raft-read-no-quorum|core|read index answered without a quorum round (deposed leader reads)|deposed-leader flapping-partitions state-aware"
   "ack-before-fsync|server|append acknowledged before the follower's fsync|rolling-restarts state-aware"
   "local-expiry|server|session expiry decided by the leader alone, not through the log|state-aware minority-partition"
   "stale-sync|server|sync answered without catching up|minority-partition"

@@ -77,6 +77,12 @@ pub enum Fault {
     /// that uncommitted tail, then let it rejoin: it catches up by installing a snapshot
     /// whose last entry conflicts with its own entry there, and must drop its whole tail.
     StrikeStaleSuffix,
+    /// State-aware: cut the leader off from the other servers and stop it (its clients still
+    /// reach it) until they have elected a new leader and gone on writing, then resume it,
+    /// still cut off: until its check-quorum deposes it, it believes it leads, and its clients
+    /// sync and read there. A leader that answers read index without a quorum round serves
+    /// them stale reads.
+    StrikeDeposedLeader,
     /// Flip a bit in the middle of a random member's log segment or snapshot (synced data:
     /// damage on the platter) and kill it; it restarts, finds the damage, moves its files
     /// aside and rebuilds itself from the others (replica repair).
@@ -122,6 +128,7 @@ impl Fault {
                 | Fault::LeaderChurn
                 | Fault::StrikeSlowLeaderDisk
                 | Fault::StrikeStaleSuffix
+                | Fault::StrikeDeposedLeader
         )
     }
 }

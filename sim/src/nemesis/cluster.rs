@@ -384,6 +384,34 @@ impl Cluster {
                     None => format!("stale-suffix: cut off leader zraft-{deposed}, window not reached, rejoined"),
                 }
             }
+            Fault::StrikeDeposedLeader => {
+                let Some(l) = self.live_leader() else {
+                    return "deposed-leader: window not reached (no leader)".into();
+                };
+                self.isolate(l);
+                let id = self.nodes[l].id();
+                self.handle.pause(id);
+                self.paused.push(l);
+                let hit = self.wait_for(within, strike::new_leader).await;
+                // Writes acknowledged by the new leader meanwhile.
+                madsim::time::sleep(Duration::from_millis(rng.gen_range(50..500))).await;
+                self.paused.retain(|&p| p != l);
+                self.handle.resume(id);
+                // It believes it leads until its check-quorum round fails.
+                madsim::time::sleep(Duration::from_millis(rng.gen_range(100..1500))).await;
+                self.reconnect(l);
+                match hit {
+                    Some(i) => format!(
+                        "deposed-leader: leader zraft-{} cut off and stopped until zraft-{} led, resumed still cut off",
+                        l + 1,
+                        i + 1
+                    ),
+                    None => format!(
+                        "deposed-leader: leader zraft-{} cut off and stopped, window not reached",
+                        l + 1
+                    ),
+                }
+            }
             other => unreachable!("{other:?} is not state-aware"),
         }
     }
