@@ -125,6 +125,7 @@ pub async fn run_with_clock(
 ) -> Result<(), ServerError> {
     let cfg = Arc::new(cfg);
     let rate_ppm = clock.rate_ppm();
+    let stretch = clock.tick_stretch();
     let peers_addrs = cfg.peer_addrs();
     let peers = peer::Peers::start(cfg.my_id, &peers_addrs);
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
@@ -159,14 +160,15 @@ pub async fn run_with_clock(
     let tick = node::drifted(cfg.raft_tick_ms, rate_ppm);
     tokio::spawn(async move {
         let mut iv = tokio::time::interval(tick);
-        // Ticks missed while the process was stalled are dropped, not delivered in a burst
-        // (as etcd's ticker drops them): a burst would expire a whole election timeout in one
-        // go, so a stalled follower would campaign before reading the heartbeat waiting in its
-        // socket. A stalled leader thus leads on for up to a timeout after it resumes, which is
-        // why read index asks a quorum (the simulator's strike-deposed-leader plays it).
-        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut count = 0u32;
         loop {
             iv.tick().await;
+            if let Some(n) = &stretch {
+                count = count.wrapping_add(1);
+                if !count.is_multiple_of(n.load(std::sync::atomic::Ordering::Relaxed).max(1)) {
+                    continue;
+                }
+            }
             if ticker.send(Event::Tick).is_err() {
                 return;
             }

@@ -284,6 +284,12 @@ pub trait Clock: Send {
     fn rate_ppm(&self) -> i64 {
         0
     }
+
+    /// A simulated machine's timer lag the nemesis sets at run time: only every n-th Raft tick
+    /// is delivered (n read at each tick; none on a real machine).
+    fn tick_stretch(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU32>> {
+        None
+    }
 }
 
 /// Milliseconds of true time that `ms` of a clock running `rate_ppm` fast take (never 0).
