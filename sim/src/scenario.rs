@@ -77,9 +77,9 @@ pub enum Fault {
     /// that uncommitted tail, then let it rejoin: it catches up by installing a snapshot
     /// whose last entry conflicts with its own entry there, and must drop its whole tail.
     StrikeStaleSuffix,
-    /// State-aware: cut the leader off from the other servers and stop it (its clients still
-    /// reach it) until they have elected a new leader and gone on writing, then resume it,
-    /// still cut off: until its check-quorum deposes it, it believes it leads, and its clients
+    /// State-aware: cut the leader off from the other servers (its clients still reach it)
+    /// with its timers lagging twentyfold, until they have elected a new leader and gone on
+    /// writing: its check-quorum round comes late, so it believes it leads while its clients
     /// sync and read there. A leader that answers read index without a quorum round serves
     /// them stale reads.
     StrikeDeposedLeader,

@@ -1,7 +1,7 @@
 //! Per-node clocks the nemesis controls: a wall clock it can skew and make drift at run time,
 //! and a timer rate (Raft ticks, session timeouts) fixed per node when the run starts.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use zraft::server::node::Clock;
 
@@ -12,6 +12,8 @@ pub struct SkewClock {
     drift_ppm: Arc<AtomicI64>,
     since_ms: Arc<AtomicI64>,
     rate_ppm: i64,
+    /// Only every n-th Raft tick reaches the server (0 or 1: every one).
+    stretch: Arc<AtomicU32>,
 }
 
 /// Simulated wall-clock milliseconds (madsim's system time).
@@ -28,6 +30,11 @@ impl SkewClock {
             rate_ppm,
             ..SkewClock::default()
         }
+    }
+
+    /// Makes the server's Raft timers lag: only every `n`-th tick is delivered (1: none lost).
+    pub fn set_tick_stretch(&self, n: u32) {
+        self.stretch.store(n, Ordering::Relaxed);
     }
 
     /// Steps the wall clock by `offset_ms` and makes it drift `drift_ppm` from now on.
@@ -48,5 +55,9 @@ impl Clock for SkewClock {
 
     fn rate_ppm(&self) -> i64 {
         self.rate_ppm
+    }
+
+    fn tick_stretch(&self) -> Option<Arc<AtomicU32>> {
+        Some(self.stretch.clone())
     }
 }
