@@ -57,11 +57,13 @@ async fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// no second handle (none but test doubles) makes it here.
 fn make_spare(storage: &mut Storage<Box<dyn Disk>>) {
     let Some(job) = storage.spare_job() else { return };
-    let Some(mut side) = storage.disk().detached() else {
-        if let Err(e) = job.run(storage.disk()) {
+    let warn = |r: Result<(), StorageError>| {
+        if let Err(e) = r {
             tracing::warn!("preallocating the next log segment (segments grow as written instead): {e}");
         }
-        return;
+    };
+    let Some(mut side) = storage.disk().detached() else {
+        return warn(job.run(storage.disk()));
     };
     // A real disk's share for it is bounded (about 200 MB/s); the simulator's takes no time.
     #[cfg(not(madsim))]
@@ -72,9 +74,7 @@ fn make_spare(storage: &mut Storage<Box<dyn Disk>>) {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        if let Err(e) = blocking(move || job.run(&mut *side)).await {
-            tracing::warn!("preallocating the next log segment (segments grow as written instead): {e}");
-        }
+        warn(blocking(move || job.run(&mut *side)).await);
     });
 }
 

@@ -451,7 +451,10 @@ impl Cluster {
             .list(&dir)
             .unwrap_or_default()
             .into_iter()
-            .filter(|f| (f.ends_with(".log") || f.ends_with(".snap")) && f.starts_with(['w', 's']))
+            // Segments and snapshots (not the spare, nor temp files).
+            .filter(|f| {
+                (f.starts_with("wal-") && f.ends_with(".log")) || (f.starts_with("snap-") && f.ends_with(".snap"))
+            })
             .map(|f| format!("{dir}/{f}"))
             .filter_map(|p| {
                 // The bytes written: a preallocated segment's zeros after its records are not
@@ -460,13 +463,11 @@ impl Cluster {
                 (written > 256).then_some((p, written))
             })
             .collect();
-        let Some((path, len)) = files.choose(rng) else {
+        let Some((path, len)) = files.choose(rng).cloned() else {
             return format!("corrupt-disk: zraft-{} has nothing to damage", i + 1);
         };
-        let (path, len) = (path.clone(), *len);
-        let path = &path;
         let offset = rng.gen_range(len / 3..2 * len / 3);
-        self.disks[i].corrupt(path, offset, rng.gen_range(0..8));
+        self.disks[i].corrupt(&path, offset, rng.gen_range(0..8));
         self.kill(i);
         self.damaged.insert(i);
         format!("corrupt-disk: {path} at {offset} of {len}, kill zraft-{}", i + 1)
