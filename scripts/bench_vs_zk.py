@@ -14,9 +14,15 @@ written at that instant shows as a passing peak) and data directory, and, after 
 time from starting the server again to its first acknowledged write (and the node count it
 came back with).
 
+With --rounds N, the load matrix runs N times, each round starting every server afresh and
+alternating which kind goes first (so neither always follows the other's disk writes): the
+table then gives each server's median ops/s and p99 per cell, the median of the rounds' ratios
+and their range, which separates a real difference from this machine's run-to-run noise
+(±15-30% on a 2-core VM). Every round's figures go to the CSV (column `round`).
+
 Usage: scripts/bench_vs_zk.py [--zraft target/release/zraft] [--secs 8] [--nodes 1,3]
        [--loads set,get,create-seq] [--depths 1,16] [--sessions 64] [--value-size 1024]
-       [--big 1000000] [--only-big] [--servers zk,zraft]
+       [--big 1000000] [--only-big] [--servers zk,zraft] [--rounds 1]
 """
 import argparse
 import csv
@@ -25,6 +31,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -205,6 +212,26 @@ def svg(rows, path):
     open(path, "w").write("\n".join(parts))
 
 
+def median_row(rows, cell, kind):
+    """One server's figures for a cell over the rounds: the median ops/s and the median p99."""
+    rs = [r for r in rows if (r["nodes"], r["load"], r["depth"]) == cell and r["server"] == kind]
+    if not rs:
+        return None
+    return dict(rs[0], ops_per_s=statistics.median(float(r["ops_per_s"]) for r in rs),
+                p99_ms=statistics.median(float(r["p99_ms"]) for r in rs))
+
+
+def round_ratios(rows, cell):
+    """zraft's ops/s over ZooKeeper's, round by round (servers measured minutes apart)."""
+    out = []
+    for rnd in sorted({r["round"] for r in rows}):
+        by = {r["server"]: float(r["ops_per_s"]) for r in rows
+              if (r["nodes"], r["load"], r["depth"]) == cell and r["round"] == rnd}
+        if by.get("zk") and "zraft" in by:
+            out.append(by["zraft"] / by["zk"])
+    return out
+
+
 def main():
     sys.stdout.reconfigure(line_buffering=True)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,7 +248,10 @@ def main():
     p.add_argument("--big", type=int, default=0, help="znodes of 100 bytes for the memory-and-restart comparison (0: skip)")
     p.add_argument("--only-big", action="store_true", help="only the memory-and-restart comparison")
     p.add_argument("--servers", default="zk,zraft", help="which servers to run (zraft alone: figures without ratios, for iterating)")
+    p.add_argument("--rounds", type=int, default=1, help="times to run the load matrix (medians and ranges of ratios)")
     a = p.parse_args()
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     os.makedirs(os.path.join(REPO, "reports/bench"), exist_ok=True)
     csv_path = os.path.join(REPO, f"reports/bench/{stamp}.csv")
@@ -259,19 +289,23 @@ def main():
                   flush=True)
         finally:
             c.stop()
-    for n in [int(x) for x in a.nodes.split(",")] if not a.only_big else []:
-        for kind in servers:
-            print(f"== {kind} x{n}", flush=True)
-            c = Cluster(kind, n, 25000 + 1000 * n, root, a.zraft)
-            try:
-                if kind == "zk" and a.zk_warmup > 0:
-                    bench(a.zraft, c.hosts(), "set", 16, a, a.zk_warmup, 0, "warmup", raw_csv)
-                for load in a.loads.split(","):
-                    for depth in [int(d) for d in a.depths.split(",")]:
-                        r = bench(a.zraft, c.hosts(), load, depth, a, a.secs, a.warmup, f"{kind}{n}", raw_csv)
-                        rows.append(dict(r, server=kind, nodes=str(n), load=load, depth=str(depth)))
-            finally:
-                c.stop()
+    for rnd in range(1, a.rounds + 1) if not a.only_big else []:
+        # Every other round the other kind goes first: the second server of a round starts on
+        # a disk still writing back the first one's data.
+        order = servers if rnd % 2 else servers[::-1]
+        for n in [int(x) for x in a.nodes.split(",")]:
+            for kind in order:
+                print(f"== {kind} x{n}" + (f" (round {rnd} of {a.rounds})" if a.rounds > 1 else ""), flush=True)
+                c = Cluster(kind, n, 25000 + 1000 * n, root, a.zraft)
+                try:
+                    if kind == "zk" and a.zk_warmup > 0:
+                        bench(a.zraft, c.hosts(), "set", 16, a, a.zk_warmup, 0, "warmup", raw_csv)
+                    for load in a.loads.split(","):
+                        for depth in [int(d) for d in a.depths.split(",")]:
+                            r = bench(a.zraft, c.hosts(), load, depth, a, a.secs, a.warmup, f"{kind}{n}", raw_csv)
+                            rows.append(dict(r, server=kind, nodes=str(n), load=load, depth=str(depth), round=str(rnd)))
+                finally:
+                    c.stop()
     shutil.rmtree(root, ignore_errors=True)
     if big:
         print(f"\n{a.big} znodes of 100 bytes, 1 node | {'ZooKeeper':>10} | {'zraft':>10} | ratio")
@@ -291,22 +325,31 @@ def main():
     if not rows:
         return 0
     with open(csv_path, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=["server", "nodes", "load", "depth", "sessions", "value_size", "ops_per_s", "ops",
+        wr = csv.DictWriter(f, fieldnames=["round", "server", "nodes", "load", "depth", "sessions", "value_size", "ops_per_s", "ops",
                                            "errors", "p50_ms", "p99_ms", "p999_ms", "max_ms"], extrasaction="ignore")
         wr.writeheader()
         wr.writerows(rows)
     os.remove(raw_csv)
-    svg(rows, csv_path.replace(".csv", ".svg"))
+    cells = sorted({(r["nodes"], r["load"], r["depth"]) for r in rows})
+    med = [median_row(rows, cell, kind) for cell in cells for kind in ("zk", "zraft")]
+    svg([m for m in med if m], csv_path.replace(".csv", ".svg"))
     print()
-    print(f"{'nodes':>5} {'load':>10} {'depth':>5} | {'ZK ops/s':>9} {'p99 ms':>7} | {'zraft ops/s':>11} {'p99 ms':>7} | {'ratio':>5} {'p99 ratio':>9}")
-    for n, load, depth in sorted({(r["nodes"], r["load"], r["depth"]) for r in rows}):
-        none = {"ops_per_s": 0, "p99_ms": 0}
-        z = next((r for r in rows if (r["nodes"], r["load"], r["depth"], r["server"]) == (n, load, depth, "zk")), none)
-        r = next((r for r in rows if (r["nodes"], r["load"], r["depth"], r["server"]) == (n, load, depth, "zraft")), none)
+    if a.rounds > 1:
+        print(f"medians of {a.rounds} rounds; 'range' is the lowest and highest of the rounds' ratios")
+    print(f"{'nodes':>5} {'load':>10} {'depth':>5} | {'ZK ops/s':>9} {'p99 ms':>7} | {'zraft ops/s':>11} {'p99 ms':>7} | "
+          f"{'ratio':>5} {'p99 ratio':>9}" + (f" | {'range':>11}" if a.rounds > 1 else ""))
+    for n, load, depth in cells:
+        z = median_row(rows, (n, load, depth), "zk") or {"ops_per_s": 0, "p99_ms": 0}
+        r = median_row(rows, (n, load, depth), "zraft") or {"ops_per_s": 0, "p99_ms": 0}
         zo, ro = float(z["ops_per_s"]), float(r["ops_per_s"])
         zp, rp = float(z["p99_ms"]), float(r["p99_ms"])
-        print(f"{n:>5} {load:>10} {depth:>5} | {zo:>9.0f} {zp:>7.2f} | {ro:>11.0f} {rp:>7.2f} | "
-              f"{ro / zo if zo else 0:>5.2f} {rp / zp if zp else 0:>9.2f}")
+        ratios = round_ratios(rows, (n, load, depth))
+        ratio = statistics.median(ratios) if ratios else 0
+        line = (f"{n:>5} {load:>10} {depth:>5} | {zo:>9.0f} {zp:>7.2f} | {ro:>11.0f} {rp:>7.2f} | "
+                f"{ratio:>5.2f} {rp / zp if zp else 0:>9.2f}")
+        if a.rounds > 1:
+            line += f" | {min(ratios, default=0):>5.2f}-{max(ratios, default=0):<5.2f}"
+        print(line)
     print(f"\ncsv: {csv_path}\nplot: {csv_path.replace('.csv', '.svg')}")
 
 
