@@ -33,6 +33,15 @@ impl AuthIds {
     }
 }
 
+/// The identities as a list (what a proposal carries, and what ACL checks read).
+impl std::ops::Deref for AuthIds {
+    type Target = [Id];
+
+    fn deref(&self) -> &[Id] {
+        &self.0
+    }
+}
+
 impl Extend<Id> for AuthIds {
     fn extend<I: IntoIterator<Item = Id>>(&mut self, ids: I) {
         for id in ids {
@@ -155,8 +164,9 @@ fn is_valid_id(id: &Id) -> bool {
 }
 
 /// Validates and expands an ACL list as `PrepRequestProcessor.fixupACL`: duplicates removed,
-/// `auth` replaced by the session's authenticated (digest) ids.
-pub fn fixup_acl(auth: &AuthIds, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
+/// `auth` replaced by the session's authenticated (digest) ids (`auth`: distinct, in the order
+/// proved, as `AuthIds` keeps them).
+pub fn fixup_acl(auth: &[Id], acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
     let mut uniq: Vec<&Acl> = Vec::new();
     for a in acl {
         if !uniq.contains(&a) {
@@ -208,8 +218,8 @@ fn java_id_hash(id: &Id) -> i32 {
 /// by bucket (hash spread as HashMap does, the table doubling past three quarters full), in
 /// the order added within a bucket. `auth` ACLs expand in this order (measured: alice then
 /// bob gives bob first; a1..a5 gives a3 a4 a1 a2 a5).
-fn java_set_order(auth: &AuthIds) -> Vec<&Id> {
-    let n = auth.iter().count();
+fn java_set_order(auth: &[Id]) -> Vec<&Id> {
+    let n = auth.len();
     let mut table = 16usize;
     while n > table / 4 * 3 {
         table *= 2;
@@ -229,7 +239,7 @@ fn java_set_order(auth: &AuthIds) -> Vec<&Id> {
 
 /// `ZooKeeperServer.checkACL`: ok if any entry granting one of `perm`'s bits matches one of
 /// the session's ids; `super` passes everything; an empty ACL allows all.
-pub fn check_acl(acl: &[Acl], perm: i32, auth: &AuthIds) -> Result<(), ErrorCode> {
+pub fn check_acl(acl: &[Acl], perm: i32, auth: &[Id]) -> Result<(), ErrorCode> {
     if acl.is_empty() || auth.iter().any(|i| i.scheme == "super") {
         return Ok(());
     }

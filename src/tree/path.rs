@@ -15,29 +15,41 @@ pub enum PathError {
 /// Checks a full path. Java validates UTF-16 code units, so every character outside the basic
 /// multilingual plane (a surrogate pair in Java) is invalid too.
 pub fn validate_path(path: &str) -> Result<(), PathError> {
-    let chars: Vec<char> = path.chars().collect();
-    if chars.is_empty() {
+    // Indexes in errors count characters, as ZooKeeper's do; in ASCII they are the bytes, which
+    // spares every write an allocation.
+    if path.is_ascii() {
+        validate_chars(path.as_bytes())
+    } else {
+        validate_chars(&path.chars().collect::<Vec<char>>())
+    }
+}
+
+/// `validate_path` over the path's characters (bytes of ASCII, or chars).
+fn validate_chars<C: Copy + Into<char>>(path: &[C]) -> Result<(), PathError> {
+    let chars = |i: usize| -> char { path[i].into() };
+    let len = path.len();
+    if len == 0 {
         return Err(PathError::Empty);
     }
-    if chars[0] != '/' {
+    if chars(0) != '/' {
         return Err(PathError::NotAbsolute);
     }
-    if chars.len() == 1 {
+    if len == 1 {
         return Ok(());
     }
-    if chars[chars.len() - 1] == '/' {
+    if chars(len - 1) == '/' {
         return Err(PathError::TrailingSlash);
     }
-    for i in 1..chars.len() {
-        let c = chars[i];
-        let last = chars[i - 1];
-        let next_is_end = i + 1 == chars.len() || chars[i + 1] == '/';
+    for i in 1..len {
+        let c = chars(i);
+        let last = chars(i - 1);
+        let next_is_end = i + 1 == len || chars(i + 1) == '/';
         if c == '\0' {
             return Err(PathError::NullChar(i));
         } else if c == '/' && last == '/' {
             return Err(PathError::EmptyName(i));
         } else if c == '.' && last == '.' {
-            if i >= 2 && chars[i - 2] == '/' && next_is_end {
+            if i >= 2 && chars(i - 2) == '/' && next_is_end {
                 return Err(PathError::Relative(i));
             }
         } else if c == '.' {
@@ -119,6 +131,22 @@ mod tests {
         }
         for p in bad {
             assert!(validate_path(p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn error_indexes_count_characters() {
+        // After a two-byte character the index is the character's, as in ZooKeeper's message.
+        assert_eq!(validate_path("/\u{e9}/\u{1}"), Err(PathError::InvalidChar(3)));
+        assert_eq!(validate_path("/a/\u{1}"), Err(PathError::InvalidChar(3)));
+    }
+
+    proptest::proptest! {
+        /// The ASCII fast path decides exactly as the character path, error and index alike.
+        #[test]
+        fn ascii_fast_path_agrees(p in "[/a.\\x00\\x01\\x7f]{0,12}") {
+            let chars: Vec<char> = p.chars().collect();
+            proptest::prop_assert_eq!(validate_path(&p), validate_chars(&chars));
         }
     }
 

@@ -2,11 +2,11 @@
 //! transaction (ZooKeeper's PrepRequestProcessor). Every write gets a transaction and a zxid;
 //! a failed one becomes `Txn::Error`, exactly as ZooKeeper logs an ErrorTxn.
 
-use super::acl::{check_acl, fixup_acl, AuthIds};
+use super::acl::{check_acl, fixup_acl};
 use super::data_tree::{owner_kind, reapable, ttl_owner, AclRef, DataTree, OwnerKind, StatPersisted, CONTAINER_OWNER};
 use super::path::{self, validate_path};
 use super::txn::{Txn, TxnEntry};
-use crate::jute::{perms, Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request};
+use crate::jute::{perms, Acl, CreateMode, ErrorCode, Id, MultiOp, OpCode, Request};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Tree behaviour switches that come from server configuration.
@@ -26,7 +26,8 @@ impl Default for TreeConfig {
 #[derive(Debug, Clone, Copy)]
 pub struct PrepareCtx<'a> {
     pub session_id: i64,
-    pub auth: &'a AuthIds,
+    /// The session's identities, distinct, in the order proved (an `AuthIds` list).
+    pub auth: &'a [Id],
     pub zxid: i64,
     pub time: i64,
     pub config: TreeConfig,

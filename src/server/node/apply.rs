@@ -5,6 +5,25 @@ use super::*;
 use crate::tree::data_tree::CONFIG_NODE;
 
 impl Node {
+    /// The proposal this leader made for `e`, if it made it: the same index and term.
+    fn own_proposal(&mut self, e: &raft::Entry) -> Option<Proposal> {
+        while self.proposed.front().is_some_and(|(i, _, _)| *i < e.index) {
+            self.proposed.pop_front();
+        }
+        match self.proposed.front() {
+            Some((i, t, _)) if *i == e.index && *t == e.term && e.kind == EntryKind::Normal => {
+                let p = self.proposed.pop_front().map(|(_, _, p)| p);
+                debug_assert!(
+                    p.as_ref().is_some_and(|p| p.encode() == e.data[..]),
+                    "entry {} is not the proposal made for it",
+                    e.index
+                );
+                p
+            }
+            _ => None,
+        }
+    }
+
     pub(super) fn apply(&mut self, e: &raft::Entry) {
         // A membership change carries the transaction that records it in /zookeeper/config.
         let context;
@@ -23,8 +42,12 @@ impl Node {
             },
             EntryKind::Noop => return,
         };
-        let Ok((p, _)) = bincode::serde::decode_from_slice::<Proposal, _>(data, bincode::config::standard()) else {
-            panic!("committed entry {} does not decode: the log is corrupt", e.index);
+        let p = match self.own_proposal(e) {
+            Some(p) => p,
+            None => match bincode::serde::decode_from_slice::<Proposal, _>(data, bincode::config::standard()) {
+                Ok((p, _)) => p,
+                Err(_) => panic!("committed entry {} does not decode: the log is corrupt", e.index),
+            },
         };
         if p.entry.zxid <= self.tree.last_zxid() {
             return;

@@ -339,6 +339,10 @@ pub struct Node {
     unwritten_commit: Option<raft::HardState>,
     tree: DataTree,
     pending: Pending,
+    /// This leader's proposals by (index, term), oldest first, until applied: the entry at
+    /// that index and term is the one proposed (Raft's log matching), so applying it need not
+    /// decode the bytes again (a tenth of the replica loop's time on one-KiB writes).
+    proposed: VecDeque<(u64, u64, Proposal)>,
     /// The ensemble's membership as of the applied state (`/zookeeper/config`).
     members: DynamicConfig,
     /// The reconfig this leader is carrying out.
@@ -603,6 +607,7 @@ impl Node {
             unwritten_commit: None,
             tree,
             pending: Pending::new(),
+            proposed: VecDeque::new(),
             members: DynamicConfig::default(),
             reconfig: None,
             snapshot_soon: false,

@@ -31,6 +31,7 @@ impl Node {
                     .store(self.snapshot_bytes, Ordering::Relaxed);
                 self.raft.drop_snapshot_data();
                 self.pending = Pending::new();
+                self.proposed.clear();
                 self.applied_zxid.store(self.tree.last_zxid(), Ordering::Release);
                 // Installing a snapshot skips the transactions it covers, and with them their
                 // effects on this server's clients: sessions closed meanwhile, watches that

@@ -93,9 +93,8 @@ impl Node {
     /// Leader: takes on a reconfig request, or answers why not (ZooKeeper's checks, in its
     /// order: ACL, standalone, another in progress, `fromConfig`, the new membership).
     pub(super) fn start_reconfig(&mut self, origin: Origin, session: i64, xid: i32, auth: &[Id], r: &ReconfigRequest) {
-        let auth: AuthIds = auth.iter().cloned().collect();
         let acl = self.tree.node(CONFIG_NODE).map(|n| n.acl().clone());
-        let refused = if acl.is_some_and(|a| check_acl(&a, perms::WRITE, &auth).is_err()) {
+        let refused = if acl.is_some_and(|a| check_acl(&a, perms::WRITE, auth).is_err()) {
             Some(ErrorCode::NoAuth)
         } else if self.cfg.peers.is_empty() || (self.cfg.standalone_enabled && self.cfg.peers.len() == 1) {
             // A standalone server cannot be reconfigured (ZooKeeper: Unimplemented).

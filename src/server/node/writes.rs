@@ -55,8 +55,15 @@ impl Node {
             WriteOp::Request { xid, .. } => xid,
             _ => 0,
         };
-        let data = Proposal { origin, cxid, entry }.encode();
-        if self.raft.propose(data).is_err() {
+        let proposal = Proposal { origin, cxid, entry };
+        let data = proposal.encode();
+        if let Ok(index) = self.raft.propose(data) {
+            // A new leader's entries replace whatever an earlier term left at these indexes.
+            while self.proposed.back().is_some_and(|(i, _, _)| *i >= index) {
+                self.proposed.pop_back();
+            }
+            self.proposed.push_back((index, self.raft.term(), proposal));
+        } else {
             // Lost leadership between checks: forget prepared state, retry via the new leader.
             self.pending = Pending::new();
             self.leader_ready = false;
@@ -70,13 +77,14 @@ impl Node {
     pub(super) fn prepare(&mut self, zxid: i64, session: i64, op: &WriteOp) -> TxnEntry {
         let now = self.now();
         let cfg = TreeConfig::default();
-        let auth: AuthIds = match op {
-            WriteOp::Request { auth, .. } => auth.iter().cloned().collect(),
-            _ => AuthIds::new(),
+        // Borrowed: the list came from the session's `AuthIds`, already distinct.
+        let auth: &[Id] = match op {
+            WriteOp::Request { auth, .. } => auth,
+            _ => &[],
         };
         let ctx = PrepareCtx {
             session_id: session,
-            auth: &auth,
+            auth,
             zxid,
             time: now,
             config: cfg,
