@@ -187,13 +187,15 @@ def bench(zraft, hosts, load, depth, a, secs, warmup, label, csv_path):
         return list(csv.DictReader(f))[-1]
 
 
-def svg(rows, path):
-    """A grouped bar chart of ops/s: one group per (nodes, load, depth), ZooKeeper and zraft."""
+def svg(rows, path, rounds=1):
+    """A grouped bar chart of ops/s: one group per (nodes, load, depth), ZooKeeper and zraft
+    (medians, when there were several rounds)."""
     groups = sorted({(r["nodes"], r["load"], r["depth"]) for r in rows})
     w, h, bw = 120 * len(groups) + 80, 360, 40
     top = max(float(r["ops_per_s"]) for r in rows) or 1
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
-             f'<text x="10" y="16" font-size="13">ops/s, ZooKeeper 3.8 (grey) vs zraft (blue), same machine and run</text>']
+             f'<text x="10" y="16" font-size="13">ops/s, ZooKeeper 3.8 (grey) vs zraft (blue), same machine and run'
+             + (f', medians of {rounds} rounds' if rounds > 1 else '') + '</text>']
     for gi, g in enumerate(groups):
         x0 = 60 + gi * 120
         for ki, kind in enumerate(["zk", "zraft"]):
@@ -332,7 +334,7 @@ def main():
     os.remove(raw_csv)
     cells = sorted({(r["nodes"], r["load"], r["depth"]) for r in rows})
     med = [median_row(rows, cell, kind) for cell in cells for kind in ("zk", "zraft")]
-    svg([m for m in med if m], csv_path.replace(".csv", ".svg"))
+    svg([m for m in med if m], csv_path.replace(".csv", ".svg"), a.rounds)
     print()
     if a.rounds > 1:
         print(f"medians of {a.rounds} rounds; 'range' is the lowest and highest of the rounds' ratios")
