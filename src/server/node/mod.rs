@@ -341,7 +341,8 @@ pub struct Node {
     pending: Pending,
     /// This leader's proposals by (index, term), oldest first, until applied: the entry at
     /// that index and term is the one proposed (Raft's log matching), so applying it need not
-    /// decode the bytes again (a tenth of the replica loop's time on one-KiB writes).
+    /// decode the bytes again (that decode was 2.2% of a one-node server's samples under
+    /// one-KiB setData, a twentieth of its replica loop).
     proposed: VecDeque<(u64, u64, Proposal)>,
     /// The ensemble's membership as of the applied state (`/zookeeper/config`).
     members: DynamicConfig,
