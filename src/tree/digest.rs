@@ -31,16 +31,28 @@ fn mix(h: u64, v: u64) -> u64 {
     x ^ (x >> 29)
 }
 
-/// A node's share of the digest, given its path's key.
-pub fn node(key: u64, n: &Node) -> u64 {
-    node_with_acl(key, n, acl(n.acl()))
+/// The hash of a node's data in its share (kept with the data: `Node::data_hash`).
+pub fn data_hash(bytes: &[u8]) -> u64 {
+    xxh3_64(bytes)
 }
 
-/// `node`, given its ACL's share (`acl`), which nodes sharing a list can share.
+/// A node's share of the digest, given its path's key, from its contents: the data hashed
+/// anew, so that a recomputation checks the hashes kept with the data too.
+pub fn node(key: u64, n: &Node) -> u64 {
+    node_parts(key, n, acl(n.acl()), n.data().map(data_hash))
+}
+
+/// `node`, given its ACL's share (`acl`), which nodes sharing a list can share, with the
+/// data's hash as kept.
 pub fn node_with_acl(key: u64, n: &Node, acl: u64) -> u64 {
+    node_parts(key, n, acl, n.data_hash())
+}
+
+/// A node's share from its parts (`data`: the hash of its data, None for null data).
+fn node_parts(key: u64, n: &Node, acl: u64, data: Option<u64>) -> u64 {
     let s = &n.stat;
     // Null data and empty data differ, as they do on the wire.
-    let (has_data, data) = n.data().map_or((0, 0), |d| (1, xxh3_64(d)));
+    let (has_data, data) = data.map_or((0, 0), |h| (1, h));
     let words = [
         key,
         has_data,
