@@ -5,7 +5,9 @@ Starts each server in turn (never two at once, so they do not compete for the 2 
 ZooKeeper standalone and as a 3-node ensemble (Debian's package, forceSync=yes, heap -Xmx2g,
 maxClientCnxns=0, admin.enableServer=false), then zraft as 1 and 3 nodes on 127.0.0.1.
 Runs the same matrix of loads against each with `zraft bench` and prints a table with
-throughput, p99 and zraft/ZooKeeper ratios; writes reports/bench/<stamp>.csv and .svg.
+throughput, p99 and zraft/ZooKeeper ratios; writes reports/bench/<stamp>.csv and .svg. The
+disk's raw fsync rate (4 KiB appends, each fdatasync'ed) is measured in the data directory
+before and after, printed with the table and kept in <stamp>-fsync.txt.
 
 With --big N (e.g. 1000000), first a memory-and-restart comparison on one node of each:
 N znodes of 100 bytes created (64 sessions, depth 16), the time that took, the server's
@@ -175,6 +177,24 @@ class Cluster:
         self.procs = []
 
 
+def fsync_rate(directory, secs=3.0, size=4096):
+    """The disk's raw rate of 4 KiB appends each made durable (pwrite + fdatasync), in the
+    directory the servers keep their data in: the ceiling a server that syncs every write alone
+    would hit, for context beside the table."""
+    path = os.path.join(directory, "fsync-probe.bin")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        buf, off, n, t0 = b"x" * size, 0, 0, time.time()
+        while time.time() - t0 < secs:
+            os.pwrite(fd, buf, off)
+            os.fdatasync(fd)
+            off, n = off + size, n + 1
+        return n / (time.time() - t0)
+    finally:
+        os.close(fd)
+        os.remove(path)
+
+
 def bench(zraft, hosts, load, depth, a, secs, warmup, label, csv_path):
     cmd = [zraft, "bench", "--hosts", hosts, "--load", load, "--depth", str(depth), "--sessions", str(a.sessions),
            "--value-size", str(a.value_size), "--secs", str(secs), "--warmup", str(warmup),
@@ -262,6 +282,9 @@ def main():
     rows = []
     big = {}
     servers = a.servers.split(",")
+    os.makedirs(root, exist_ok=True)
+    fsyncs = [fsync_rate(root)]
+    print(f"raw fsync rate here: {fsyncs[0]:.0f} per s (4 KiB pwrite + fdatasync, appending, 3 s)", flush=True)
     for kind in servers if a.big > 0 else []:
         print(f"== {kind} x1: {a.big} znodes of 100 bytes", flush=True)
         c = Cluster(kind, 1, 29000, root, a.zraft)
@@ -308,7 +331,11 @@ def main():
                             rows.append(dict(r, server=kind, nodes=str(n), load=load, depth=str(depth), round=str(rnd)))
                 finally:
                     c.stop()
+    fsyncs.append(fsync_rate(root))
     shutil.rmtree(root, ignore_errors=True)
+    fsync_line = f"raw fsync rate: {fsyncs[0]:.0f} per s before the runs, {fsyncs[1]:.0f} after (4 KiB pwrite + fdatasync)"
+    with open(csv_path.replace(".csv", "-fsync.txt"), "w") as f:
+        f.write(fsync_line + "\n")
     if big:
         print(f"\n{a.big} znodes of 100 bytes, 1 node | {'ZooKeeper':>10} | {'zraft':>10} | ratio")
         for k, what in [("load_s", "load s"), ("rss_mb", "RSS MB"), ("rss_peak_mb", "RSS peak in the 3 s after MB"),
@@ -325,6 +352,7 @@ def main():
                              f"{b['restart_s']:.3f}", b["nodes_after"], f"{b['rss_after_mb']:.0f}",
                              f"{b['rss_peak_mb']:.0f}", f"{b['rss_settled_mb']:.0f}"])
     if not rows:
+        print(f"\n{fsync_line}")
         return 0
     with open(csv_path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=["round", "server", "nodes", "load", "depth", "sessions", "value_size", "ops_per_s", "ops",
@@ -352,7 +380,7 @@ def main():
         if a.rounds > 1:
             line += f" | {min(ratios, default=0):>5.2f}-{max(ratios, default=0):<5.2f}"
         print(line)
-    print(f"\ncsv: {csv_path}\nplot: {csv_path.replace('.csv', '.svg')}")
+    print(f"\n{fsync_line}\ncsv: {csv_path}\nplot: {csv_path.replace('.csv', '.svg')}")
 
 
 if __name__ == "__main__":
