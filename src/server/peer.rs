@@ -19,6 +19,14 @@ const IO_BUFFER: usize = 64 * 1024;
 /// The largest frame buffer an inbound connection keeps between frames.
 const KEEP_BUFFER: usize = 1 << 20;
 
+/// An encoded message on its way to a peer. Under the simulator, message chaos keeps each one
+/// for replay: shared by reference there (a copy per Raft message before, with its
+/// allocation); a real server keeps none, and a plain vector saves `Bytes` its header.
+#[cfg(madsim)]
+type Frame = bytes::Bytes;
+#[cfg(not(madsim))]
+type Frame = Vec<u8>;
+
 /// Encodes a peer message.
 pub fn encode(m: &PeerMsg) -> Vec<u8> {
     use crate::raft::Body;
@@ -39,6 +47,12 @@ pub fn encode(m: &PeerMsg) -> Vec<u8> {
     b
 }
 
+/// Encodes a peer message for its queue.
+#[allow(clippy::useless_conversion)] // a Vec already, outside the simulator
+fn frame(m: &PeerMsg) -> Frame {
+    encode(m).into()
+}
+
 fn decode(b: &[u8]) -> Option<PeerMsg> {
     bincode::serde::decode_from_slice(b, bincode::config::standard())
         .ok()
@@ -55,10 +69,10 @@ pub struct Peers {
     /// member it does not know of yet (its vote counts for that member's election).
     announced: std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, String>>>,
     /// Each peer's address and the queue of its outbound task.
-    queues: BTreeMap<NodeId, (String, mpsc::Sender<Vec<u8>>)>,
+    queues: BTreeMap<NodeId, (String, mpsc::Sender<Frame>)>,
     /// Recent messages per peer, for message chaos to replay (simulation builds only).
     #[cfg(madsim)]
-    sent: std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, std::collections::VecDeque<Vec<u8>>>>>,
+    sent: std::sync::Arc<std::sync::Mutex<BTreeMap<NodeId, std::collections::VecDeque<Frame>>>>,
 }
 
 /// Messages per peer message chaos may replay.
@@ -130,15 +144,15 @@ impl Peers {
         // a session touch travels over TCP, which never loses, doubles or replays one alone.
         #[cfg(madsim)]
         if matches!(m, PeerMsg::Raft(_)) {
-            return self.send_with_chaos(to, q, encode(m));
+            return self.send_with_chaos(to, q, frame(m));
         }
-        q.try_send(encode(m)).is_ok()
+        q.try_send(frame(m)).is_ok()
     }
 
     /// `send` under message chaos: the message may be lost, doubled or held back, and an old
     /// one to the same peer may go again (a receiver cannot tell it from a stale connection's).
     #[cfg(madsim)]
-    fn send_with_chaos(&self, to: NodeId, q: &mpsc::Sender<Vec<u8>>, b: Vec<u8>) -> bool {
+    fn send_with_chaos(&self, to: NodeId, q: &mpsc::Sender<Frame>, b: Frame) -> bool {
         use super::chaos::{decide, pick, Fate};
         let (fate, replay) = decide();
         if replay {
@@ -179,7 +193,7 @@ impl Peers {
     }
 }
 
-async fn outbound(me: NodeId, my_addr: String, addr: String, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn outbound(me: NodeId, my_addr: String, addr: String, mut rx: mpsc::Receiver<Frame>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let mut stream = match TcpStream::connect(&addr).await {
