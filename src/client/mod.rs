@@ -101,6 +101,9 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(|_| ClientError::ConnectionLoss)?;
+        // As ZooKeeper's Java client and kazoo: a request leaves at once, not held back by
+        // Nagle's algorithm behind an unacknowledged one (pipelined requests).
+        let _ = stream.set_nodelay(true);
         let (rd, mut wr) = tokio::io::split(stream);
         // Reads buffered: one recv takes a reply and its length (and any replies behind it).
         let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
