@@ -20,8 +20,8 @@ const IO_BUFFER: usize = 64 * 1024;
 const KEEP_BUFFER: usize = 1 << 20;
 
 /// An encoded message on its way to a peer. Under the simulator, message chaos keeps each one
-/// for replay: shared by reference there (a copy per Raft message before, with its
-/// allocation); a real server keeps none, and a plain vector saves `Bytes` its header.
+/// for replay, so it is shared by reference there (a copy per Raft message before). A real
+/// server keeps none: a plain vector spares it the allocation `Bytes::from(Vec)` would add.
 #[cfg(madsim)]
 type Frame = bytes::Bytes;
 #[cfg(not(madsim))]
