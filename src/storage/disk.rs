@@ -371,9 +371,12 @@ impl SimDisk {
         let st = &mut *st;
         st.stats.crashes += 1;
         let rng = st.rng.as_mut().expect("seeded");
-        for ino in st.inodes.iter_mut() {
+        // Files no durable name reaches are gone after the crash: their contents are freed
+        // (they were kept, and copied on every crash, for the rest of the run).
+        let survives: std::collections::BTreeSet<usize> = st.durable_names.values().copied().collect();
+        for (i, ino) in st.inodes.iter_mut().enumerate() {
             let durable_len = ino.durable.len();
-            let mut after = ino.durable.clone();
+            let clean = ino.dirty == usize::MAX && ino.dirty_end == 0 && ino.data.len() == durable_len;
             // What was written since the last sync starts at `dirty`: before it the file is
             // as durable (by construction; comparing would cost the file's length).
             let from = ino.dirty.min(durable_len);
@@ -382,20 +385,40 @@ impl SimDisk {
             } else {
                 ino.dirty_end.min(ino.data.len())
             };
+            // The draws are made for every file, gone or not, so that a seed's faults do not
+            // depend on which files these shortcuts skip.
+            let mut torn = None;
             if st.faults.torn && end > from {
                 // A prefix of it made it to the platter: an appended tail, or a batch written
                 // into a preallocated file's zeros.
                 let keep = rng.gen_range(from..=end);
                 if keep > from {
                     st.stats.torn_files += 1;
-                    if after.len() < keep {
-                        after.resize(keep, 0);
-                    }
-                    after[from..keep].copy_from_slice(&ino.data[from..keep]);
-                    if st.faults.garble_unsynced && rng.gen_bool(0.3) {
-                        let i = rng.gen_range(from..keep);
-                        after[i] ^= 1 << rng.gen_range(0..8);
-                    }
+                    let garble = (st.faults.garble_unsynced && rng.gen_bool(0.3))
+                        .then(|| (rng.gen_range(from..keep), rng.gen_range(0..8)));
+                    torn = Some((keep, garble));
+                }
+            }
+            if !survives.contains(&i) {
+                *ino = Inode {
+                    dirty: usize::MAX,
+                    ..Inode::default()
+                };
+                continue;
+            }
+            if clean {
+                // Nothing written since the last sync: what is on the platter is the file.
+                debug_assert!(torn.is_none());
+                continue;
+            }
+            let mut after = std::mem::take(&mut ino.durable);
+            if let Some((keep, garble)) = torn {
+                if after.len() < keep {
+                    after.resize(keep, 0);
+                }
+                after[from..keep].copy_from_slice(&ino.data[from..keep]);
+                if let Some((at, bit)) = garble {
+                    after[at] ^= 1 << bit;
                 }
             }
             ino.data = after.clone();

@@ -151,6 +151,10 @@ pub struct Storage<D: Disk> {
     rolls: (u64, u64),
 }
 
+/// What a spare segment is written from, a MiB at a time: zeroed by the loader, where a
+/// fresh buffer was zeroed (and freed) for every spare.
+static SPARE_ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
 /// Writes the spare segment: `size` zeros, fsynced, then renamed into place (so a spare that
 /// exists is whole). Runs wherever it may block, through a disk handle of its own.
 #[must_use = "a spare job does nothing until run"]
@@ -175,7 +179,7 @@ impl SpareJob {
     pub fn run<D: Disk + ?Sized>(self, disk: &mut D) -> StorageResult<()> {
         let tmp = format!("{}/{SPARE_TMP}", self.dir);
         let made = (|| -> StorageResult<()> {
-            let zeros = vec![0u8; 1 << 20];
+            let zeros = &SPARE_ZEROS[..];
             let mut off = 0;
             while off < self.size {
                 let n = (self.size - off).min(zeros.len() as u64);
