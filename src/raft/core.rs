@@ -587,13 +587,13 @@ impl Raft {
                     pre_vote: true,
                     granted: true,
                 } => {}
-                Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
+                Body::Append { .. } | Body::Commit { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
                     self.become_follower(m.term, Some(m.from));
                 }
                 _ => self.become_follower(m.term, None),
             }
         } else if m.term < self.term
-            && matches!(m.body, Body::Append { .. })
+            && matches!(m.body, Body::Append { .. } | Body::Commit { .. })
             && self.role == Role::Follower
             && crate::bug("raft-stale-append")
         {
@@ -603,7 +603,7 @@ impl Raft {
         } else if m.term < self.term {
             match &m.body {
                 // Tell a stale leader about the newer term so it steps down.
-                Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. }
+                Body::Append { .. } | Body::Commit { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. }
                     if self.cfg.check_quorum || self.cfg.pre_vote =>
                 {
                     self.send(
@@ -884,15 +884,25 @@ impl Raft {
 
     fn step_follower(&mut self, m: Message) {
         match m.body {
-            Body::Append {
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-            } => {
+            Body::Append { .. } | Body::Commit { .. } => {
+                // A commit is an append without entries, answered only if it does not match.
+                let (prev_index, prev_term, entries, commit, answer) = match m.body {
+                    Body::Append {
+                        prev_index,
+                        prev_term,
+                        entries,
+                        commit,
+                    } => (prev_index, prev_term, entries, commit, true),
+                    Body::Commit {
+                        prev_index,
+                        prev_term,
+                        commit,
+                    } => (prev_index, prev_term, Vec::new(), commit, false),
+                    _ => return,
+                };
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
-                self.handle_append(m.from, prev_index, prev_term, &entries, commit);
+                self.handle_append(m.from, prev_index, prev_term, &entries, commit, answer);
                 // An append carries the leader's whole commit index (a heartbeat's is clamped).
                 self.recovery_progress(Some((commit, m.term)));
             }
@@ -925,7 +935,7 @@ impl Raft {
 
     fn step_candidate(&mut self, m: Message) {
         match m.body {
-            Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
+            Body::Append { .. } | Body::Commit { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
                 let term = self.term;
                 self.become_follower(term, Some(m.from));
                 self.step_follower(m);
@@ -1044,14 +1054,25 @@ impl Raft {
         }
     }
 
-    fn handle_append(&mut self, from: NodeId, prev_index: u64, prev_term: u64, entries: &[Entry], commit: u64) {
+    /// Takes an append (or, `answer` false, a commit: answered only if rejected).
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: u64,
+        prev_term: u64,
+        entries: &[Entry],
+        commit: u64,
+        answer: bool,
+    ) {
         let (mut prev_index, mut prev_term, mut entries) = (prev_index, prev_term, entries);
         let committed = self.log.committed;
         if prev_index < committed {
             // Our committed prefix matches every leader's log (leader completeness): skip it.
             let skip = (committed - prev_index) as usize;
             if skip >= entries.len() {
-                self.ack_append(from, committed);
+                if answer {
+                    self.ack_append(from, committed);
+                }
                 return;
             }
             prev_index = committed;
@@ -1083,7 +1104,9 @@ impl Raft {
                 } else if crate::bug("raft-truncate-on-append") {
                     self.rescan_confs(prev_index + 1);
                 }
-                self.ack_append(from, last_new);
+                if answer {
+                    self.ack_append(from, last_new);
+                }
             }
             None => {
                 let (hint_index, hint_term) = self.log.conflict_hint(prev_index.min(self.log.last_index()), prev_term);
@@ -1293,16 +1316,26 @@ impl Raft {
         let n = entries.len();
         let sent_last = prev_index + n as u64;
         let commit = self.log.committed;
+        let replicating = pr.state == ProgressState::Replicate;
         self.progress.get_mut(&to).expect("checked").sent(sent_last, n);
-        self.send(
-            to,
+        let body = if n == 0 && replicating {
+            // Only the commit index to tell: a follower being replicated to holds, or has been
+            // sent, everything up to `prev_index`, and acknowledges it with those entries. A
+            // probe, empty or not, is always answered: the answer is what ends the probing.
+            Body::Commit {
+                prev_index,
+                prev_term,
+                commit,
+            }
+        } else {
             Body::Append {
                 prev_index,
                 prev_term,
                 entries,
                 commit,
-            },
-        );
+            }
+        };
+        self.send(to, body);
         n > 0
     }
 

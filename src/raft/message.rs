@@ -156,7 +156,11 @@ impl Message {
     pub fn may_precede_persistence(&self) -> bool {
         matches!(
             self.body,
-            Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } | Body::TimeoutNow
+            Body::Append { .. }
+                | Body::Commit { .. }
+                | Body::Heartbeat { .. }
+                | Body::InstallSnapshot { .. }
+                | Body::TimeoutNow
         )
     }
 }
@@ -227,6 +231,15 @@ pub enum Body {
         #[serde(with = "serde_bytes")]
         ctx: Vec<u8>,
     },
+    /// The commit index moved: an append without entries to a follower that holds (or has
+    /// been sent) everything up to `prev_index`. Answered only when it does not match (a
+    /// rejection, as for an append): taken, it tells the leader nothing new (its entries'
+    /// acknowledgement says it all), and those answers were a sixth of a cluster's messages.
+    Commit {
+        prev_index: u64,
+        prev_term: u64,
+        commit: u64,
+    },
 }
 
 impl Body {
@@ -244,6 +257,7 @@ impl Body {
             Body::TimeoutNow => "TimeoutNow",
             Body::ReadIndex { .. } => "ReadIndex",
             Body::ReadIndexResponse { .. } => "ReadIndexResponse",
+            Body::Commit { .. } => "Commit",
         }
     }
 }

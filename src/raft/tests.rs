@@ -508,9 +508,19 @@ fn proposals_between_readies_travel_in_one_append_per_follower() {
     assert_eq!(c.r(1).committed(), last);
     assert_eq!(c.r(2).committed(), last);
     assert_eq!(c.r(3).committed(), last);
-    // Per follower: the append, its answer, the append carrying the commit index and its answer.
+    // Per follower: the append, its answer, and the commit index (which is not answered).
     let traffic = c.log.len() - before;
-    assert_eq!(traffic, 8, "messages for ten writes: {:?}", &c.log[before..]);
+    assert_eq!(traffic, 6, "messages for ten writes: {:?}", &c.log[before..]);
+    let commits = c.log[before..]
+        .iter()
+        .filter(|m| matches!(m.body, Body::Commit { .. }))
+        .count();
+    assert_eq!(
+        commits,
+        2,
+        "the commit index reaches each follower: {:?}",
+        &c.log[before..]
+    );
 
     // A follower that steps two appends before its Ready answers once, with the later index.
     let term = c.r(1).term();
@@ -551,6 +561,95 @@ fn proposals_between_readies_travel_in_one_append_per_follower() {
     c.r(2).step(append(last + 9, 1));
     c.r(2).step(append(last + 5, 1));
     assert_eq!(acks(&c.r(2).ready()), vec![(true, last + 9), (false, last + 6)]);
+}
+
+/// A commit index that matches the follower's log is taken silently; one past what it holds is
+/// rejected like an append (so a leader whose appends were lost finds out and probes).
+#[test]
+fn a_commit_is_answered_only_when_it_does_not_match() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    c.settle();
+    let term = c.r(1).term();
+    let last = c.r(1).last_index();
+    let entries: Vec<Entry> = (last + 1..=last + 3)
+        .map(|index| Entry {
+            term,
+            index,
+            kind: EntryKind::Normal,
+            data: vec![7].into(),
+        })
+        .collect();
+    let msg = |body: Body| Message {
+        from: 1,
+        to: 2,
+        term,
+        body,
+    };
+    c.r(2).step(msg(Body::Append {
+        prev_index: last,
+        prev_term: term,
+        entries,
+        commit: last,
+    }));
+    let rd = c.r(2).ready();
+    c.r(2).advance(&rd);
+    c.r(2).on_persisted(last + 3, term);
+    c.r(2).step(msg(Body::Commit {
+        prev_index: last + 2,
+        prev_term: term,
+        commit: last + 3,
+    }));
+    // Committed only as far as the commit's prev_index is known to match.
+    assert_eq!(c.r(2).committed(), last + 2);
+    let rd = c.r(2).ready();
+    assert!(
+        rd.messages.is_empty(),
+        "a matching commit is not answered: {:?}",
+        rd.messages
+    );
+    c.r(2).advance(&rd);
+    c.r(2).step(msg(Body::Commit {
+        prev_index: last + 9,
+        prev_term: term,
+        commit: last + 9,
+    }));
+    assert_eq!(c.r(2).committed(), last + 2, "nothing past its log is committed");
+    let rejects: Vec<(bool, u64)> = c
+        .r(2)
+        .ready()
+        .messages
+        .iter()
+        .filter_map(|m| match m.body {
+            Body::AppendResponse { reject, index, .. } => Some((reject, index)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejects, vec![(true, last + 9)]);
+}
+
+/// A leader whose append was lost learns it from the rejected commit and sends it again.
+#[test]
+fn a_lost_append_is_sent_again_after_its_commit_is_rejected() {
+    let mut c = Cluster::fresh(3);
+    c.campaign(1);
+    c.settle();
+    // Follower 3 misses the append; 2 answers, so the entry commits and 3 gets a commit for
+    // an index it lacks (no heartbeat comes: nothing ticks).
+    c.r(1).propose(b"x".to_vec()).unwrap();
+    c.process();
+    c.queue
+        .retain(|m| !(m.to == 3 && matches!(m.body, Body::Append { .. })));
+    let before = c.log.len();
+    c.settle();
+    let rejected = c.log[before..]
+        .iter()
+        .any(|m| m.from == 3 && matches!(m.body, Body::AppendResponse { reject: true, .. }));
+    assert!(rejected, "the commit past its log was rejected: {:?}", &c.log[before..]);
+    let last = c.r(1).last_index();
+    assert_eq!(c.r(1).committed(), last);
+    assert_eq!(c.r(3).last_index(), last, "the rejection brought the append again");
+    assert_eq!(c.r(3).committed(), last);
 }
 
 #[test]
