@@ -274,6 +274,10 @@ def main():
     a = p.parse_args()
     if a.rounds < 1:
         p.error("--rounds must be at least 1")
+    # Found missing up front, not as a server that "did not start" with an empty log.
+    if "zk" in a.servers.split(",") and ("zookeeper-3" not in JARS or not shutil.which("java")):
+        p.error("ZooKeeper 3.8 is not installed: Debian's package `zookeeper` (apt-get install zookeeper; "
+                "./test.sh installs it), or --servers zraft for zraft's figures alone")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     os.makedirs(os.path.join(REPO, "reports/bench"), exist_ok=True)
     csv_path = os.path.join(REPO, f"reports/bench/{stamp}.csv")
