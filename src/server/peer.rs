@@ -10,6 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+/// The version of the messages between members, sent in every Hello. Builds before 1 sent
+/// none (and had no `Commit`): a member of another version cannot follow this one's log, so
+/// its connections are refused with a warning that names both versions.
+pub const PEER_PROTOCOL: u32 = 1;
+
 /// Largest peer frame accepted (snapshot chunks and entry batches are far smaller).
 const MAX_PEER_FRAME: usize = 64 << 20;
 /// Messages queued per peer before new ones are dropped.
@@ -218,6 +223,7 @@ async fn outbound(me: NodeId, my_addr: String, addr: String, mut rx: mpsc::Recei
         let hello = encode(&PeerMsg::Hello {
             from: me,
             addr: my_addr.clone(),
+            protocol: PEER_PROTOCOL,
         });
         if write_frame(&mut stream, &hello).await.is_err() {
             continue;
@@ -266,6 +272,7 @@ pub async fn listen(listener: TcpListener, events: mpsc::UnboundedSender<Event>,
 }
 
 async fn inbound(s: TcpStream, events: mpsc::UnboundedSender<Event>, announced: Announced) -> std::io::Result<()> {
+    let remote = s.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     // Buffered: one recv takes every frame that has arrived, where reading each frame's length
     // and body straight from the socket cost two recvs a message plus one that found it empty.
     let mut s = tokio::io::BufReader::with_capacity(IO_BUFFER, s);
@@ -285,9 +292,28 @@ async fn inbound(s: TcpStream, events: mpsc::UnboundedSender<Event>, announced: 
         buf.clear();
         buf.resize(n, 0);
         s.read_exact(&mut buf).await?;
-        let Some(m) = decode(&buf) else { return Ok(()) };
+        let Some(m) = decode(&buf) else {
+            if from.is_none() {
+                // What a build from before PEER_PROTOCOL sends first (its Hello has no version).
+                tracing::warn!("peer connection from {remote}: its first message is not a Hello this build can read (a build of another peer protocol?); closed");
+            }
+            return Ok(());
+        };
         match (&m, from) {
-            (PeerMsg::Hello { from: f, addr }, _) => {
+            (
+                PeerMsg::Hello {
+                    from: f,
+                    addr,
+                    protocol,
+                },
+                _,
+            ) => {
+                if *protocol != PEER_PROTOCOL {
+                    tracing::warn!(
+                        "peer {f} at {addr} ({remote}) speaks peer protocol {protocol}, this node {PEER_PROTOCOL}: connection refused (every member must run a build of the same protocol)"
+                    );
+                    return Ok(());
+                }
                 from = Some(*f);
                 if !addr.is_empty() {
                     announced.lock().expect("announced").insert(*f, addr.clone());
@@ -300,5 +326,72 @@ async fn inbound(s: TcpStream, events: mpsc::UnboundedSender<Event>, announced: 
             }
             (_, None) => return Ok(()),
         }
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn framed(m: &PeerMsg) -> Vec<u8> {
+        let b = encode(m);
+        let mut f = (b.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&b);
+        f
+    }
+
+    fn hello(protocol: u32) -> PeerMsg {
+        PeerMsg::Hello {
+            from: 2,
+            addr: "10.0.0.2:2888".into(),
+            protocol,
+        }
+    }
+
+    /// A member of another peer protocol is refused: nothing it sends reaches the node, its
+    /// address is not recorded, its connection is closed. One of the same protocol is heard.
+    #[test]
+    fn a_peer_of_another_protocol_is_refused() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let announced = Announced::default();
+            tokio::spawn(listen(listener, tx, announced.clone()));
+            let touch = PeerMsg::Touch { sessions: vec![7] };
+
+            let mut other = TcpStream::connect(addr).await.expect("connect");
+            other
+                .write_all(&framed(&hello(PEER_PROTOCOL + 1)))
+                .await
+                .expect("write");
+            other.write_all(&framed(&touch)).await.expect("write");
+            other.flush().await.expect("flush");
+            let mut b = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_secs(5), other.read(&mut b))
+                .await
+                .expect("the refused connection is closed, not left open");
+            assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+            assert!(rx.try_recv().is_err(), "nothing from a peer of another protocol");
+            assert!(announced.lock().expect("announced").is_empty());
+
+            let mut same = TcpStream::connect(addr).await.expect("connect");
+            same.write_all(&framed(&hello(PEER_PROTOCOL))).await.expect("write");
+            same.write_all(&framed(&touch)).await.expect("write");
+            same.flush().await.expect("flush");
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a message from a peer of the same protocol");
+            assert!(matches!(got, Some(Event::Peer(PeerMsg::Touch { sessions })) if sessions == vec![7]));
+            assert_eq!(
+                announced.lock().expect("announced").get(&2).map(String::as_str),
+                Some("10.0.0.2:2888")
+            );
+        });
     }
 }

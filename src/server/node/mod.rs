@@ -64,6 +64,8 @@ pub enum PeerMsg {
     Hello {
         from: NodeId,
         addr: String,
+        /// The sender's `PEER_PROTOCOL`: a peer speaking another is refused, by name.
+        protocol: u32,
     },
     Raft(Message),
     /// A write for the leader to prepare and propose; `origin` answers the client.
