@@ -73,6 +73,20 @@ pub enum Observation {
     },
 }
 
+impl Observation {
+    /// Whether a run's report draws this on its time line (leaderships, recoveries, snapshots,
+    /// events); only these are reported with the time they happened.
+    pub fn on_time_line(&self) -> bool {
+        matches!(
+            self,
+            Observation::Leader { .. }
+                | Observation::Recovered { .. }
+                | Observation::Snapshot { .. }
+                | Observation::Event { .. }
+        )
+    }
+}
+
 /// What made a committed transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Committed {
@@ -109,27 +123,54 @@ pub struct Live {
 }
 
 thread_local! {
-    static LOG: RefCell<Vec<(tokio::time::Instant, Observation)>> = const { RefCell::new(Vec::new()) };
+    static LOG: RefCell<Vec<Vec<Reported>>> = const { RefCell::new(Vec::new()) };
     static LIVE: RefCell<BTreeMap<u64, Live>> = const { RefCell::new(BTreeMap::new()) };
     static CHANGED: Arc<Notify> = Arc::new(Notify::new());
 }
 
 /// Records an observation, with the (simulated) time it was made.
 pub fn report(o: Observation) {
-    let now = tokio::time::Instant::now();
-    LOG.with(|l| l.borrow_mut().push((now, o)));
+    // Reading the simulated clock costs more than keeping the report; only the kinds a
+    // report page draws on a time line carry a time.
+    let now = o.on_time_line().then(tokio::time::Instant::now);
+    LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        match l.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push((now, o)),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push((now, o));
+                l.push(chunk);
+            }
+        }
+    });
 }
+
+/// A report as kept: the time for those on the time line, and what was reported.
+type Reported = (Option<tokio::time::Instant>, Observation);
+
+/// Reports are kept in chunks of this many: a run makes hundreds of thousands, and one
+/// growing vector copied all of them again at every doubling.
+const CHUNK: usize = 8192;
 
 /// Takes everything recorded on this thread so far, and forgets the live states.
 pub fn take() -> Vec<Observation> {
-    take_timed().into_iter().map(|(_, o)| o).collect()
+    take_timed().1
 }
 
-/// Takes everything recorded on this thread so far with the times it was reported, and forgets
-/// the live states.
-pub fn take_timed() -> Vec<(tokio::time::Instant, Observation)> {
+/// Takes everything recorded on this thread so far, in order, with the times it was reported
+/// (the two side by side; a time for those `on_time_line`, `None` for the others), and
+/// forgets the live states.
+pub fn take_timed() -> (Vec<Option<tokio::time::Instant>>, Vec<Observation>) {
     LIVE.with(|l| l.borrow_mut().clear());
-    LOG.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    let chunks = LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    let n = chunks.iter().map(Vec::len).sum();
+    let (mut times, mut observed) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (t, o) in chunks.into_iter().flatten() {
+        times.push(t);
+        observed.push(o);
+    }
+    (times, observed)
 }
 
 /// Updates `node`'s live state; wakes whoever waits for a change.
