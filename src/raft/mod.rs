@@ -5,6 +5,7 @@ pub mod core;
 pub mod log;
 pub mod message;
 pub mod progress;
+pub mod wire;
 
 pub use self::core::{Config, Raft, RaftError, ReadState, Ready, Recovered, Role};
 pub use message::*;

@@ -1,4 +1,4 @@
-//! The transport between ensemble members: length-framed bincode messages over TCP, one
+//! The transport between ensemble members: length-framed messages over TCP, one
 //! reconnecting outbound task per peer with a bounded queue (a full queue drops the message:
 //! Raft tolerates loss, and a slow peer must not stall the leader).
 
@@ -11,9 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 /// The version of the messages between members, sent in every Hello. Builds before 1 sent
-/// none (and had no `Commit`): a member of another version cannot follow this one's log, so
-/// its connections are refused with a warning that names both versions.
-pub const PEER_PROTOCOL: u32 = 1;
+/// none (and had no `Commit`); 2 codes Raft messages by hand (`raft::wire`) instead of with
+/// bincode. A member of another version cannot read this one's messages, so its connections
+/// are refused with a warning that names both versions.
+pub const PEER_PROTOCOL: u32 = 2;
 
 /// Largest peer frame accepted (snapshot chunks and entry batches are far smaller).
 const MAX_PEER_FRAME: usize = 64 << 20;
@@ -32,25 +33,24 @@ type Frame = bytes::Bytes;
 #[cfg(not(madsim))]
 type Frame = Vec<u8>;
 
-/// Encodes a peer message.
+/// Encodes a peer message. Raft messages (nearly all the traffic) are the tag bincode gives
+/// `PeerMsg::Raft`, then `raft::wire`'s hand-made coding; the rest are bincode, so that a Hello
+/// reads the same in every protocol version and a mismatch can be named.
 pub fn encode(m: &PeerMsg) -> Vec<u8> {
-    use crate::raft::Body;
-    use crate::tree::txn::VARINT;
-    // Sized up front from the bytes it carries (an entry's integers and its data's length
-    // take at most five varints): an append of a thousand 1 KiB entries grew by doubling through
-    // a dozen reallocations, the large ones through glibc's slow path.
-    let carried = match m {
-        PeerMsg::Raft(msg) => match &msg.body {
-            Body::Append { entries, .. } => entries.iter().map(|e| 5 * VARINT + e.data.len()).sum(),
-            Body::InstallSnapshot { data, .. } => 128 + data.len(),
-            _ => 0,
-        },
-        _ => 0,
-    };
-    let mut b = Vec::with_capacity(64 + carried);
-    bincode::serde::encode_into_std_write(m, &mut b, bincode::config::standard()).expect("peer messages encode");
-    b
+    match m {
+        PeerMsg::Raft(msg) => {
+            let mut b = Vec::with_capacity(1 + crate::raft::wire::encoded_len_hint(msg));
+            b.push(RAFT_TAG);
+            crate::raft::wire::encode(msg, &mut b);
+            b
+        }
+        other => bincode::serde::encode_to_vec(other, bincode::config::standard()).expect("peer messages encode"),
+    }
 }
+
+/// The first byte of a Raft message: bincode's variant index of `PeerMsg::Raft`, which no
+/// other message starts with.
+const RAFT_TAG: u8 = 1;
 
 /// Encodes a peer message for its queue.
 #[allow(clippy::useless_conversion)] // a Vec already, outside the simulator
@@ -59,9 +59,12 @@ fn frame(m: &PeerMsg) -> Frame {
 }
 
 fn decode(b: &[u8]) -> Option<PeerMsg> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .ok()
-        .map(|(m, _)| m)
+    match b.first() {
+        Some(&RAFT_TAG) => crate::raft::wire::decode(&b[1..]).ok().map(PeerMsg::Raft),
+        _ => bincode::serde::decode_from_slice(b, bincode::config::standard())
+            .ok()
+            .map(|(m, _)| m),
+    }
 }
 
 /// Outbound queues to every peer.
@@ -347,6 +350,39 @@ mod tests {
             addr: "10.0.0.2:2888".into(),
             protocol,
         }
+    }
+
+    /// Raft messages take the hand-made coding behind bincode's own tag for them; the others
+    /// stay bincode (a Hello reads the same in every version); all come back as they went.
+    #[test]
+    fn peer_messages_round_trip_and_keep_their_tags() {
+        let raft = PeerMsg::Raft(crate::raft::Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: crate::raft::Body::Commit {
+                prev_index: 9,
+                prev_term: 3,
+                commit: 9,
+            },
+        });
+        let bincoded = bincode::serde::encode_to_vec(&raft, bincode::config::standard()).expect("encode");
+        assert_eq!(bincoded[0], RAFT_TAG, "bincode's tag for PeerMsg::Raft");
+        let touch = PeerMsg::Touch { sessions: vec![7, 8] };
+        for m in [hello(PEER_PROTOCOL), hello(1), raft, touch] {
+            let b = encode(&m);
+            assert_eq!(
+                b[0] == RAFT_TAG,
+                matches!(m, PeerMsg::Raft(_)),
+                "only a Raft message starts with its tag: {m:?}"
+            );
+            let back = decode(&b).expect("decodes");
+            assert_eq!(format!("{back:?}"), format!("{m:?}"));
+        }
+        // Raft bytes cut short are no message (the connection is then closed).
+        let b = encode(&hello(PEER_PROTOCOL));
+        assert!(decode(&b[..b.len() - 1]).is_none());
+        assert!(decode(&[RAFT_TAG, 1, 2, 3]).is_none());
     }
 
     /// A member of another peer protocol is refused: nothing it sends reaches the node, its
