@@ -12,6 +12,7 @@ pub mod raft;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod timer;
 pub mod tree;
 
 /// The crate's name, for tools that report what they run.

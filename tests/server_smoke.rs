@@ -295,3 +295,59 @@ fn a_write_costs_one_fsync() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A connection that sends nothing for a whole session timeout is closed by the server; one
+/// whose client pings (every third of the timeout, as every client does) stays open, however
+/// long, and its requests keep being answered.
+#[test]
+fn a_silent_connection_is_closed_after_its_session_timeout_a_pinging_one_is_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::env::temp_dir().join(format!("zraft-idle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = dir.to_string_lossy().to_string();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = Config {
+        min_session_timeout_ms: 400,
+        max_session_timeout_ms: 400,
+        ..config(&dir, port)
+    };
+    common::runtime().block_on(async move {
+        let server = tokio::spawn(zraft::server::run(cfg, Box::new(RealDisk::new()), 1));
+        let mut pinging = connect(&addr).await;
+        assert_eq!(pinging.timeout_ms(), 400);
+        let mut silent = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let hello = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            time_out: 400,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        };
+        silent.write_all(&encode_frame(&hello.to_bytes())).await.unwrap();
+        let mut len = [0u8; 4];
+        silent.read_exact(&mut len).await.unwrap();
+        let mut resp = vec![0u8; u32::from_be_bytes(len) as usize];
+        silent.read_exact(&mut resp).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let mut b = [0u8; 1];
+        let end = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut b))
+            .await
+            .expect("the server closes a silent connection");
+        let after = t0.elapsed();
+        assert!(matches!(end, Ok(0) | Err(_)), "closed: {end:?}");
+        assert!(
+            after >= Duration::from_millis(390) && after < Duration::from_secs(5),
+            "closed after {after:?}, the session timeout is 400 ms"
+        );
+        // The pinging client outlived the silent one by far and is still served.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            pinging.create("/alive", b"", CreateMode::Persistent).await.unwrap(),
+            "/alive"
+        );
+        server.abort();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,7 +43,8 @@ pub struct PendingReply {
 impl PendingReply {
     /// Waits for the reply and the count of notifications delivered before it.
     pub async fn wait(self, timeout: Duration) -> Result<(ReplyFrame, u64), ClientError> {
-        match tokio::time::timeout(timeout, self.rx).await {
+        // One timer for the whole wait (a pipelining client's task wakes for every reply).
+        match crate::timer::timeout(timeout, self.rx).await {
             Err(_) => Err(ClientError::Timeout),
             Ok(Err(_)) => Err(ClientError::ConnectionLoss),
             Ok(Ok(r)) => Ok(r),

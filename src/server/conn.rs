@@ -5,8 +5,11 @@
 use super::config::Config;
 use super::node::{Connecting, Event, Handshake, Out};
 use crate::jute::*;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -25,6 +28,12 @@ const KEEP_PAYLOAD_BUFFER: usize = 64 * 1024;
 const FOUR_LETTER: [&str; 10] = [
     "ruok", "srvr", "stat", "mntr", "conf", "isro", "envi", "cons", "wchs", "dump",
 ];
+
+/// What ended a wait for the next request.
+enum Next {
+    Read(Result<(), ConnEnd>),
+    WriterDone,
+}
 
 /// Why a connection ended (for logs and tests).
 #[derive(Debug, PartialEq, Eq)]
@@ -200,20 +209,39 @@ where
     });
     let mut writer_done = false;
     let mut payload = Vec::new();
+    // A client silent for a whole session timeout is gone (it pings every third). The
+    // deadline moves only when it comes, to a session timeout after the wait for the current
+    // frame began: one timer per session timeout, not one per request.
+    let mut idle = crate::timer::Deadline::after(session_timeout);
     let end = loop {
-        // A client silent for a whole session timeout is gone (it pings every third). The
-        // writer ending (the node closed the connection) ends the reading too.
-        let read = tokio::time::timeout(
-            session_timeout,
-            read_payload_into(&mut rd, None, cfg.max_buffer, &mut payload),
-        );
-        tokio::select! {
-            r = read => match r {
-                Err(_) => break ConnEnd::Timeout,
-                Ok(Err(e)) => break e,
-                Ok(Ok(())) => {}
-            },
-            _ = &mut writer => {
+        let waiting_since = tokio::time::Instant::now();
+        let next = {
+            let mut read = std::pin::pin!(read_payload_into(&mut rd, None, cfg.max_buffer, &mut payload));
+            // The read is polled to the end here, never dropped halfway through a frame: the
+            // deadline coming early is handled inside. The writer ending (the node closed the
+            // connection) ends the reading too.
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Next::Read(r));
+                }
+                if Pin::new(&mut writer).poll(cx).is_ready() {
+                    return Poll::Ready(Next::WriterDone);
+                }
+                while idle.poll_expired(cx).is_ready() {
+                    let due = waiting_since + session_timeout;
+                    if tokio::time::Instant::now() >= due {
+                        return Poll::Ready(Next::Read(Err(ConnEnd::Timeout)));
+                    }
+                    idle.reset(due);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        match next {
+            Next::Read(Err(e)) => break e,
+            Next::Read(Ok(())) => {}
+            Next::WriterDone => {
                 writer_done = true;
                 break ConnEnd::Closed;
             }
