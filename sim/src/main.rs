@@ -9,7 +9,24 @@ fn main() {
 
 #[cfg(madsim)]
 fn main() {
+    keep_freed_pages();
     cli::main()
+}
+
+/// Tells mimalloc never to return freed pages to the system (unless MIMALLOC_PURGE_DELAY says
+/// otherwise). Its default returns them a second after they are freed: a seed takes about
+/// that long, so every seed faulted back in (and the kernel zeroed) the pages the last one
+/// freed, 2,600 faults a seed and a tenth of the wall time of a ten-seed swarm run. Peak
+/// resident memory grows by about 15% instead (190 to 218 MB there), and stays flat.
+#[cfg(madsim)]
+fn keep_freed_pages() {
+    /// mimalloc's `mi_option_purge_delay` (v3 numbering; the server's binary tests that
+    /// option 15 is it, against the same library).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores an option value.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
 }
 
 #[cfg(madsim)]
