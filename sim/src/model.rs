@@ -150,8 +150,9 @@ enum Done {
     Checked,
 }
 
-/// Old states of the paths a multi touched, to roll it back.
-type Undo = Vec<(String, Option<Node>)>;
+/// Old states of the paths a multi touched, to roll it back; None outside a multi, which
+/// nothing rolls back (saving a parent copied its whole set of children at every create).
+type Undo = Option<Vec<(String, Option<Node>)>>;
 
 /// The model: znodes, open sessions, and the zxid of the last transaction applied.
 #[derive(Debug, Clone)]
@@ -223,7 +224,7 @@ impl Model {
             .collect();
         let mut fired = vec![];
         for p in mine {
-            self.remove(&p, zxid, &mut fired, &mut vec![]);
+            self.remove(&p, zxid, &mut fired, &mut None);
         }
         fired
     }
@@ -242,7 +243,7 @@ impl Model {
             return Err(format!("not an empty container or TTL node: {n:?}"));
         }
         let mut fired = vec![];
-        self.remove(p, zxid, &mut fired, &mut vec![]);
+        self.remove(p, zxid, &mut fired, &mut None);
         Ok(fired)
     }
 
@@ -282,7 +283,7 @@ impl Model {
             Request::Reconfig(_) => return Some((ErrorCode::ReconfigDisabled, Response::Empty, vec![])),
             _ => return None,
         };
-        let mut undo = vec![];
+        let mut undo: Undo = None;
         Some(match self.op(session, op, zxid, &mut fired, &mut undo) {
             Ok(done) => {
                 let resp = match done {
@@ -305,7 +306,7 @@ impl Model {
     /// A multi: all ops or none. The reply header says ok either way; a failed multi reports
     /// ok for the ops before the failure, its error, and RuntimeInconsistency after it.
     fn multi(&mut self, session: i64, ops: &[MultiOp], zxid: i64) -> (ErrorCode, Response, Vec<Trigger>) {
-        let mut undo: Undo = vec![];
+        let mut undo: Undo = Some(vec![]);
         let mut fired = vec![];
         let mut results = vec![];
         for (i, op) in ops.iter().enumerate() {
@@ -360,7 +361,7 @@ impl Model {
     }
 
     fn rollback(&mut self, undo: Undo) {
-        for (p, old) in undo.into_iter().rev() {
+        for (p, old) in undo.unwrap_or_default().into_iter().rev() {
             match old {
                 Some(n) => self.nodes.insert(p, n),
                 None => self.nodes.remove(&p),
@@ -370,7 +371,9 @@ impl Model {
 
     /// Remembers `p`'s state before a multi's op changes it.
     fn save(&self, p: &str, undo: &mut Undo) {
-        undo.push((p.to_string(), self.nodes.get(p).cloned()));
+        if let Some(undo) = undo {
+            undo.push((p.to_string(), self.nodes.get(p).cloned()));
+        }
     }
 
     /// Checks in PrepRequestProcessor's order, then the change.
