@@ -393,6 +393,10 @@ pub struct Node {
     /// The commit index last reported to the observer while leader (madsim).
     #[cfg_attr(not(madsim), allow(dead_code))]
     reported_commit: u64,
+    /// The live state last reported to the observer (madsim): an unchanged one is not
+    /// reported again (most Readys change none of it).
+    #[cfg_attr(not(madsim), allow(dead_code))]
+    reported_live: Option<crate::server::observer::Live>,
     zxid_counter: i64,
     applied_zxid: Arc<AtomicI64>,
     stats: Stats,
@@ -639,6 +643,7 @@ impl Node {
             reported_leader_term: 0,
             snapshots_seen: 0,
             reported_commit: 0,
+            reported_live: None,
             zxid_counter: 0,
             applied_zxid: applied_zxid.clone(),
             stats: Stats::default(),

@@ -200,19 +200,20 @@ impl Node {
         self.report_leader_commit();
         let hs = self.raft.hard_state();
         let last_index = self.raft.last_index();
-        crate::server::observer::report_live(
-            self.id,
-            crate::server::observer::Live {
-                role: self.raft.role(),
-                term: hs.term,
-                vote: hs.vote,
-                last_index,
-                last_term: self.raft.term_at(last_index).unwrap_or(0),
-                commit: hs.commit,
-                snapshots: self.snapshots_seen,
-                snapshot_index: self.raft.snapshot_meta().index,
-            },
-        );
+        let live = crate::server::observer::Live {
+            role: self.raft.role(),
+            term: hs.term,
+            vote: hs.vote,
+            last_index,
+            last_term: self.raft.term_at(last_index).unwrap_or(0),
+            commit: hs.commit,
+            snapshots: self.snapshots_seen,
+            snapshot_index: self.raft.snapshot_meta().index,
+        };
+        if self.reported_live != Some(live) {
+            self.reported_live = Some(live);
+            crate::server::observer::report_live(self.id, live);
+        }
     }
 
     /// Sends a Raft message; a granted vote is reported to the observer as it leaves (one
