@@ -1394,18 +1394,19 @@ impl Raft {
         if !self.conf.voters.contains(&self.id) && self.conf.voters.is_empty() {
             return false;
         }
-        let mut counted: Vec<NodeId> = self.conf.voters.iter().copied().collect();
-        if crate::bug("raft-removed-counted") {
-            // Broken on purpose: members removed by a conf change still count towards the
-            // quorum (their progress was kept, and they are still sent the log).
-            counted.extend(
-                self.progress
-                    .keys()
-                    .filter(|id| !self.conf.members().any(|m| m == **id)),
-            );
-        }
-        let mut matched: Vec<u64> = counted
+        // Broken on purpose under raft-removed-counted: members removed by a conf change still
+        // count towards the quorum (their progress was kept, and they are still sent the log).
+        let removed_counted = crate::bug("raft-removed-counted");
+        let removed = self
+            .progress
+            .keys()
+            .filter(|id| removed_counted && !self.conf.members().any(|m| m == **id));
+        // One vector per call (a leader calls this for every acknowledgement).
+        let mut matched: Vec<u64> = self
+            .conf
+            .voters
             .iter()
+            .chain(removed)
             .map(|v| {
                 if *v == self.id {
                     self.log.stable
