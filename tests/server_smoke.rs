@@ -301,7 +301,7 @@ fn a_write_costs_one_fsync() {
 /// long, and its requests keep being answered.
 #[test]
 fn a_silent_connection_is_closed_after_its_session_timeout_a_pinging_one_is_not() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let dir = std::env::temp_dir().join(format!("zraft-idle-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let dir = dir.to_string_lossy().to_string();
@@ -317,19 +317,7 @@ fn a_silent_connection_is_closed_after_its_session_timeout_a_pinging_one_is_not(
         let mut pinging = connect(&addr).await;
         assert_eq!(pinging.timeout_ms(), 400);
         let mut silent = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-        let hello = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            time_out: 400,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        };
-        silent.write_all(&encode_frame(&hello.to_bytes())).await.unwrap();
-        let mut len = [0u8; 4];
-        silent.read_exact(&mut len).await.unwrap();
-        let mut resp = vec![0u8; u32::from_be_bytes(len) as usize];
-        silent.read_exact(&mut resp).await.unwrap();
+        common::handshake(&mut silent, 400).await.unwrap();
         let t0 = std::time::Instant::now();
         let mut b = [0u8; 1];
         let end = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut b))

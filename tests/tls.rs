@@ -9,7 +9,7 @@ use common::free_port;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::rustls;
 use zraft::jute::*;
 use zraft::server::config::{ClientAuth, Config, TlsConfig};
@@ -79,27 +79,9 @@ fn connector(pki: &Pki, identity: Option<&(String, String)>) -> tokio_rustls::Tl
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
-async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await?;
-    let mut b = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut b).await?;
-    Ok(b)
-}
-
 /// A session over `s`: handshake, then create `path` and read it back.
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, path: &str) -> std::io::Result<Vec<u8>> {
-    let hello = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        time_out: 10_000,
-        session_id: 0,
-        passwd: vec![0; 16],
-        read_only: Some(false),
-    };
-    s.write_all(&encode_frame(&hello.to_bytes())).await?;
-    s.flush().await?;
-    let resp = ConnectResponse::from_bytes(&read_frame(&mut s).await?).expect("a connect response");
+    let resp = common::handshake(&mut s, 10_000).await?;
     assert_ne!(resp.session_id, 0, "a session");
     for (xid, request) in [
         (
@@ -123,8 +105,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, path: &str) -> std
             .await?;
     }
     s.flush().await?;
-    read_frame(&mut s).await?;
-    let reply = read_frame(&mut s).await?;
+    common::read_frame(&mut s).await?;
+    let reply = common::read_frame(&mut s).await?;
     let frame = ReplyFrame::from_bytes(&reply, |_| Some(OpCode::GetData)).expect("a getData reply");
     assert_eq!(frame.header.err, 0);
     match frame.response {

@@ -40,3 +40,35 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// One length-prefixed frame's payload read from `s`.
+#[allow(dead_code)] // not every test binary that includes this module speaks raw jute
+pub async fn read_frame<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let mut b = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut b).await?;
+    Ok(b)
+}
+
+/// A raw handshake over `s` asking for a new session of `timeout_ms`: the server's answer.
+#[allow(dead_code)] // not every test binary that includes this module speaks raw jute
+pub async fn handshake<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    timeout_ms: i32,
+) -> std::io::Result<zraft::jute::ConnectResponse> {
+    use tokio::io::AsyncWriteExt;
+    use zraft::jute::*;
+    let hello = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        time_out: timeout_ms,
+        session_id: 0,
+        passwd: vec![0; 16],
+        read_only: Some(false),
+    };
+    s.write_all(&encode_frame(&hello.to_bytes())).await?;
+    s.flush().await?;
+    Ok(ConnectResponse::from_bytes(&read_frame(s).await?).expect("a connect response"))
+}
