@@ -12,7 +12,7 @@
 
 use crate::history::{Wire, WireRec};
 use crate::model::{is_write, Mode, Model, Watches};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use zraft::jute::*;
 use zraft::server::observer::Committed;
@@ -225,20 +225,28 @@ fn same(
 /// Checks a run's wire records against the committed transactions.
 pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<ModelViolation>> {
     let mut stats = ModelStats::default();
-    // 1. The committed sequence, one transaction per zxid across all servers.
-    let mut seq: BTreeMap<i64, &Commit> = BTreeMap::new();
-    for c in commits {
-        if let Some(prev) = seq.insert(c.zxid, c) {
-            if prev != c {
-                return violation(Kind::CommitConflict, format!("zxid {:#x}: {prev:?} and {c:?}", c.zxid));
+    // 1. The committed sequence, one transaction per zxid across all servers (every server
+    // reports what it applied: sorted, then each zxid's reports compared and kept once).
+    let mut all: Vec<&Commit> = commits.iter().collect();
+    all.sort_by_key(|c| c.zxid);
+    let mut seq: Vec<&Commit> = Vec::with_capacity(all.len() / 2);
+    for c in all {
+        match seq.last() {
+            Some(prev) if prev.zxid == c.zxid => {
+                if *prev != c {
+                    return violation(Kind::CommitConflict, format!("zxid {:#x}: {prev:?} and {c:?}", c.zxid));
+                }
             }
+            _ => seq.push(c),
         }
     }
+    let applied = |z: i64| seq.binary_search_by_key(&z, |c| c.zxid).is_ok();
     // 2. Every call, by (session, xid), with its reply; and each connection's stream.
     let mut conn_session: BTreeMap<W, i64> = BTreeMap::new();
     let mut calls: Vec<Call<'_>> = vec![];
-    let mut by_id: BTreeMap<(i64, i32), usize> = BTreeMap::new();
-    let mut open: BTreeMap<(W, i32), usize> = BTreeMap::new();
+    // Only looked up (never iterated): hashed.
+    let mut by_id: HashMap<(i64, i32), usize> = HashMap::new();
+    let mut open: HashMap<(W, i32), usize> = HashMap::new();
     let mut streams: BTreeMap<W, Vec<Seen<'_>>> = BTreeMap::new();
     for r in wire {
         let w = (r.client, r.conn);
@@ -280,10 +288,11 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
             Wire::Event { r#type, path } => streams.entry(w).or_default().push(Err((*r#type, path))),
         }
     }
-    // 3. Which call each committed client transaction carries.
-    let mut carried: BTreeMap<i64, usize> = BTreeMap::new();
-    let mut committed_at: BTreeMap<usize, i64> = BTreeMap::new();
-    for c in seq.values().filter(|c| c.kind == Committed::Request) {
+    // 3. Which call each committed client transaction carries (by position in `seq`), and
+    // where each call committed (by call).
+    let mut carried: Vec<Option<usize>> = vec![None; seq.len()];
+    let mut committed_at: Vec<Option<i64>> = vec![None; calls.len()];
+    for (k, c) in seq.iter().enumerate().filter(|(_, c)| c.kind == Committed::Request) {
         let Some(&i) = by_id.get(&(c.session, c.cxid)).filter(|&&i| is_write(calls[i].request)) else {
             return violation(
                 Kind::Unrequested,
@@ -293,20 +302,20 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
                 ),
             );
         };
-        if let Some(z) = committed_at.insert(i, c.zxid) {
+        if let Some(z) = committed_at[i].replace(c.zxid) {
             return violation(
                 Kind::AppliedTwice,
                 format!("{:?} committed at {z:#x} and {:#x}", calls[i].request, c.zxid),
             );
         }
-        carried.insert(c.zxid, i);
+        carried[k] = Some(i);
     }
     // 4. Reads (and watch management), ordered by the state they saw.
     let mut reads: Vec<(i64, usize)> = vec![];
     for (i, call) in calls.iter().enumerate() {
         let Some(r) = call.reply else {
             if is_write(call.request) {
-                if committed_at.contains_key(&i) {
+                if committed_at[i].is_some() {
                     stats.unknown_committed += 1;
                 } else {
                     stats.unknown_dropped += 1;
@@ -314,14 +323,14 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
             }
             continue;
         };
-        if r.zxid != 0 && !seq.contains_key(&r.zxid) {
+        if r.zxid != 0 && !applied(r.zxid) {
             return violation(
                 Kind::UnknownZxid,
                 format!("{:?} answered at {:#x}, which no server applied", call.request, r.zxid),
             );
         }
         if is_write(call.request) {
-            if !committed_at.contains_key(&i) {
+            if committed_at[i].is_none() {
                 if r.err == 0 {
                     return violation(
                         Kind::AckedNotCommitted,
@@ -355,17 +364,14 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
     let mut watches: Watches<W> = Watches::default();
     let mut expected: BTreeMap<W, Vec<(i64, i32, String)>> = BTreeMap::new();
     let mut next_read = 0;
-    let zxids: Vec<i64> = seq.keys().copied().collect();
-    for z in zxids.iter().copied().chain([i64::MAX]) {
+    for next in seq.iter().zip(&carried).map(Some).chain([None]) {
+        let z = next.map_or(i64::MAX, |(c, _)| c.zxid);
         while next_read < reads.len() && reads[next_read].0 < z {
             let i = reads[next_read].1;
             next_read += 1;
             read(&calls[i], &mut model, &mut watches, &mut expected, &mut stats)?;
         }
-        if z == i64::MAX {
-            break;
-        }
-        let c = seq[&z];
+        let Some((&c, &carries)) = next else { break };
         stats.txns += 1;
         let fired = match &c.kind {
             Committed::CreateSession => {
@@ -379,7 +385,7 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
             },
             Committed::ReapFailed | Committed::Reconfig => vec![],
             Committed::Request => {
-                let i = carried[&z];
+                let i = carries.expect("a committed request carries a call");
                 let call = &calls[i];
                 if matches!(call.request, Request::Reconfig(_)) {
                     // The model holds no membership (/zookeeper/config): the membership
@@ -413,7 +419,8 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
     // acknowledged write see it.
     let mut acked: Vec<(u64, i64)> = committed_at
         .iter()
-        .filter_map(|(&i, &z)| calls[i].reply.map(|r| (r.at, z)))
+        .enumerate()
+        .filter_map(|(i, z)| Some((calls[i].reply?.at, (*z)?)))
         .collect();
     acked.sort();
     let mut best = i64::MIN;
@@ -433,7 +440,7 @@ pub fn check(wire: &[WireRec], commits: &[Commit]) -> Result<ModelStats, Box<Mod
             prefix_max[k - 1].1
         }
     };
-    for (&i, &z) in &committed_at {
+    for (i, z) in committed_at.iter().enumerate().filter_map(|(i, z)| Some((i, (*z)?))) {
         let floor = acked_before(calls[i].sent_at);
         if z <= floor {
             return violation(
