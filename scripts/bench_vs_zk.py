@@ -5,7 +5,7 @@ Starts each server in turn (never two at once, so they do not compete for the 2 
 ZooKeeper standalone and as a 3-node ensemble (Debian's package, forceSync=yes, heap -Xmx2g,
 maxClientCnxns=0, admin.enableServer=false), then zraft as 1 and 3 nodes on 127.0.0.1.
 Runs the same matrix of loads against each with `zraft bench` and prints a table with
-throughput, p99 and zraft/ZooKeeper ratios; writes reports/bench/<stamp>.csv and .svg. The
+throughput, p99 and zraft/ZooKeeper ratios; writes reports/bench/<stamp>.csv, .svg and the table as .txt. The
 disk's raw fsync rate (4 KiB appends, each fdatasync'ed) is measured in the data directory
 before and after, printed with the table and kept in <stamp>-fsync.txt.
 
@@ -367,11 +367,11 @@ def main():
     cells = sorted({(r["nodes"], r["load"], r["depth"]) for r in rows})
     med = [median_row(rows, cell, kind) for cell in cells for kind in ("zk", "zraft")]
     svg([m for m in med if m], csv_path.replace(".csv", ".svg"), a.rounds)
-    print()
+    table = []
     if a.rounds > 1:
-        print(f"medians of {a.rounds} rounds; 'range' is the lowest and highest of the rounds' ratios")
-    print(f"{'nodes':>5} {'load':>10} {'depth':>5} | {'ZK ops/s':>9} {'p99 ms':>7} | {'zraft ops/s':>11} {'p99 ms':>7} | "
-          f"{'ratio':>5} {'p99 ratio':>9}" + (f" | {'range':>11}" if a.rounds > 1 else ""))
+        table.append(f"medians of {a.rounds} rounds; 'range' is the lowest and highest of the rounds' ratios")
+    table.append(f"{'nodes':>5} {'load':>10} {'depth':>5} | {'ZK ops/s':>9} {'p99 ms':>7} | {'zraft ops/s':>11} {'p99 ms':>7} | "
+                 f"{'ratio':>5} {'p99 ratio':>9}" + (f" | {'range':>11}" if a.rounds > 1 else ""))
     for n, load, depth in cells:
         z = median_row(rows, (n, load, depth), "zk") or {"ops_per_s": 0, "p99_ms": 0}
         r = median_row(rows, (n, load, depth), "zraft") or {"ops_per_s": 0, "p99_ms": 0}
@@ -383,7 +383,14 @@ def main():
                 f"{ratio:>5.2f} {rp / zp if zp else 0:>9.2f}")
         if a.rounds > 1:
             line += f" | {min(ratios, default=0):>5.2f}-{max(ratios, default=0):<5.2f}"
-        print(line)
+        table.append(line)
+    table.append("")
+    table.append(fsync_line)
+    # The table as printed, beside the csv it summarises (the closing notes quote it).
+    with open(csv_path.replace(".csv", ".txt"), "w") as f:
+        f.write("\n".join(table) + "\n")
+    print()
+    print("\n".join(table[:-2]))
     print(f"\n{fsync_line}\ncsv: {csv_path}\nplot: {csv_path.replace('.csv', '.svg')}")
 
 
