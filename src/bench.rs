@@ -2,7 +2,7 @@
 //! real ZooKeeper alike. Sessions pipeline requests up to a depth; throughput and latency
 //! percentiles come from an HDR histogram of every request's round trip.
 
-use crate::client::{Client, ClientError, PendingReply};
+use crate::client::{Client, ClientError, DirectSession, PendingReply};
 use crate::jute::*;
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
@@ -47,6 +47,9 @@ pub struct Settings {
     /// Stop after this many requests in all instead of after `duration` (no warm-up): the
     /// time they took is the measurement (e.g. loading a million znodes).
     pub count: Option<u64>,
+    /// Drive each session through the full `Client` (writer, reader and pinger tasks, as an
+    /// application uses it) instead of a `DirectSession` owned by the session's task.
+    pub through_client: bool,
 }
 
 /// What a run measured.
@@ -157,6 +160,11 @@ async fn prepare(s: &Settings) -> Result<(), BenchError> {
 struct Rng(u64);
 
 impl Rng {
+    /// Each session's own stream (the same for a session index in every run).
+    fn for_session(idx: usize) -> Rng {
+        Rng(0x9e37_79b9_7f4a_7c15 ^ (idx as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9))
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -211,9 +219,95 @@ fn request(s: &Settings, rng: &mut Rng, session: usize, counter: &mut u64, value
     }
 }
 
-/// One session: keeps `depth` requests in flight until the deadline; records latencies after
-/// the warm-up.
+/// When a session measures and stops, and how it draws requests.
+struct Plan {
+    measure_from: Instant,
+    end: Instant,
+}
+
+impl Plan {
+    fn new(s: &Settings, start: Instant) -> Plan {
+        // A counted run has no deadline: it ends when the tickets run out.
+        match s.count {
+            Some(_) => Plan {
+                measure_from: start,
+                end: start + Duration::from_secs(365 * 86_400),
+            },
+            None => Plan {
+                measure_from: start + s.warmup,
+                end: start + s.warmup + s.duration,
+            },
+        }
+    }
+}
+
+/// Whether another request may start (a counted run takes a ticket for it).
+fn take_ticket(s: &Settings, tickets: &AtomicU64) -> bool {
+    s.count.is_none()
+        || tickets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1))
+            .is_ok()
+}
+
+/// Counts a reply that came back at `done` for a request sent at `sent`, if inside the
+/// measured window.
+fn record(s: &Settings, plan: &Plan, h: &mut Histogram<u64>, sent: Instant, done: Instant, err: i32) -> (u64, u64) {
+    if sent < plan.measure_from || done > plan.end {
+        return (0, 0);
+    }
+    let _ = h.record((done - sent).as_micros().max(1) as u64);
+    (1, u64::from(err != 0 && s.load != Load::Create))
+}
+
+/// One session: keeps `depth` requests in flight until the deadline (its task writes them
+/// and reads the replies, through a `DirectSession`); records latencies after the warm-up.
 async fn session(
+    s: Arc<Settings>,
+    idx: usize,
+    start: Instant,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    tickets: Arc<AtomicU64>,
+) -> (u64, u64) {
+    if s.through_client {
+        return session_through_client(s, idx, start, hist, tickets).await;
+    }
+    let host = &s.hosts[idx % s.hosts.len()];
+    let Ok(mut c) = DirectSession::connect(host, 30_000).await else {
+        return (0, 1);
+    };
+    let mut rng = Rng::for_session(idx);
+    let value = vec![b'x'; s.value_size];
+    let plan = Plan::new(&s, start);
+    let (mut counter, mut ops, mut errors) = (0u64, 0u64, 0u64);
+    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut sent_at: VecDeque<Instant> = VecDeque::new();
+    loop {
+        let now = Instant::now();
+        while now < plan.end && sent_at.len() < s.depth && take_ticket(&s, &tickets) {
+            c.send(request(&s, &mut rng, idx, &mut counter, &value));
+            sent_at.push_back(now);
+        }
+        if c.flush().await.is_err() {
+            return (ops, errors + 1);
+        }
+        let Some(sent) = sent_at.pop_front() else { break };
+        match c.recv(Duration::from_secs(60)).await {
+            Ok(f) => {
+                let (o, e) = record(&s, &plan, &mut local, sent, Instant::now(), f.header.err);
+                ops += o;
+                errors += e;
+            }
+            Err(_) => return (ops, errors + 1),
+        }
+    }
+    debug_assert_eq!(c.outstanding(), 0, "every request answered");
+    hist.lock().expect("histogram lock").add(&local).expect("same bounds");
+    let _ = c.close(Duration::from_secs(5)).await;
+    (ops, errors)
+}
+
+/// `session` through the full `Client`.
+async fn session_through_client(
     s: Arc<Settings>,
     idx: usize,
     start: Instant,
@@ -224,25 +318,15 @@ async fn session(
     let Ok(mut c) = Client::connect(host, 30_000, None, 0).await else {
         return (0, 1);
     };
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (idx as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    let mut rng = Rng::for_session(idx);
     let value = vec![b'x'; s.value_size];
+    let plan = Plan::new(&s, start);
     let (mut counter, mut ops, mut errors) = (0u64, 0u64, 0u64);
-    // A counted run has no deadline: it ends when the tickets run out.
-    let (measure_from, end) = match s.count {
-        Some(_) => (start, start + Duration::from_secs(365 * 86_400)),
-        None => (start + s.warmup, start + s.warmup + s.duration),
-    };
-    let take_ticket = || {
-        s.count.is_none()
-            || tickets
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1))
-                .is_ok()
-    };
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     let mut inflight: VecDeque<(Instant, PendingReply)> = VecDeque::new();
     loop {
         let now = Instant::now();
-        while now < end && inflight.len() < s.depth && take_ticket() {
+        while now < plan.end && inflight.len() < s.depth && take_ticket(&s, &tickets) {
             match c.send(request(&s, &mut rng, idx, &mut counter, &value)) {
                 Ok(p) => inflight.push_back((Instant::now(), p)),
                 Err(_) => return (ops, errors + 1),
@@ -251,14 +335,9 @@ async fn session(
         let Some((sent, p)) = inflight.pop_front() else { break };
         match p.wait(Duration::from_secs(60)).await {
             Ok((f, _)) => {
-                let done = Instant::now();
-                if sent >= measure_from && done <= end {
-                    ops += 1;
-                    if f.header.err != 0 && s.load != Load::Create {
-                        errors += 1;
-                    }
-                    let _ = local.record((done - sent).as_micros().max(1) as u64);
-                }
+                let (o, e) = record(&s, &plan, &mut local, sent, Instant::now(), f.header.err);
+                ops += o;
+                errors += e;
             }
             Err(_) => return (ops, errors + 1),
         }

@@ -86,6 +86,11 @@ enum Command {
         /// and --warmup).
         #[arg(long)]
         count: Option<u64>,
+        /// Drive each session through the project's full client (writer, reader and pinger
+        /// tasks, as an application uses it); by default each session's task owns its
+        /// socket, so that the generator's own cost weighs less on the servers it measures.
+        #[arg(long)]
+        through_client: bool,
     },
 }
 
@@ -300,6 +305,7 @@ fn main() {
             csv,
             label,
             count,
+            through_client,
         }) => bench(
             zraft::bench::Settings {
                 hosts: hosts.split(',').map(str::to_string).collect(),
@@ -313,6 +319,7 @@ fn main() {
                 warmup: std::time::Duration::from_secs_f64(warmup),
                 root,
                 count,
+                through_client,
             },
             csv,
             label,

@@ -132,6 +132,44 @@ fn pipelined_requests_are_answered_in_order_and_see_earlier_writes() {
     });
 }
 
+/// The load generator's session (one task owns the socket): many requests written in one
+/// go come back in order, each decoded against its own request, and the session closes
+/// cleanly; a reply to another xid than the oldest outstanding is refused.
+#[test]
+fn a_direct_session_pipelines_in_order() {
+    with_server("direct", |addr| async move {
+        // Once the server serves (`connect` waits for that).
+        connect(&addr).await.close().await.unwrap();
+        let mut c = zraft::client::DirectSession::connect(&addr, 10_000).await.unwrap();
+        assert_ne!(c.session_id(), 0);
+        c.send(create("/d", CreateMode::Persistent));
+        for i in 1..=500 {
+            c.send(set("/d", i.to_string().as_bytes()));
+            c.send(get("/d", false));
+        }
+        assert_eq!(c.outstanding(), 1001);
+        c.flush().await.unwrap();
+        let f = c.recv(T).await.unwrap();
+        assert!(matches!(f.response, Response::Create(_)), "{f:?}");
+        let mut last_zxid = f.header.zxid;
+        for i in 1..=500 {
+            let f = c.recv(T).await.unwrap();
+            assert!(f.header.zxid > last_zxid, "each setData commits after the one before");
+            last_zxid = f.header.zxid;
+            match f.response {
+                Response::SetData(r) => assert_eq!(r.stat.version, i),
+                other => panic!("setData {i} answered with {other:?}"),
+            }
+            match c.recv(T).await.unwrap().response {
+                Response::GetData(r) => assert_eq!(r.data.as_deref(), Some(i.to_string().as_bytes())),
+                other => panic!("getData {i} answered with {other:?}"),
+            }
+        }
+        assert_eq!(c.outstanding(), 0);
+        c.close(T).await.unwrap();
+    });
+}
+
 #[test]
 fn a_watch_registered_twice_fires_once() {
     with_server("watch2", |addr| async move {

@@ -10,6 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+mod direct;
+pub use direct::DirectSession;
+
 /// Why a client call failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ClientError {
@@ -90,6 +93,29 @@ async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> Option<Vec<u8>> {
     Some(b)
 }
 
+/// The framed ConnectRequest opening a session (or resuming `session`).
+fn connect_frame(timeout_ms: i32, session: Option<(i64, Vec<u8>)>, last_zxid: i64) -> Vec<u8> {
+    let (sid, passwd) = session.unwrap_or((0, vec![0; 16]));
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: last_zxid,
+        time_out: timeout_ms,
+        session_id: sid,
+        passwd,
+        read_only: Some(false),
+    };
+    encode_frame(&req.to_bytes())
+}
+
+/// The server's answer to a ConnectRequest: a session, or why not.
+fn accepted(b: &[u8]) -> Result<ConnectResponse, ClientError> {
+    let resp = ConnectResponse::from_bytes(b).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    if resp.session_id == 0 || resp.time_out <= 0 {
+        return Err(ClientError::SessionExpired);
+    }
+    Ok(resp)
+}
+
 impl Client {
     /// Connects and opens a new session (or resumes `session`).
     pub async fn connect(
@@ -108,16 +134,7 @@ impl Client {
         let (rd, mut wr) = tokio::io::split(stream);
         // Reads buffered: one recv takes a reply and its length (and any replies behind it).
         let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
-        let (sid, passwd) = session.unwrap_or((0, vec![0; 16]));
-        let req = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: last_zxid,
-            time_out: timeout_ms,
-            session_id: sid,
-            passwd,
-            read_only: Some(false),
-        };
-        wr.write_all(&encode_frame(&req.to_bytes()))
+        wr.write_all(&connect_frame(timeout_ms, session, last_zxid))
             .await
             .map_err(|_| ClientError::ConnectionLoss)?;
         wr.flush().await.map_err(|_| ClientError::ConnectionLoss)?;
@@ -125,10 +142,7 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout)?
             .ok_or(ClientError::ConnectionLoss)?;
-        let resp = ConnectResponse::from_bytes(&b).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if resp.session_id == 0 || resp.time_out <= 0 {
-            return Err(ClientError::SessionExpired);
-        }
+        let resp = accepted(&b)?;
         let pending: Pending = Arc::default();
         let last = Arc::new(Mutex::new(last_zxid));
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
