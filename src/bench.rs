@@ -219,44 +219,72 @@ fn request(s: &Settings, rng: &mut Rng, session: usize, counter: &mut u64, value
     }
 }
 
-/// When a session measures and stops, and how it draws requests.
-struct Plan {
+/// One session's requests and measurements, whichever way it talks to the server.
+struct Tally {
+    idx: usize,
+    rng: Rng,
+    value: Vec<u8>,
+    /// Creates so far (their names).
+    counter: u64,
+    /// Replies to requests sent after the warm-up and answered before the end.
     measure_from: Instant,
     end: Instant,
+    ops: u64,
+    errors: u64,
+    local: Histogram<u64>,
 }
 
-impl Plan {
-    fn new(s: &Settings, start: Instant) -> Plan {
+impl Tally {
+    fn new(s: &Settings, idx: usize, start: Instant) -> Tally {
         // A counted run has no deadline: it ends when the tickets run out.
-        match s.count {
-            Some(_) => Plan {
-                measure_from: start,
-                end: start + Duration::from_secs(365 * 86_400),
-            },
-            None => Plan {
-                measure_from: start + s.warmup,
-                end: start + s.warmup + s.duration,
-            },
+        let (measure_from, end) = match s.count {
+            Some(_) => (start, start + Duration::from_secs(365 * 86_400)),
+            None => (start + s.warmup, start + s.warmup + s.duration),
+        };
+        Tally {
+            idx,
+            rng: Rng::for_session(idx),
+            value: vec![b'x'; s.value_size],
+            counter: 0,
+            measure_from,
+            end,
+            ops: 0,
+            errors: 0,
+            local: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
         }
     }
-}
 
-/// Whether another request may start (a counted run takes a ticket for it).
-fn take_ticket(s: &Settings, tickets: &AtomicU64) -> bool {
-    s.count.is_none()
-        || tickets
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1))
-            .is_ok()
-}
-
-/// Counts a reply that came back at `done` for a request sent at `sent`, if inside the
-/// measured window.
-fn record(s: &Settings, plan: &Plan, h: &mut Histogram<u64>, sent: Instant, done: Instant, err: i32) -> (u64, u64) {
-    if sent < plan.measure_from || done > plan.end {
-        return (0, 0);
+    /// The next request, if another may start at `now` (a counted run takes a ticket).
+    fn next(&mut self, s: &Settings, tickets: &AtomicU64, now: Instant) -> Option<Request> {
+        let ticket = || {
+            s.count.is_none()
+                || tickets
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1))
+                    .is_ok()
+        };
+        (now < self.end && ticket()).then(|| request(s, &mut self.rng, self.idx, &mut self.counter, &self.value))
     }
-    let _ = h.record((done - sent).as_micros().max(1) as u64);
-    (1, u64::from(err != 0 && s.load != Load::Create))
+
+    /// Counts a reply that came back at `done` for a request sent at `sent`.
+    fn record(&mut self, s: &Settings, sent: Instant, done: Instant, err: i32) {
+        if sent < self.measure_from || done > self.end {
+            return;
+        }
+        let _ = self.local.record((done - sent).as_micros().max(1) as u64);
+        self.ops += 1;
+        if err != 0 && s.load != Load::Create {
+            self.errors += 1;
+        }
+    }
+
+    /// Adds the latencies to the run's; the session's ops and errors (`failed`: one more).
+    fn finish(self, hist: &Mutex<Histogram<u64>>, failed: bool) -> (u64, u64) {
+        hist.lock()
+            .expect("histogram lock")
+            .add(&self.local)
+            .expect("same bounds");
+        (self.ops, self.errors + u64::from(failed))
+    }
 }
 
 /// One session: keeps `depth` requests in flight until the deadline (its task writes them
@@ -275,35 +303,29 @@ async fn session(
     let Ok(mut c) = DirectSession::connect(host, 30_000).await else {
         return (0, 1);
     };
-    let mut rng = Rng::for_session(idx);
-    let value = vec![b'x'; s.value_size];
-    let plan = Plan::new(&s, start);
-    let (mut counter, mut ops, mut errors) = (0u64, 0u64, 0u64);
-    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut t = Tally::new(&s, idx, start);
     let mut sent_at: VecDeque<Instant> = VecDeque::new();
-    loop {
+    let failed = loop {
         let now = Instant::now();
-        while now < plan.end && sent_at.len() < s.depth && take_ticket(&s, &tickets) {
-            c.send(request(&s, &mut rng, idx, &mut counter, &value));
+        while sent_at.len() < s.depth {
+            let Some(q) = t.next(&s, &tickets, now) else { break };
+            c.send(q);
             sent_at.push_back(now);
         }
         if c.flush().await.is_err() {
-            return (ops, errors + 1);
+            break true;
         }
-        let Some(sent) = sent_at.pop_front() else { break };
+        let Some(sent) = sent_at.pop_front() else { break false };
         match c.recv(Duration::from_secs(60)).await {
-            Ok(f) => {
-                let (o, e) = record(&s, &plan, &mut local, sent, Instant::now(), f.header.err);
-                ops += o;
-                errors += e;
-            }
-            Err(_) => return (ops, errors + 1),
+            Ok(f) => t.record(&s, sent, Instant::now(), f.header.err),
+            Err(_) => break true,
         }
+    };
+    if !failed {
+        debug_assert_eq!(c.outstanding(), 0, "every request answered");
+        let _ = c.close(Duration::from_secs(5)).await;
     }
-    debug_assert_eq!(c.outstanding(), 0, "every request answered");
-    hist.lock().expect("histogram lock").add(&local).expect("same bounds");
-    let _ = c.close(Duration::from_secs(5)).await;
-    (ops, errors)
+    t.finish(&hist, failed)
 }
 
 /// `session` through the full `Client`.
@@ -318,33 +340,29 @@ async fn session_through_client(
     let Ok(mut c) = Client::connect(host, 30_000, None, 0).await else {
         return (0, 1);
     };
-    let mut rng = Rng::for_session(idx);
-    let value = vec![b'x'; s.value_size];
-    let plan = Plan::new(&s, start);
-    let (mut counter, mut ops, mut errors) = (0u64, 0u64, 0u64);
-    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut t = Tally::new(&s, idx, start);
     let mut inflight: VecDeque<(Instant, PendingReply)> = VecDeque::new();
-    loop {
+    let failed = loop {
         let now = Instant::now();
-        while now < plan.end && inflight.len() < s.depth && take_ticket(&s, &tickets) {
-            match c.send(request(&s, &mut rng, idx, &mut counter, &value)) {
+        while inflight.len() < s.depth {
+            let Some(q) = t.next(&s, &tickets, now) else { break };
+            match c.send(q) {
                 Ok(p) => inflight.push_back((Instant::now(), p)),
-                Err(_) => return (ops, errors + 1),
+                Err(_) => return t.finish(&hist, true),
             }
         }
-        let Some((sent, p)) = inflight.pop_front() else { break };
+        let Some((sent, p)) = inflight.pop_front() else {
+            break false;
+        };
         match p.wait(Duration::from_secs(60)).await {
-            Ok((f, _)) => {
-                let (o, e) = record(&s, &plan, &mut local, sent, Instant::now(), f.header.err);
-                ops += o;
-                errors += e;
-            }
-            Err(_) => return (ops, errors + 1),
+            Ok((f, _)) => t.record(&s, sent, Instant::now(), f.header.err),
+            Err(_) => break true,
         }
+    };
+    if !failed {
+        let _ = c.close().await;
     }
-    hist.lock().expect("histogram lock").add(&local).expect("same bounds");
-    let _ = c.close().await;
-    (ops, errors)
+    t.finish(&hist, failed)
 }
 
 /// Runs one load against `s.hosts` and measures it.
