@@ -219,6 +219,16 @@ fn request(s: &Settings, rng: &mut Rng, session: usize, counter: &mut u64, value
     }
 }
 
+/// What every session of a run shares.
+struct Shared {
+    s: Settings,
+    start: Instant,
+    /// Every session's latencies, added as each ends.
+    hist: Mutex<Histogram<u64>>,
+    /// Requests left to start in a counted run.
+    tickets: AtomicU64,
+}
+
 /// One session's requests and measurements, whichever way it talks to the server.
 struct Tally {
     idx: usize,
@@ -289,26 +299,20 @@ impl Tally {
 
 /// One session: keeps `depth` requests in flight until the deadline (its task writes them
 /// and reads the replies, through a `DirectSession`); records latencies after the warm-up.
-async fn session(
-    s: Arc<Settings>,
-    idx: usize,
-    start: Instant,
-    hist: Arc<Mutex<Histogram<u64>>>,
-    tickets: Arc<AtomicU64>,
-) -> (u64, u64) {
+async fn session(run: Arc<Shared>, idx: usize) -> (u64, u64) {
+    let (s, tickets) = (&run.s, &run.tickets);
     if s.through_client {
-        return session_through_client(s, idx, start, hist, tickets).await;
+        return session_through_client(run, idx).await;
     }
-    let host = &s.hosts[idx % s.hosts.len()];
-    let Ok(mut c) = DirectSession::connect(host, 30_000).await else {
+    let Ok(mut c) = DirectSession::connect(&s.hosts[idx % s.hosts.len()], 30_000).await else {
         return (0, 1);
     };
-    let mut t = Tally::new(&s, idx, start);
+    let mut t = Tally::new(s, idx, run.start);
     let mut sent_at: VecDeque<Instant> = VecDeque::new();
     let failed = loop {
         let now = Instant::now();
         while sent_at.len() < s.depth {
-            let Some(q) = t.next(&s, &tickets, now) else { break };
+            let Some(q) = t.next(s, tickets, now) else { break };
             c.send(q);
             sent_at.push_back(now);
         }
@@ -317,7 +321,7 @@ async fn session(
         }
         let Some(sent) = sent_at.pop_front() else { break false };
         match c.recv(Duration::from_secs(60)).await {
-            Ok(f) => t.record(&s, sent, Instant::now(), f.header.err),
+            Ok(f) => t.record(s, sent, Instant::now(), f.header.err),
             Err(_) => break true,
         }
     };
@@ -325,57 +329,51 @@ async fn session(
         debug_assert_eq!(c.outstanding(), 0, "every request answered");
         let _ = c.close(Duration::from_secs(5)).await;
     }
-    t.finish(&hist, failed)
+    t.finish(&run.hist, failed)
 }
 
 /// `session` through the full `Client`.
-async fn session_through_client(
-    s: Arc<Settings>,
-    idx: usize,
-    start: Instant,
-    hist: Arc<Mutex<Histogram<u64>>>,
-    tickets: Arc<AtomicU64>,
-) -> (u64, u64) {
-    let host = &s.hosts[idx % s.hosts.len()];
-    let Ok(mut c) = Client::connect(host, 30_000, None, 0).await else {
+async fn session_through_client(run: Arc<Shared>, idx: usize) -> (u64, u64) {
+    let (s, tickets) = (&run.s, &run.tickets);
+    let Ok(mut c) = Client::connect(&s.hosts[idx % s.hosts.len()], 30_000, None, 0).await else {
         return (0, 1);
     };
-    let mut t = Tally::new(&s, idx, start);
+    let mut t = Tally::new(s, idx, run.start);
     let mut inflight: VecDeque<(Instant, PendingReply)> = VecDeque::new();
     let failed = loop {
         let now = Instant::now();
         while inflight.len() < s.depth {
-            let Some(q) = t.next(&s, &tickets, now) else { break };
+            let Some(q) = t.next(s, tickets, now) else { break };
             match c.send(q) {
                 Ok(p) => inflight.push_back((Instant::now(), p)),
-                Err(_) => return t.finish(&hist, true),
+                Err(_) => return t.finish(&run.hist, true),
             }
         }
         let Some((sent, p)) = inflight.pop_front() else {
             break false;
         };
         match p.wait(Duration::from_secs(60)).await {
-            Ok((f, _)) => t.record(&s, sent, Instant::now(), f.header.err),
+            Ok((f, _)) => t.record(s, sent, Instant::now(), f.header.err),
             Err(_) => break true,
         }
     };
     if !failed {
         let _ = c.close().await;
     }
-    t.finish(&hist, failed)
+    t.finish(&run.hist, failed)
 }
 
 /// Runs one load against `s.hosts` and measures it.
 pub async fn run(s: Settings) -> Result<Outcome, BenchError> {
     prepare(&s).await?;
-    let s = Arc::new(s);
-    let hist = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
-    ));
-    let tickets = Arc::new(AtomicU64::new(s.count.unwrap_or(0)));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..s.sessions)
-        .map(|i| tokio::spawn(session(s.clone(), i, start, hist.clone(), tickets.clone())))
+    let run = Arc::new(Shared {
+        tickets: AtomicU64::new(s.count.unwrap_or(0)),
+        s,
+        start: Instant::now(),
+        hist: Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")),
+    });
+    let tasks: Vec<_> = (0..run.s.sessions)
+        .map(|i| tokio::spawn(session(run.clone(), i)))
         .collect();
     let (mut ops, mut errors) = (0, 0);
     for t in tasks {
@@ -383,13 +381,13 @@ pub async fn run(s: Settings) -> Result<Outcome, BenchError> {
         ops += o;
         errors += e;
     }
-    let h = hist.lock().expect("histogram lock");
+    let h = run.hist.lock().expect("histogram lock");
     Ok(Outcome {
         ops,
         errors,
-        secs: match s.count {
-            Some(_) => start.elapsed().as_secs_f64(),
-            None => s.duration.as_secs_f64(),
+        secs: match run.s.count {
+            Some(_) => run.start.elapsed().as_secs_f64(),
+            None => run.s.duration.as_secs_f64(),
         },
         p50_us: h.value_at_quantile(0.50),
         p99_us: h.value_at_quantile(0.99),
