@@ -1401,39 +1401,20 @@ impl Raft {
             .progress
             .keys()
             .filter(|id| removed_counted && !self.conf.members().any(|m| m == **id));
-        // A leader calls this for every acknowledgement: no allocation for up to 16 voters,
-        // and progress (sorted by id, like the voters) walked alongside, not looked up.
-        let mut progress = self.progress.iter().peekable();
-        let mut matched_of = |v: NodeId| {
-            if v == self.id {
-                return self.log.stable;
-            }
-            while progress.next_if(|(id, _)| **id < v).is_some() {}
-            match progress.peek() {
-                Some((id, p)) if **id == v => p.matched,
-                _ => self.progress.get(&v).map_or(0, |p| p.matched),
-            }
-        };
-        let mut stack = [0u64; 16];
-        let mut spilled = Vec::new();
-        let mut n = 0;
-        for v in self.conf.voters.iter().copied().chain(removed.copied()) {
-            let m = matched_of(v);
-            if n < stack.len() {
-                stack[n] = m;
-            } else {
-                if spilled.is_empty() {
-                    spilled.extend_from_slice(&stack);
+        // One vector per call (a leader calls this for every acknowledgement).
+        let mut matched: Vec<u64> = self
+            .conf
+            .voters
+            .iter()
+            .chain(removed)
+            .map(|v| {
+                if *v == self.id {
+                    self.log.stable
+                } else {
+                    self.progress.get(v).map_or(0, |p| p.matched)
                 }
-                spilled.push(m);
-            }
-            n += 1;
-        }
-        let matched = if n <= stack.len() {
-            &mut stack[..n]
-        } else {
-            &mut spilled[..]
-        };
+            })
+            .collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let q = matched[self.conf.quorum() - 1];
         // Broken on purpose under raft-commit-old-term: entries of an earlier term committed by
