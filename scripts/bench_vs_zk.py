@@ -5,8 +5,9 @@ Starts each server in turn (never two at once, so they do not compete for the 2 
 ZooKeeper standalone and as a 3-node ensemble (Debian's package, forceSync=yes, heap -Xmx2g,
 maxClientCnxns=0, admin.enableServer=false), then zraft as 1 and 3 nodes on 127.0.0.1.
 Runs the same matrix of loads against each with `zraft bench` and prints a table with
-throughput, p99 and zraft/ZooKeeper ratios; writes reports/bench/<stamp>.csv, .svg and the table as .txt. The
-disk's raw fsync rate (4 KiB appends, each fdatasync'ed) is measured in the data directory
+throughput, p99, zraft/ZooKeeper ratios and each server's CPU per request (its processes'
+user + system time over the measured window, divided by the requests measured); writes
+reports/bench/<stamp>.csv, .svg and the table as .txt. The disk's raw fsync rate (4 KiB appends, each fdatasync'ed) is measured in the data directory
 before and after, printed with the table and kept in <stamp>-fsync.txt.
 
 With --big N (e.g. 1000000), first a memory-and-restart comparison on one node of each:
@@ -195,16 +196,51 @@ def fsync_rate(directory, secs=3.0, size=4096):
         os.remove(path)
 
 
-def bench(zraft, hosts, load, depth, a, secs, warmup, label, csv_path):
+def cpu_ticks(pids):
+    """User plus system CPU the processes have used so far, in clock ticks (0 for any gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            # The command name (field 2) may hold spaces: fields are counted after its ')'.
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def bench(zraft, hosts, load, depth, a, secs, warmup, label, csv_path, server_pids=()):
+    """One `zraft bench` run; its CSV row, with the CPU the servers (all of the cluster's
+    processes) and the load generator used per measured request, sampled over the measured
+    window: the servers share the machine's cores with the generator and the kernel's loopback
+    TCP, so throughput alone does not say how much of the machine a server needed."""
     cmd = [zraft, "bench", "--hosts", hosts, "--load", load, "--depth", str(depth), "--sessions", str(a.sessions),
            "--value-size", str(a.value_size), "--secs", str(secs), "--warmup", str(warmup),
            "--root", f"/b-{label.replace(' ', '-')}-{load}-{depth}", "--csv", csv_path, "--label", label]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + warmup + 300)
-    if out.returncode != 0:
-        raise RuntimeError(f"bench failed: {' '.join(cmd)}\n{out.stderr}")
-    print("   ", out.stdout.strip(), flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples = []
+    try:
+        # The generator measures what is sent after `warmup` and answered before `warmup + secs`
+        # from its start (connecting takes milliseconds): sample the CPU at those instants.
+        t0 = time.time()
+        for at in (warmup, warmup + secs):
+            time.sleep(max(0.0, t0 + at - time.time()))
+            samples.append((cpu_ticks(server_pids), cpu_ticks([proc.pid])))
+        stdout, stderr = proc.communicate(timeout=300)
+    except BaseException:
+        proc.kill()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench failed: {' '.join(cmd)}\n{stderr}")
+    print("   ", stdout.strip(), flush=True)
     with open(csv_path) as f:
-        return list(csv.DictReader(f))[-1]
+        row = list(csv.DictReader(f))[-1]
+    ops = float(row.get("ops") or 0)
+    us_per_tick = 1e6 / os.sysconf("SC_CLK_TCK")
+    for i, key in enumerate(["server_cpu_us_per_op", "generator_cpu_us_per_op"]):
+        used = samples[1][i] - samples[0][i]
+        row[key] = f"{used * us_per_tick / ops:.1f}" if ops else ""
+    return row
 
 
 def svg(rows, path, rounds=1):
@@ -239,8 +275,10 @@ def median_row(rows, cell, kind):
     rs = [r for r in rows if (r["nodes"], r["load"], r["depth"]) == cell and r["server"] == kind]
     if not rs:
         return None
+    cpu = [float(r["server_cpu_us_per_op"]) for r in rs if r.get("server_cpu_us_per_op")]
     return dict(rs[0], ops_per_s=statistics.median(float(r["ops_per_s"]) for r in rs),
-                p99_ms=statistics.median(float(r["p99_ms"]) for r in rs))
+                p99_ms=statistics.median(float(r["p99_ms"]) for r in rs),
+                cpu=statistics.median(cpu) if cpu else 0.0)
 
 
 def round_ratios(rows, cell):
@@ -331,7 +369,8 @@ def main():
                         bench(a.zraft, c.hosts(), "set", 16, a, a.zk_warmup, 0, "warmup", raw_csv)
                     for load in a.loads.split(","):
                         for depth in [int(d) for d in a.depths.split(",")]:
-                            r = bench(a.zraft, c.hosts(), load, depth, a, a.secs, a.warmup, f"{kind}{n}", raw_csv)
+                            r = bench(a.zraft, c.hosts(), load, depth, a, a.secs, a.warmup, f"{kind}{n}", raw_csv,
+                                      [pr.pid for pr in c.procs])
                             rows.append(dict(r, server=kind, nodes=str(n), load=load, depth=str(depth), round=str(rnd)))
                 finally:
                     c.stop()
@@ -360,7 +399,8 @@ def main():
         return 0
     with open(csv_path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=["round", "server", "nodes", "load", "depth", "sessions", "value_size", "ops_per_s", "ops",
-                                           "errors", "p50_ms", "p99_ms", "p999_ms", "max_ms"], extrasaction="ignore")
+                                           "errors", "p50_ms", "p99_ms", "p999_ms", "max_ms", "server_cpu_us_per_op",
+                                           "generator_cpu_us_per_op"], extrasaction="ignore")
         wr.writeheader()
         wr.writerows(rows)
     os.remove(raw_csv)
@@ -371,10 +411,11 @@ def main():
     if a.rounds > 1:
         table.append(f"medians of {a.rounds} rounds; 'range' is the lowest and highest of the rounds' ratios")
     table.append(f"{'nodes':>5} {'load':>10} {'depth':>5} | {'ZK ops/s':>9} {'p99 ms':>7} | {'zraft ops/s':>11} {'p99 ms':>7} | "
-                 f"{'ratio':>5} {'p99 ratio':>9}" + (f" | {'range':>11}" if a.rounds > 1 else ""))
+                 f"{'ratio':>5} {'p99 ratio':>9}" + (f" | {'range':>11}" if a.rounds > 1 else "")
+                 + f" | {'ZK cpu':>6} {'zraft cpu':>9} {'cpu ratio':>9}")
     for n, load, depth in cells:
-        z = median_row(rows, (n, load, depth), "zk") or {"ops_per_s": 0, "p99_ms": 0}
-        r = median_row(rows, (n, load, depth), "zraft") or {"ops_per_s": 0, "p99_ms": 0}
+        z = median_row(rows, (n, load, depth), "zk") or {"ops_per_s": 0, "p99_ms": 0, "cpu": 0.0}
+        r = median_row(rows, (n, load, depth), "zraft") or {"ops_per_s": 0, "p99_ms": 0, "cpu": 0.0}
         zo, ro = float(z["ops_per_s"]), float(r["ops_per_s"])
         zp, rp = float(z["p99_ms"]), float(r["p99_ms"])
         ratios = round_ratios(rows, (n, load, depth))
@@ -383,14 +424,18 @@ def main():
                 f"{ratio:>5.2f} {rp / zp if zp else 0:>9.2f}")
         if a.rounds > 1:
             line += f" | {min(ratios, default=0):>5.2f}-{max(ratios, default=0):<5.2f}"
+        line += f" | {z['cpu']:>6.1f} {r['cpu']:>9.1f} {z['cpu'] / r['cpu'] if r['cpu'] else 0:>9.2f}"
         table.append(line)
     table.append("")
+    table.append("cpu: microseconds of CPU (user + system) the server's processes (all nodes together) used per")
+    table.append("measured request, medians; cpu ratio: ZooKeeper's over zraft's. The load generator and the")
+    table.append("kernel's loopback TCP share the same cores (the generator's CPU per request is in the csv).")
     table.append(fsync_line)
     # The table as printed, beside the csv it summarises (the closing notes quote it).
     with open(csv_path.replace(".csv", ".txt"), "w") as f:
         f.write("\n".join(table) + "\n")
     print()
-    print("\n".join(table[:-2]))
+    print("\n".join(table[:-1]))
     print(f"\n{fsync_line}\ncsv: {csv_path}\nplot: {csv_path.replace('.csv', '.svg')}")
 
 
