@@ -38,6 +38,12 @@ pub struct Summary {
     pub undecided: Vec<u64>,
     /// Wall seconds, summed over the parts (machines work in parallel).
     pub wall_secs: f64,
+    /// CPU seconds (user + system) the runs took, summed over jobs and parts: simulated
+    /// seconds per CPU second is the speed of one core, whatever else the machine was doing
+    /// (a shared VM moves wall time by a fifth between series). 0 in summaries written before
+    /// it was recorded.
+    #[serde(default)]
+    pub cpu_secs: f64,
     pub coverage: BTreeMap<String, Reached>,
     /// Coverage items this scenario should reach (its fault kinds and the protocol's key
     /// events); one reached by no seed is called out.
@@ -114,6 +120,7 @@ impl Summary {
         self.undecided.extend(other.undecided);
         self.undecided.sort();
         self.wall_secs += other.wall_secs;
+        self.cpu_secs += other.cpu_secs;
         for (k, r) in other.coverage {
             let e = self.coverage.entry(k).or_default();
             e.total += r.total;
@@ -147,7 +154,7 @@ impl Summary {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "{}: {} seeds ({}), {} simulated s, {} ops checked, {} failed, {} undecided, wall {:.1} s",
+            "{}: {} seeds ({}), {} simulated s, {} ops checked, {} failed, {} undecided, wall {:.1} s, cpu {:.1} s",
             self.scenario,
             self.seeds,
             self.parts.join(" + "),
@@ -155,7 +162,8 @@ impl Summary {
             self.ops,
             self.failures.len(),
             self.undecided.len(),
-            self.wall_secs
+            self.wall_secs,
+            self.cpu_secs
         );
         for f in &self.failures {
             let _ = writeln!(t, "  seed {} FAILED: {}\n    replay: {}", f.seed, f.why, f.replay);
@@ -317,6 +325,7 @@ mod tests {
             s.record(20, &cov(c), failure, None);
         }
         s.wall_secs = 1.5;
+        s.cpu_secs = 1.25;
         s
     }
 
@@ -343,6 +352,7 @@ mod tests {
         assert_eq!(s.failures[0].seed, 2);
         assert_eq!(s.parts, vec!["0..4 shard 2/2", "0..4 shard 1/2"]);
         assert_eq!(s.wall_secs, 3.0);
+        assert_eq!(s.cpu_secs, 2.5);
         // Halves was possible but never injected; no watch event, no connection either.
         assert_eq!(
             s.unreached(),
