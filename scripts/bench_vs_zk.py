@@ -7,8 +7,9 @@ maxClientCnxns=0, admin.enableServer=false), then zraft as 1 and 3 nodes on 127.
 Runs the same matrix of loads against each with `zraft bench` and prints a table with
 throughput, p99, zraft/ZooKeeper ratios and each server's CPU per request (its processes'
 user + system time over the measured window, divided by the requests measured); writes
-reports/bench/<stamp>.csv, .svg and the table as .txt. The disk's raw fsync rate (4 KiB appends, each fdatasync'ed) is measured in the data directory
-before and after, printed with the table and kept in <stamp>-fsync.txt.
+reports/bench/<stamp>.csv, .svg and the table as .txt. The disk's raw fsync rate (4 KiB
+appends, each fdatasync'ed) is measured in the data directory before and after, printed with
+the table and kept in <stamp>-fsync.txt.
 
 With --big N (e.g. 1000000), first a memory-and-restart comparison on one node of each:
 N znodes of 100 bytes created (64 sessions, depth 16), the time that took, the server's
