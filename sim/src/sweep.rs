@@ -39,9 +39,8 @@ pub struct Summary {
     /// Wall seconds, summed over the parts (machines work in parallel).
     pub wall_secs: f64,
     /// CPU seconds (user + system) the runs took, summed over jobs and parts: simulated
-    /// seconds per CPU second is the speed of one core, whatever else the machine was doing
-    /// (a shared VM moves wall time by a fifth between series). 0 in summaries written before
-    /// it was recorded.
+    /// seconds per CPU second is the speed of one core however many jobs ran (per wall second
+    /// counts every core the jobs used). 0 in summaries written before it was recorded.
     #[serde(default)]
     pub cpu_secs: f64,
     pub coverage: BTreeMap<String, Reached>,
